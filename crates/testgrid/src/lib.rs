@@ -1,0 +1,1 @@
+//! Test grid harness (being written).

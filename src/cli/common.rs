@@ -1,0 +1,119 @@
+//! What every subcommand shares: grid options, the backend, signals, the
+//! runtime, and turning errors into one-line messages and exit codes.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use steward::error::{Error, ErrorKind, Exit};
+use steward::{config, output};
+use steward_backend::{Gateway, GatewayOptions};
+use steward_cap::Authority;
+use tokio::sync::watch;
+
+/// How to reach the grid.
+#[derive(Args, Clone, Debug)]
+pub struct GridArgs {
+    /// Gateway web-API URL; repeat it or separate with commas to spread the
+    /// load over several gateways of the same grid. Default: $STEWARD_GATEWAY,
+    /// else node.url in the node directory.
+    #[arg(long = "gateway", value_name = "URL")]
+    pub gateway: Vec<String>,
+    /// Tahoe node directory, for node.url and aliases.
+    #[arg(long = "node-directory", short = 'd', value_name = "DIR")]
+    pub node_directory: Option<PathBuf>,
+    /// Seconds allowed for one request.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+    /// Retries of a request that failed transiently (connection refused or
+    /// reset, 502/503/504, timeout), with exponential backoff.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub retries: u32,
+}
+
+/// The strongest cap written into units.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapsArg {
+    Write,
+    Read,
+    Verify,
+}
+
+impl From<CapsArg> for Authority {
+    fn from(c: CapsArg) -> Self {
+        match c {
+            CapsArg::Write => Authority::Write,
+            CapsArg::Read => Authority::Read,
+            CapsArg::Verify => Authority::Verify,
+        }
+    }
+}
+
+impl GridArgs {
+    pub fn node_dir(&self) -> PathBuf {
+        config::node_directory(self.node_directory.as_deref())
+    }
+
+    /// The gateway client, probed: a gateway that is down fails here, at once.
+    pub async fn gateway(&self) -> Result<Arc<Gateway>, Error> {
+        let urls = config::gateway_urls(&self.gateway, &self.node_dir())?;
+        let gw = Gateway::new(GatewayOptions {
+            urls,
+            timeout: Duration::from_secs(self.timeout.max(1)),
+            retries: self.retries,
+            ..Default::default()
+        })?;
+        gw.probe().await?;
+        Ok(Arc::new(gw))
+    }
+}
+
+/// Log to stderr, filtered by STEWARD_LOG (default: warnings).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A watch that turns true on Ctrl-C or SIGTERM.
+pub fn stop_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Run an async command on a multi-threaded runtime and map its outcome.
+pub fn run_async(fut: impl std::future::Future<Output = Result<Exit, Error>>) -> Exit {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(fut) {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+/// Print a run-ending error as one line and pick the exit code.
+pub fn report(e: &Error) -> Exit {
+    if output::is_broken_pipe(e) {
+        return Exit::Ok;
+    }
+    let label = match e.kind {
+        ErrorKind::Interrupted => "steward: stopped",
+        _ => "steward: error",
+    };
+    eprintln!("{label}: {e}");
+    e.exit()
+}

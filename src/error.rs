@@ -1,0 +1,104 @@
+//! The errors that end a run, and the exit codes.
+//!
+//! A problem with one object (unhealthy, unrecoverable, a listing that
+//! failed) is a *finding*: it is written into that object's unit and the run
+//! goes on. An [`Error`] is for what stops the run itself: bad input, a
+//! gateway that cannot be reached, an unusable checkpoint, an I/O failure.
+//! Its message is one line, names the input (never a whole cap) and says
+//! what to do.
+//!
+//! Exit codes, as `tahoe deep-check` and ripgrep use them: 0 all healthy,
+//! 1 findings (unhealthy, unrecoverable or unlisted objects remain), 2 the
+//! run failed, 130 interrupted (the checkpoint allows a resume).
+
+use std::fmt;
+
+/// The exit status of a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Findings = 1,
+    Failed = 2,
+    Interrupted = 130,
+}
+
+/// What went wrong, broadly; decides nothing but how the message is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A malformed cap, alias, or input line the run cannot go past.
+    Input,
+    /// No usable gateway or configuration.
+    Config,
+    /// The grid could not be reached.
+    Gateway,
+    /// A checkpoint that does not fit its output or input.
+    Checkpoint,
+    /// Reading or writing local files.
+    Io,
+    /// Ctrl-C or SIGTERM: stopped cleanly, resumable.
+    Interrupted,
+}
+
+/// A run-ending error with a one-line, cap-free message.
+#[derive(Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn input(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Input, m)
+    }
+    pub fn config(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, m)
+    }
+    pub fn checkpoint(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Checkpoint, m)
+    }
+    pub fn io(context: impl fmt::Display, e: std::io::Error) -> Self {
+        Self::new(ErrorKind::Io, format!("{context}: {e}"))
+    }
+    pub fn interrupted() -> Self {
+        Self::new(
+            ErrorKind::Interrupted,
+            "interrupted; run the same command again to resume",
+        )
+    }
+
+    /// The exit code for this error.
+    pub fn exit(&self) -> Exit {
+        match self.kind {
+            ErrorKind::Interrupted => Exit::Interrupted,
+            _ => Exit::Failed,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<steward_backend::BackendError> for Error {
+    fn from(e: steward_backend::BackendError) -> Self {
+        Error::new(ErrorKind::Gateway, e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::checkpoint(format!("checkpoint database: {e}"))
+    }
+}

@@ -1,0 +1,35 @@
+//! steward: keeps Tahoe-LAFS grids healthy.
+//!
+//! The library holds all logic; the `steward` binary is a thin command line
+//! over it. Data flows one way:
+//!
+//! ```text
+//! root cap --[stage::traverse]--> manifest units --[stage::check]--> check units
+//!          --[stage::repair]--> repair units --> report
+//! ```
+//!
+//! * [`unit`]: the NDJSON unit format every stage reads and writes (Tahoe's
+//!   `t=stream-manifest` / `t=stream-deep-check` format, plus typed errors).
+//! * [`stats`]: Tahoe's deep-stats, computed as units are emitted.
+//! * [`stage`]: the stages themselves, transport-agnostic.
+//! * [`journal`]: the durable checkpoints that make every stage resumable.
+//! * [`output`]: private (0600) output files and stdout.
+//! * [`config`]: gateways, node directory, aliases and roots.
+//! * [`progress`]: the terminal progress display.
+//! * [`error`]: run-ending errors and exit codes.
+//!
+//! Caps are parsed by the `steward-cap` crate and grid operations go through
+//! the `Backend` trait of `steward-backend`, whose first implementation is
+//! the gateway web-API client.
+
+pub mod config;
+pub mod error;
+pub mod journal;
+pub mod output;
+pub mod pipeline;
+pub mod progress;
+pub mod stage;
+pub mod stats;
+pub mod unit;
+
+pub use error::{Error, ErrorKind, Exit, Result};

@@ -1,0 +1,222 @@
+//! The unit format: what every stage reads and writes, one JSON object per line.
+//!
+//! steward speaks the NDJSON format of Tahoe-LAFS's own streaming deep
+//! operations (`t=stream-manifest` and `t=stream-deep-check` in
+//! `docs/frontends/webapi.rst`), so that a file written by one tool can be
+//! read by the other. A stream is a sequence of *object units* followed by
+//! one *stats unit*.
+//!
+//! # Object units
+//!
+//! ```json
+//! {"type": "file", "path": ["docs", "a.txt"], "cap": "URI:CHK:...",
+//!  "verifycap": "URI:CHK-Verifier:...", "repaircap": "URI:CHK:...",
+//!  "storage-index": "rbrklpiblumo2dmqx6krlziaom"}
+//! ```
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `type` | `file`, `directory` or `unknown` (a cap this version of Tahoe does not know) |
+//! | `path` | list of names from the root; `[]` is the root itself. Names are Unicode; non-ASCII characters are written as `\uXXXX` escapes, as Tahoe writes them |
+//! | `cap` | the strongest cap the run was allowed to write (`--caps`): a write cap, a read cap, or only the verify cap |
+//! | `verifycap` | the verify cap; `""` for literal (LIT) objects, which have no shares |
+//! | `repaircap` | the cap needed to repair the object: the read cap for immutable objects, the write cap for mutable ones; `""` when the run was not allowed to write it, and for LIT objects |
+//! | `storage-index` | base32 storage index; `""` for LIT objects |
+//! | `error` | only when something went wrong for this object: `{"code": "...", "message": "..."}` (below) |
+//! | `check-results` | added by `steward check`: Tahoe's check-results object (`storage-index`, `summary`, `results` with `healthy`, `recoverable`, `count-shares-good`, ...) |
+//! | `check-and-repair-results` | added by `steward repair`: Tahoe's check-and-repair-results object (`repair-attempted`, `repair-successful`, `pre-repair-results`, `post-repair-results`) |
+//! | `repair` | added by `steward repair`: why the object was or was not repaired (`{"action": "repaired" \| "skipped" \| "would-repair" \| "not-repairable", "reason": "..."}`) |
+//!
+//! # Error codes
+//!
+//! An `error` object's `code` is stable and machine-readable; `message` is one
+//! line for people and never holds a whole cap. See
+//! [`steward_backend::ErrorCode`] for the list: `unrecoverable`,
+//! `gateway-timeout`, `gateway-http-5xx`, `gateway-http-4xx`,
+//! `gateway-unreachable`, `bad-response`, `bad-cap`,
+//! `insufficient-authority`, `not-supported`, `server-error`.
+//!
+//! # The stats unit
+//!
+//! `{"type": "stats", "stats": {...}}` ends a manifest; its keys are Tahoe's
+//! deep-stats keys (see [`crate::stats`]).
+
+use crate::error::Result;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io;
+
+/// What kind of object a unit describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectType {
+    File,
+    Directory,
+    Unknown,
+}
+
+/// A typed error inside a unit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitError {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<&steward_backend::BackendError> for UnitError {
+    fn from(e: &steward_backend::BackendError) -> Self {
+        UnitError {
+            code: e.code.as_str().to_string(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+/// One object of the tree, with whatever the stages so far added to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectUnit {
+    #[serde(rename = "type")]
+    pub object_type: ObjectType,
+    pub path: Vec<String>,
+    #[serde(default)]
+    pub cap: String,
+    #[serde(default)]
+    pub verifycap: String,
+    #[serde(default)]
+    pub repaircap: String,
+    #[serde(rename = "storage-index", default)]
+    pub storage_index: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<UnitError>,
+    #[serde(
+        rename = "check-results",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub check_results: Option<Value>,
+    #[serde(
+        rename = "check-and-repair-results",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub check_and_repair_results: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Value>,
+}
+
+/// One line of a stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Unit {
+    Object(Box<ObjectUnit>),
+    Stats(Value),
+}
+
+impl Unit {
+    /// Parse one line. Errors say what is wrong, never quoting the line (it
+    /// may hold caps).
+    pub fn parse(line: &str) -> Result<Unit, String> {
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            if e.is_eof() {
+                "truncated JSON (the line ends in the middle of a unit)".to_string()
+            } else {
+                format!("not JSON ({})", e)
+            }
+        })?;
+        match v.get("type").and_then(Value::as_str) {
+            Some("stats") => Ok(Unit::Stats(v.get("stats").cloned().unwrap_or(Value::Null))),
+            Some("file" | "directory" | "unknown") => serde_json::from_value(v)
+                .map(|o| Unit::Object(Box::new(o)))
+                .map_err(|e| format!("not a steward/Tahoe unit ({e})")),
+            Some(other) => Err(format!("unknown unit type {other:?}")),
+            None => Err("JSON without a \"type\" field".to_string()),
+        }
+    }
+
+    /// The line for this unit, without newline, in Tahoe's ASCII-only JSON.
+    pub fn to_line(&self) -> String {
+        match self {
+            Unit::Object(o) => to_ascii_json(o),
+            Unit::Stats(s) => to_ascii_json(&serde_json::json!({"type": "stats", "stats": s})),
+        }
+    }
+}
+
+/// Where traversal units go. A file, a channel to the next stage, or both.
+#[async_trait]
+pub trait UnitSink: Send {
+    /// Take one unit, in emission order.
+    async fn emit(&mut self, unit: Unit) -> Result<()>;
+    /// Make every unit emitted so far durable; returns the output length
+    /// to record in the checkpoint (0 when nothing is durable).
+    async fn sync(&mut self) -> Result<u64>;
+}
+
+/// Serialize as JSON with every non-ASCII character escaped (`\uXXXX`, with
+/// surrogate pairs), as Python's `json.dumps(..., ensure_ascii=True)` does.
+pub fn to_ascii_json<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
+    value
+        .serialize(&mut ser)
+        .expect("serializing a unit to memory cannot fail");
+    String::from_utf8(out).expect("ASCII output")
+}
+
+struct AsciiFormatter;
+
+impl serde_json::ser::Formatter for AsciiFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, ch) in fragment.char_indices() {
+            if ch.is_ascii() {
+                continue;
+            }
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            let mut buf = [0u16; 2];
+            for unit in ch.encode_utf16(&mut buf) {
+                write!(writer, "\\u{:04x}", unit)?;
+            }
+            start = i + ch.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_json_escapes_like_python() {
+        // json.dumps(["é", "😀", "a\"b"], ensure_ascii=True)
+        assert_eq!(
+            to_ascii_json(&["é", "😀", "a\"b"]),
+            r#"["\u00e9","\ud83d\ude00","a\"b"]"#
+        );
+    }
+
+    #[test]
+    fn units_round_trip_and_bad_lines_are_explained() {
+        let line = r#"{"type":"file","path":["x","\u00e9"],"cap":"URI:LIT:aa","verifycap":"","repaircap":"","storage-index":""}"#;
+        let u = Unit::parse(line).unwrap();
+        match &u {
+            Unit::Object(o) => {
+                assert_eq!(o.object_type, ObjectType::File);
+                assert_eq!(o.path, vec!["x".to_string(), "é".to_string()]);
+            }
+            _ => panic!("expected an object unit"),
+        }
+        assert_eq!(u.to_line(), line);
+        assert!(Unit::parse(r#"{"type":"file","path":["#)
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(Unit::parse("URI:CHK:abc").unwrap_err().contains("not JSON"));
+        assert!(Unit::parse(r#"{"a":1}"#).unwrap_err().contains("type"));
+        let s = Unit::parse(r#"{"type":"stats","stats":{"count-files":3}}"#).unwrap();
+        assert_eq!(s, Unit::Stats(serde_json::json!({"count-files": 3})));
+    }
+}
