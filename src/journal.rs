@@ -269,3 +269,96 @@ fn insert_task(tx: &rusqlite::Transaction<'_>, t: &DirTask) -> Result<()> {
         ])?;
     Ok(())
 }
+
+/// Version of the stage checkpoint format.
+pub const STAGE_CHECKPOINT_VERSION: u32 = 1;
+
+/// How much of the input is hashed to recognise it again.
+pub const INPUT_PREFIX: usize = 64 * 1024;
+
+/// The checkpoint of a `check` or `repair` run: a small JSON file beside the
+/// output (`FILE.steward-ckpt`), replaced atomically (write a temporary file,
+/// fsync, rename, fsync the directory) at a bounded interval, after the
+/// output itself has been fsynced. Progress is positional: the input is read
+/// in order and the output follows the input's order, so one input offset and
+/// one output length say exactly what is done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageCheckpoint {
+    pub version: u32,
+    /// `check` or `repair`.
+    pub stage: String,
+    /// The options that change what the output holds (for example
+    /// `verify,add-lease`): a resume with other options is refused.
+    pub options: String,
+    /// SHA-256 (base32) of the input's first [`INPUT_PREFIX`] bytes, or of
+    /// all of it if shorter, as far as it had been read.
+    pub input_prefix_hash: String,
+    /// How many bytes of input the hash covers.
+    pub input_prefix_len: u64,
+    /// Input bytes fully processed.
+    pub input_offset: u64,
+    /// Input lines fully processed.
+    pub input_lines: u64,
+    /// Output bytes that correspond to them.
+    pub output_len: u64,
+    /// Per-stage counters (healthy, unhealthy, repaired, ...), for the summary.
+    pub tally: std::collections::BTreeMap<String, u64>,
+    /// Whether the input was consumed to its end.
+    pub done: bool,
+}
+
+impl StageCheckpoint {
+    /// Read a checkpoint; `None` if there is none.
+    pub fn load(path: &Path) -> Result<Option<StageCheckpoint>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("reading checkpoint {}", path.display()),
+                    e,
+                ))
+            }
+        };
+        let c: StageCheckpoint = serde_json::from_str(&text).map_err(|_| {
+            Error::checkpoint(format!(
+                "checkpoint {} is not a steward stage checkpoint: run again with --restart",
+                path.display()
+            ))
+        })?;
+        if c.version != STAGE_CHECKPOINT_VERSION {
+            return Err(Error::checkpoint(format!(
+                "checkpoint {} has format version {}, this steward writes {STAGE_CHECKPOINT_VERSION}: run again with --restart",
+                path.display(),
+                c.version
+            )));
+        }
+        Ok(Some(c))
+    }
+
+    /// Replace the checkpoint at `path` durably and atomically.
+    pub fn store(&self, path: &Path) -> Result<()> {
+        use std::io::Write;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let ctx = |e| Error::io(format!("writing checkpoint {}", path.display()), e);
+        let mut f = open_private(&tmp, true).map_err(ctx)?;
+        f.write_all(serde_json::to_string(self).unwrap().as_bytes())
+            .map_err(ctx)?;
+        f.sync_all().map_err(ctx)?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(ctx)?;
+        if let Some(dir) = path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}

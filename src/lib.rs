@@ -24,10 +24,12 @@
 
 pub mod config;
 pub mod error;
+pub mod input;
 pub mod journal;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
+pub mod report;
 pub mod stage;
 pub mod stats;
 pub mod unit;

@@ -4,17 +4,22 @@
 //! output at the right length, and run the stage.
 
 use crate::error::{Error, Result};
-use crate::journal::{checkpoint_path, remove_checkpoint, ManifestJournal, Progress, RunIdentity};
+use crate::input::{Committed, LineSource};
+use crate::journal::{
+    checkpoint_path, remove_checkpoint, ManifestJournal, Progress, RunIdentity, StageCheckpoint,
+};
 use crate::output::Output;
 use crate::stage::traverse::{
     listing_cap, root_identity, Traversal, TraverseCounts, TraverseOptions, TraverseSummary,
 };
+use crate::stage::{run_mapped, Checkpointing, Observer, StageInput, StageSummary};
+use crate::unit::Unit;
 use crate::unit::UnitSink;
 use std::path::Path;
 use std::sync::Arc;
 use steward_backend::Backend;
 use steward_cap::{Authority, Cap};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 fn authority_name(a: Authority) -> &'static str {
     match a {
@@ -24,17 +29,32 @@ fn authority_name(a: Authority) -> &'static str {
     }
 }
 
+/// Where a manifest goes.
+#[derive(Default)]
+pub struct ManifestDest<'a> {
+    /// The output file (resumable), or `None` for standard output.
+    pub path: Option<&'a Path>,
+    /// Forget the checkpoint and start over.
+    pub restart: bool,
+    /// Told the committed output length after each checkpoint.
+    pub notify: Option<watch::Sender<Committed>>,
+}
+
 /// Run a manifest of `root`, writing units to `output` (a file, resumable
 /// through its checkpoint) or to standard output.
 pub async fn manifest(
     backend: Arc<dyn Backend>,
     root: &Cap,
     opts: TraverseOptions,
-    output: Option<&Path>,
-    restart: bool,
+    dest: ManifestDest<'_>,
     stop: watch::Receiver<bool>,
     on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
 ) -> Result<TraverseSummary> {
+    let ManifestDest {
+        path: output,
+        restart,
+        notify,
+    } = dest;
     let Some(path) = output else {
         let mut out = Output::stdout();
         let t = Traversal::new(backend, root, opts, None, None)?;
@@ -67,6 +87,12 @@ pub async fn manifest(
                 // Nothing to do: the output is complete. Make sure it is
                 // still whole before saying so.
                 Output::open_file(path, Some(progress.output_len))?;
+                if let Some(n) = &notify {
+                    let _ = n.send(Committed {
+                        len: progress.output_len,
+                        done: true,
+                    });
+                }
                 return Ok(TraverseSummary {
                     stats: progress.stats,
                     unlisted: progress.unlisted,
@@ -75,7 +101,8 @@ pub async fn manifest(
                 });
             }
             let mut out = Output::open_file(path, Some(progress.output_len))?;
-            let t = Traversal::new(backend, root, opts, Some(journal), Some(progress))?;
+            let t = Traversal::new(backend, root, opts, Some(journal), Some(progress))?
+                .with_notify(notify);
             t.run(&mut out, stop, on_progress).await
         }
         None => {
@@ -108,6 +135,384 @@ pub async fn manifest(
             let t = Traversal::new(backend, root, opts, Some(journal), Some(progress))?;
             t.run(&mut out as &mut dyn UnitSink, stop, on_progress)
                 .await
+        }
+    }
+}
+
+/// A sink that hands units to the next stage of the same process.
+pub struct ChannelSink(pub mpsc::Sender<Unit>);
+
+#[async_trait::async_trait]
+impl UnitSink for ChannelSink {
+    async fn emit(&mut self, unit: Unit) -> Result<()> {
+        self.0.send(unit).await.map_err(|_| {
+            Error::new(
+                crate::error::ErrorKind::Interrupted,
+                "the next stage stopped",
+            )
+        })
+    }
+    async fn sync(&mut self) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Where a file stage reads and writes, and how it resumes.
+pub struct FileStage<'a> {
+    /// `check` or `repair`.
+    pub stage: &'static str,
+    /// Options that change the output; a resume with others is refused.
+    pub options: String,
+    /// Input file (`None` or `-`: standard input).
+    pub input: Option<&'a Path>,
+    /// Follow an input another stage of this process is writing.
+    pub follow: Option<watch::Receiver<Committed>>,
+    /// Output file (`None`: standard output, not resumable).
+    pub output: Option<&'a Path>,
+    pub restart: bool,
+    pub jobs: usize,
+    /// Told the output's committed length after each checkpoint.
+    pub notify: Option<watch::Sender<Committed>>,
+}
+
+/// Run a check or repair stage from a file (or stdin) to a file (or stdout),
+/// resuming from the checkpoint beside the output.
+pub async fn run_file_stage(
+    fs: FileStage<'_>,
+    op: &crate::stage::Op,
+    stop: watch::Receiver<bool>,
+    observer: &mut dyn Observer,
+) -> Result<StageSummary> {
+    let open_input = |offset: u64| {
+        let follow = fs.follow.clone();
+        let input = fs.input;
+        async move {
+            let mut src = match (follow, input) {
+                (Some(rx), Some(p)) => LineSource::follow(p, rx).await?,
+                _ => LineSource::open(input).await?,
+            };
+            src.skip_to(offset).await?;
+            Ok::<_, Error>(src)
+        }
+    };
+    let Some(out_path) = fs.output else {
+        let src = open_input(0).await?;
+        let mut out = Output::stdout();
+        return run_mapped(
+            StageInput::Lines(src),
+            fs.jobs,
+            op,
+            &mut out,
+            None,
+            stop,
+            observer,
+        )
+        .await;
+    };
+    let ckpt_path = checkpoint_path(out_path);
+    if fs.restart {
+        remove_checkpoint(&ckpt_path)?;
+    }
+    let (state, src, mut out) = match StageCheckpoint::load(&ckpt_path)? {
+        Some(c) => {
+            if c.stage != fs.stage || c.options != fs.options {
+                return Err(Error::checkpoint(format!(
+                    "{} is the checkpoint of a `{}` run with options [{}], not of this `{}` run with [{}]: use the same options, another -o FILE, or --restart",
+                    ckpt_path.display(), c.stage, c.options, fs.stage, fs.options
+                )));
+            }
+            let src = open_input(c.input_offset).await?;
+            let (hash, _) = src.prefix_hash(c.input_offset);
+            if hash != c.input_prefix_hash {
+                return Err(Error::checkpoint(format!(
+                    "the input {} is not the one {} was made from (its first bytes differ): give the same input, or --restart",
+                    src.name(),
+                    ckpt_path.display()
+                )));
+            }
+            let out = Output::open_file(out_path, Some(c.output_len))?;
+            if c.done {
+                if let Some(n) = &fs.notify {
+                    let _ = n.send(Committed {
+                        len: c.output_len,
+                        done: true,
+                    });
+                }
+                return Ok(StageSummary {
+                    bad_lines: c.tally.get("bad-lines").copied().unwrap_or(0),
+                    tally: c.tally,
+                    already_done: true,
+                });
+            }
+            (c, src, out)
+        }
+        None => {
+            if !fs.restart
+                && std::fs::metadata(out_path)
+                    .map(|m| m.len() > 0)
+                    .unwrap_or(false)
+            {
+                return Err(Error::checkpoint(format!(
+                    "{} already exists and has no checkpoint beside it: use --restart to overwrite it, or another -o FILE",
+                    out_path.display()
+                )));
+            }
+            let src = open_input(0).await?;
+            let out = Output::open_file(out_path, None)?;
+            let state = StageCheckpoint {
+                version: crate::journal::STAGE_CHECKPOINT_VERSION,
+                stage: fs.stage.to_string(),
+                options: fs.options.clone(),
+                input_prefix_hash: String::new(),
+                input_prefix_len: 0,
+                input_offset: 0,
+                input_lines: 0,
+                output_len: 0,
+                tally: Default::default(),
+                done: false,
+            };
+            (state, src, out)
+        }
+    };
+    let ckpt = Checkpointing {
+        path: ckpt_path,
+        state,
+        interval: std::time::Duration::from_secs(1),
+        notify: fs.notify,
+    };
+    run_mapped(
+        StageInput::Lines(src),
+        fs.jobs,
+        op,
+        &mut out,
+        Some(ckpt),
+        stop,
+        observer,
+    )
+    .await
+}
+
+/// The files of a resumable one-shot deep check: the final units in `FILE`,
+/// the manifest and (with repair) the check units beside it, each with its
+/// own checkpoint.
+pub fn deep_check_files(output: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let side = |suffix: &str| {
+        let mut s = output.as_os_str().to_owned();
+        s.push(suffix);
+        std::path::PathBuf::from(s)
+    };
+    (side(".manifest"), side(".check"))
+}
+
+/// What a one-shot deep check runs.
+pub struct DeepCheck {
+    /// Lists directories (a gateway).
+    pub lister: Arc<dyn Backend>,
+    pub traverse: TraverseOptions,
+    pub checker: crate::stage::check::Checker,
+    pub check_jobs: usize,
+    pub repairer: Option<crate::stage::repair::Repairer>,
+    /// Final units file (resumable); `None`: the units go to `sink`.
+    pub output: Option<std::path::PathBuf>,
+    pub restart: bool,
+}
+
+/// What a one-shot deep check did.
+pub struct DeepCheckSummary {
+    pub traverse: TraverseSummary,
+    pub check: StageSummary,
+    pub repair: Option<StageSummary>,
+}
+
+/// An observer that only counts, for a stage whose units a later stage reads.
+pub struct Counting(pub fn(&Unit, &mut std::collections::BTreeMap<String, u64>));
+
+impl Observer for Counting {
+    fn output(&mut self, unit: &Unit, tally: &mut std::collections::BTreeMap<String, u64>) {
+        (self.0)(unit, tally)
+    }
+    fn bad_line(&mut self, _bad: &crate::stage::BadLine) {}
+}
+
+/// Run traversal, check and (optionally) repair as concurrent stages of one
+/// process. Without an output file they are joined by bounded channels and
+/// the final units go to `sink`; with one, each stage writes its own
+/// checkpointed file and the next follows it as it is committed, so the
+/// whole run resumes after a crash.
+pub async fn deep_check(
+    plan: DeepCheck,
+    root: &Cap,
+    stop: watch::Receiver<bool>,
+    sink: &mut dyn UnitSink,
+    observer: &mut dyn Observer,
+    on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
+) -> Result<DeepCheckSummary> {
+    use crate::stage::check::tally_check;
+    let checker = plan.checker.clone();
+    let check_op = move |u: Unit| -> futures::future::BoxFuture<'static, Result<Vec<Unit>>> {
+        let c = checker.clone();
+        Box::pin(async move { Ok(vec![c.check_unit(u).await?]) })
+    };
+    let repair_op = plan.repairer.clone().map(|r| {
+        move |u: Unit| -> futures::future::BoxFuture<'static, Result<Vec<Unit>>> {
+            let r = r.clone();
+            Box::pin(async move { r.repair_unit(u).await })
+        }
+    });
+    match &plan.output {
+        None => {
+            let (tx_m, rx_m) = mpsc::channel::<Unit>(1024);
+            let traverse = async {
+                let mut chan = ChannelSink(tx_m);
+                let t =
+                    Traversal::new(plan.lister.clone(), root, plan.traverse.clone(), None, None)?;
+                t.run(&mut chan, stop.clone(), on_progress).await
+            };
+            match repair_op {
+                None => {
+                    let check = run_mapped(
+                        StageInput::Channel(rx_m),
+                        plan.check_jobs,
+                        &check_op,
+                        sink,
+                        None,
+                        stop.clone(),
+                        observer,
+                    );
+                    let (t, c) = tokio::try_join!(traverse, check)?;
+                    Ok(DeepCheckSummary {
+                        traverse: t,
+                        check: c,
+                        repair: None,
+                    })
+                }
+                Some(rop) => {
+                    let (tx_c, rx_c) = mpsc::channel::<Unit>(1024);
+                    let check = async {
+                        let mut chan = ChannelSink(tx_c);
+                        run_mapped(
+                            StageInput::Channel(rx_m),
+                            plan.check_jobs,
+                            &check_op,
+                            &mut chan,
+                            None,
+                            stop.clone(),
+                            &mut Counting(tally_check),
+                        )
+                        .await
+                    };
+                    let repair = run_mapped(
+                        StageInput::Channel(rx_c),
+                        plan.check_jobs,
+                        &rop,
+                        sink,
+                        None,
+                        stop.clone(),
+                        observer,
+                    );
+                    let (t, c, r) = tokio::try_join!(traverse, check, repair)?;
+                    Ok(DeepCheckSummary {
+                        traverse: t,
+                        check: c,
+                        repair: Some(r),
+                    })
+                }
+            }
+        }
+        Some(out) => {
+            let (manifest_path, check_path) = deep_check_files(out);
+            if plan.restart {
+                for p in [out.as_path(), manifest_path.as_path(), check_path.as_path()] {
+                    remove_checkpoint(&checkpoint_path(p))?;
+                }
+            }
+            let (tx_m, rx_m) = watch::channel(Committed::default());
+            let traverse = manifest(
+                plan.lister.clone(),
+                root,
+                plan.traverse.clone(),
+                ManifestDest {
+                    path: Some(&manifest_path),
+                    restart: plan.restart,
+                    notify: Some(tx_m),
+                },
+                stop.clone(),
+                on_progress,
+            );
+            let check_options = format!(
+                "verify={},add-lease={}",
+                plan.checker.opts.verify, plan.checker.opts.add_lease
+            );
+            match repair_op {
+                None => {
+                    let check = run_file_stage(
+                        FileStage {
+                            stage: "check",
+                            options: check_options,
+                            input: Some(&manifest_path),
+                            follow: Some(rx_m),
+                            output: Some(out),
+                            restart: plan.restart,
+                            jobs: plan.check_jobs,
+                            notify: None,
+                        },
+                        &check_op,
+                        stop.clone(),
+                        observer,
+                    );
+                    let (t, c) = tokio::try_join!(traverse, check)?;
+                    Ok(DeepCheckSummary {
+                        traverse: t,
+                        check: c,
+                        repair: None,
+                    })
+                }
+                Some(rop) => {
+                    let (tx_c, rx_c) = watch::channel(Committed::default());
+                    let mut counting = Counting(tally_check);
+                    let check = run_file_stage(
+                        FileStage {
+                            stage: "check",
+                            options: check_options,
+                            input: Some(&manifest_path),
+                            follow: Some(rx_m),
+                            output: Some(&check_path),
+                            restart: plan.restart,
+                            jobs: plan.check_jobs,
+                            notify: Some(tx_c),
+                        },
+                        &check_op,
+                        stop.clone(),
+                        &mut counting,
+                    );
+                    let policy = plan
+                        .repairer
+                        .as_ref()
+                        .map(|r| format!("{:?}", r.policy))
+                        .unwrap_or_default();
+                    let repair = run_file_stage(
+                        FileStage {
+                            stage: "repair",
+                            options: policy,
+                            input: Some(&check_path),
+                            follow: Some(rx_c),
+                            output: Some(out),
+                            restart: plan.restart,
+                            jobs: plan.check_jobs,
+                            notify: None,
+                        },
+                        &rop,
+                        stop.clone(),
+                        observer,
+                    );
+                    let (t, c, r) = tokio::try_join!(traverse, check, repair)?;
+                    Ok(DeepCheckSummary {
+                        traverse: t,
+                        check: c,
+                        repair: Some(r),
+                    })
+                }
+            }
         }
     }
 }

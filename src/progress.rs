@@ -63,6 +63,11 @@ impl Meter {
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
+    /// Whether nothing is drawn.
+    pub fn is_hidden(&self) -> bool {
+        self.bar.is_hidden()
+    }
+
     /// Print a line above the bar (or to stderr when hidden).
     pub fn println(&self, line: &str) {
         if self.bar.is_hidden() {

@@ -67,8 +67,11 @@ pub async fn run(a: ManifestArgs) -> Result<Exit, Error> {
         gateway,
         &root,
         opts,
-        a.output.as_deref(),
-        a.restart,
+        pipeline::ManifestDest {
+            path: a.output.as_deref(),
+            restart: a.restart,
+            notify: None,
+        },
         stop_signal(),
         &on_progress,
     )

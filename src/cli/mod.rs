@@ -1,6 +1,8 @@
 //! Command-line parsing (clap derive) and dispatch to the subcommands.
 
+mod check;
 mod common;
+mod deep_check;
 mod demo;
 mod manifest;
 
@@ -20,6 +22,13 @@ struct Cli {
 enum Command {
     /// List every object reachable from a root, one JSON unit per object.
     Manifest(manifest::ManifestArgs),
+    /// Check every object of a manifest or cap list; one unit per object.
+    Check(check::CheckArgs),
+    /// Repair what a check found unhealthy.
+    Repair(check::RepairArgs),
+    /// Manifest, check and (with --repair) repair in one streaming run.
+    #[command(name = "deep-check")]
+    DeepCheck(deep_check::DeepCheckArgs),
     /// Start a local grid, fill it with a sample tree, and run steward on it.
     Demo(demo::DemoArgs),
 }
@@ -29,6 +38,9 @@ pub fn main() -> Exit {
     common::init_logging();
     match cli.command {
         Command::Manifest(a) => common::run_async(manifest::run(a)),
+        Command::Check(a) => common::run_async(check::run_check(a)),
+        Command::Repair(a) => common::run_async(check::run_repair(a)),
+        Command::DeepCheck(a) => common::run_async(deep_check::run(a)),
         Command::Demo(a) => demo::run(a),
     }
 }

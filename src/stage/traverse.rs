@@ -21,6 +21,7 @@
 //!   a commit and reloaded from the journal when the stack runs dry.
 
 use crate::error::{Error, Result};
+use crate::input::Committed;
 use crate::journal::{Batch, DirTask, ManifestJournal, Progress};
 use crate::stats::{Counted, DeepStats};
 use crate::unit::{ObjectType, ObjectUnit, Unit, UnitError, UnitSink};
@@ -155,6 +156,7 @@ pub struct Traversal {
     journal: Option<ManifestJournal>,
     bad_caps: u64,
     listed: u64,
+    notify: Option<watch::Sender<Committed>>,
 }
 
 impl Traversal {
@@ -181,6 +183,7 @@ impl Traversal {
             journal,
             bad_caps: 0,
             listed: 0,
+            notify: None,
         };
         match (resume, &t.journal) {
             (Some(p), Some(j)) => {
@@ -204,6 +207,13 @@ impl Traversal {
             }
         }
         Ok(t)
+    }
+
+    /// Tell `notify` the output length after each commit, so that a stage of
+    /// the same process can follow the output file as it grows.
+    pub fn with_notify(mut self, notify: Option<watch::Sender<Committed>>) -> Self {
+        self.notify = notify;
+        self
     }
 
     /// Counts for a progress display.
@@ -310,6 +320,12 @@ impl Traversal {
         if let Some(j) = &mut self.journal {
             self.progress.output_len = len;
             j.commit(&self.batch, &self.progress)?;
+            if let Some(n) = &self.notify {
+                let _ = n.send(Committed {
+                    len,
+                    done: self.progress.done,
+                });
+            }
             // Spill the bottom of a stack grown too large: those tasks are
             // committed, so the journal can give them back later.
             if self.stack.len() > self.opts.max_stack {

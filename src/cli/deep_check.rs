@@ -1,0 +1,236 @@
+//! `steward deep-check ROOT [--verify] [--add-lease] [--repair] [--raw] [-o FILE]`.
+
+use super::check::happy_from_node;
+use super::common::{stop_signal, CapsArg, GridArgs};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use steward::config;
+use steward::error::{Error, Exit};
+use steward::input::{parse_line, LineSource};
+use steward::output::Output;
+use steward::pipeline::{deep_check, DeepCheck};
+use steward::progress::Meter;
+use steward::report::Report;
+use steward::stage::check::Checker;
+use steward::stage::repair::{tally_repair, RepairPolicy, Repairer};
+use steward::stage::traverse::{TraverseCounts, TraverseOptions};
+use steward::stage::{check::tally_check, BadLine, Observer};
+use steward::unit::{Unit, UnitSink};
+use steward_backend::CheckOptions;
+use steward_cap::Authority;
+
+#[derive(Args, Debug)]
+pub struct DeepCheckArgs {
+    /// Root directory: a cap or an alias (tahoe: or tahoe:some/dir).
+    pub root: String,
+    /// Download and verify every share.
+    #[arg(long)]
+    pub verify: bool,
+    /// Renew the lease on every share found.
+    #[arg(long = "add-lease")]
+    pub add_lease: bool,
+    /// Repair what is not healthy.
+    #[arg(long)]
+    pub repair: bool,
+    /// Write the units instead of the report.
+    #[arg(long)]
+    pub raw: bool,
+    /// Keep the units in FILE (mode 0600; FILE.manifest and FILE.check
+    /// beside it) and resume from there after an interruption.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Strongest cap kept in units (default: write with --repair, since
+    /// mutable objects are repaired with their write cap; else read).
+    #[arg(long, value_enum)]
+    pub caps: Option<CapsArg>,
+    /// Checks (and repairs) in flight.
+    #[arg(long, short = 'j', default_value_t = 32)]
+    pub jobs: usize,
+    /// Directory listings in flight.
+    #[arg(long = "list-jobs", default_value_t = 8)]
+    pub list_jobs: usize,
+    /// With --repair: repair only objects with fewer than K2 good shares.
+    #[arg(long = "repair-below", value_name = "K2")]
+    pub repair_below: Option<u64>,
+    /// With --repair: also repair objects whose happiness is below N
+    /// (default: the node's shares.happy).
+    #[arg(long, value_name = "N")]
+    pub happy: Option<u64>,
+    /// Forget any checkpoint and start over.
+    #[arg(long)]
+    pub restart: bool,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub grid: GridArgs,
+}
+
+/// Hands the final units to the report (or to stdout with --raw).
+struct FinalSink {
+    raw: Option<Output>,
+    report: Arc<Mutex<Report>>,
+    meter: Meter,
+}
+
+#[async_trait::async_trait]
+impl UnitSink for FinalSink {
+    async fn emit(&mut self, unit: Unit) -> steward::Result<()> {
+        match &mut self.raw {
+            Some(out) => out.write_line(&unit.to_line()),
+            None => {
+                let mut buf = Vec::new();
+                self.report.lock().unwrap().add(&unit, &mut buf);
+                if !buf.is_empty() {
+                    let text = String::from_utf8_lossy(&buf);
+                    if self.meter.is_hidden() {
+                        print!("{text}");
+                    } else {
+                        for l in text.lines() {
+                            self.meter.println(l);
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+    async fn sync(&mut self) -> steward::Result<u64> {
+        match &mut self.raw {
+            Some(out) => out.flush().map(|_| 0),
+            None => {
+                let _ = std::io::stdout().flush();
+                Ok(0)
+            }
+        }
+    }
+}
+
+struct Progressing {
+    meter: Meter,
+    count: fn(&Unit, &mut BTreeMap<String, u64>),
+}
+
+impl Observer for Progressing {
+    fn output(&mut self, unit: &Unit, tally: &mut BTreeMap<String, u64>) {
+        (self.count)(unit, tally);
+        if matches!(unit, Unit::Object(_)) {
+            self.meter.inc(1);
+        }
+    }
+    fn bad_line(&mut self, _bad: &BadLine) {}
+}
+
+pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
+    let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
+    let gateway = a.grid.gateway().await?;
+    let root = config::resolve_root(&spec, gateway.as_ref()).await?;
+    let caps: Authority = a.caps.map(Into::into).unwrap_or(if a.repair {
+        Authority::Write
+    } else {
+        Authority::Read
+    });
+    let enabled = Meter::wanted(a.quiet);
+    let meter = Meter::bar(enabled, Some(1), "objects");
+    let m2 = meter.clone();
+    let on_progress = move |c: TraverseCounts| m2.set_length(c.objects.max(1));
+    let report = Arc::new(Mutex::new(Report::new(a.repair, !enabled)));
+    let plan = DeepCheck {
+        lister: gateway.clone(),
+        traverse: TraverseOptions {
+            jobs: a.list_jobs.max(1),
+            caps,
+            ..Default::default()
+        },
+        checker: Checker {
+            backend: gateway.clone(),
+            fallback: None,
+            opts: CheckOptions {
+                verify: a.verify,
+                add_lease: a.add_lease,
+            },
+        },
+        check_jobs: a.jobs.max(1),
+        repairer: a.repair.then(|| Repairer {
+            backend: gateway.clone(),
+            policy: RepairPolicy {
+                repair_below: a.repair_below,
+                happy: a.happy.or_else(|| happy_from_node(&a.grid.node_dir())),
+                verify: a.verify,
+                dry_run: false,
+                all: true,
+            },
+        }),
+        output: a.output.clone(),
+        restart: a.restart,
+    };
+    let mut sink = FinalSink {
+        raw: (a.raw && a.output.is_none()).then(Output::stdout),
+        report: report.clone(),
+        meter: meter.clone(),
+    };
+    let mut obs = Progressing {
+        meter: meter.clone(),
+        count: if a.repair { tally_repair } else { tally_check },
+    };
+    let result = deep_check(
+        plan,
+        &root,
+        stop_signal(),
+        &mut sink,
+        &mut obs,
+        &on_progress,
+    )
+    .await;
+    meter.finish();
+    let summary = result?;
+    // With a file, the report is made from the whole file, which a resumed
+    // run only partly produced.
+    if let Some(out) = &a.output {
+        if !a.raw {
+            let mut src = LineSource::open(Some(out)).await?;
+            let mut rep = Report::new(a.repair, true);
+            let mut stdout = std::io::stdout();
+            while let Some(line) = src.next_line().await? {
+                if let Ok(Some(u)) = parse_line(&line) {
+                    rep.add(&u, &mut stdout);
+                }
+            }
+            *report.lock().unwrap() = rep;
+        }
+    }
+    let rep = report.lock().unwrap();
+    if !a.raw || a.output.is_some() {
+        rep.finish(&mut std::io::stdout());
+    }
+    let unlisted = summary.traverse.unlisted;
+    if unlisted > 0 {
+        eprintln!(
+            "steward: {unlisted} directories could not be listed; their contents were not checked"
+        );
+    }
+    let healthy = if a.raw && a.output.is_none() {
+        let t = summary
+            .repair
+            .as_ref()
+            .map(|r| &r.tally)
+            .unwrap_or(&summary.check.tally);
+        let n = |k: &str| t.get(k).copied().unwrap_or(0);
+        if a.repair {
+            n("repair-failed") + n("not-repairable") == 0
+                && n("skipped") + n("repair-successful") > 0
+        } else {
+            n("unhealthy") + n("unrecoverable") + n("failed") == 0
+        }
+    } else {
+        rep.all_healthy()
+    };
+    Ok(if healthy && unlisted == 0 {
+        Exit::Ok
+    } else {
+        Exit::Findings
+    })
+}

@@ -1,0 +1,338 @@
+//! Reading a stage's input: NDJSON units or plain caps, line by line, with
+//! the byte position after each line so that a checkpoint can say exactly
+//! how far the input was consumed.
+//!
+//! A [`LineSource`] reads a file, standard input, or a file that another
+//! stage of the same process is still writing (it then reads only up to the
+//! length that stage has committed, and waits for more until it is told the
+//! file is complete). [`parse_line`] turns a line into a unit: blank lines
+//! are skipped, a JSON unit is taken as it is, a plain cap becomes a unit of
+//! its own, and anything else is an error naming the line number.
+
+use crate::error::{Error, Result};
+use crate::stage::traverse::object_unit;
+use crate::unit::{ObjectType, Unit};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use steward_cap::Cap;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
+
+/// How much of a growing file may be read: written by its producer after
+/// each durable commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub len: u64,
+    pub done: bool,
+}
+
+/// One input line.
+#[derive(Clone, Debug)]
+pub struct InputLine {
+    /// 1-based line number.
+    pub number: u64,
+    /// Byte offset just after this line.
+    pub end: u64,
+    pub text: String,
+    /// The input ended without a newline after this line.
+    pub unterminated: bool,
+}
+
+/// Reads lines with their positions.
+pub struct LineSource {
+    reader: Box<dyn AsyncRead + Unpin + Send>,
+    limit: Option<watch::Receiver<Committed>>,
+    /// Bytes read from the reader so far.
+    read: u64,
+    /// Bytes handed out as lines so far.
+    pos: u64,
+    line: u64,
+    buf: Vec<u8>,
+    eof: bool,
+    /// The first bytes read, to recognise this input again on resume.
+    head: Vec<u8>,
+    name: String,
+}
+
+impl LineSource {
+    fn new(
+        reader: Box<dyn AsyncRead + Unpin + Send>,
+        name: String,
+        limit: Option<watch::Receiver<Committed>>,
+    ) -> Self {
+        LineSource {
+            reader,
+            limit,
+            read: 0,
+            pos: 0,
+            line: 0,
+            buf: Vec::new(),
+            eof: false,
+            head: Vec::new(),
+            name,
+        }
+    }
+
+    /// Standard input, or a file (`-` or `None` is standard input).
+    pub async fn open(path: Option<&Path>) -> Result<LineSource> {
+        match path {
+            None => Ok(Self::new(
+                Box::new(tokio::io::stdin()),
+                "standard input".into(),
+                None,
+            )),
+            Some(p) if p.as_os_str() == "-" => Ok(Self::new(
+                Box::new(tokio::io::stdin()),
+                "standard input".into(),
+                None,
+            )),
+            Some(p) => {
+                let f = tokio::fs::File::open(p)
+                    .await
+                    .map_err(|e| Error::io(format!("cannot open input {}", p.display()), e))?;
+                Ok(Self::new(Box::new(f), p.display().to_string(), None))
+            }
+        }
+    }
+
+    /// A file another stage is writing; read only what it has committed.
+    pub async fn follow(path: &Path, committed: watch::Receiver<Committed>) -> Result<LineSource> {
+        let f = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        Ok(Self::new(
+            Box::new(f),
+            path.display().to_string(),
+            Some(committed),
+        ))
+    }
+
+    /// A name for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The base32 SHA-256 of the input's first `min(upto, INPUT_PREFIX)`
+    /// bytes (all of them must have been read), and that length.
+    pub fn prefix_hash(&self, upto: u64) -> (String, u64) {
+        let n = (upto as usize).min(self.head.len());
+        (
+            steward_cap::base32::encode(&Sha256::digest(&self.head[..n])),
+            n as u64,
+        )
+    }
+
+    /// Bytes of input handed out as lines so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    async fn fill(&mut self) -> Result<bool> {
+        let mut allowed = usize::MAX;
+        if let Some(w) = &mut self.limit {
+            loop {
+                let c = *w.borrow_and_update();
+                if c.len > self.read {
+                    allowed = (c.len - self.read) as usize;
+                    break;
+                }
+                if c.done {
+                    return Ok(false);
+                }
+                if w.changed().await.is_err() {
+                    // The producer is gone without saying it is done.
+                    return Err(Error::new(
+                        crate::error::ErrorKind::Interrupted,
+                        format!("the stage writing {} stopped", self.name),
+                    ));
+                }
+            }
+        }
+        let mut chunk = vec![0u8; allowed.min(256 * 1024)];
+        let n = self
+            .reader
+            .read(&mut chunk)
+            .await
+            .map_err(|e| Error::io(format!("reading {}", self.name), e))?;
+        if n == 0 {
+            if self.limit.is_some() {
+                return Err(Error::checkpoint(format!(
+                    "{} is shorter than its producer committed: was it changed underneath?",
+                    self.name
+                )));
+            }
+            return Ok(false);
+        }
+        let want = crate::journal::INPUT_PREFIX.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&chunk[..want.min(n)]);
+        self.read += n as u64;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(true)
+    }
+
+    /// The next line, or `None` at the end of the input.
+    pub async fn next_line(&mut self) -> Result<Option<InputLine>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = self.buf.drain(..=i).collect();
+                self.pos += raw.len() as u64;
+                self.line += 1;
+                let text = String::from_utf8_lossy(&raw[..raw.len() - 1]).into_owned();
+                return Ok(Some(InputLine {
+                    number: self.line,
+                    end: self.pos,
+                    text,
+                    unterminated: false,
+                }));
+            }
+            if self.eof || !self.fill().await? {
+                self.eof = true;
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let raw = std::mem::take(&mut self.buf);
+                self.pos += raw.len() as u64;
+                self.line += 1;
+                return Ok(Some(InputLine {
+                    number: self.line,
+                    end: self.pos,
+                    text: String::from_utf8_lossy(&raw).into_owned(),
+                    unterminated: true,
+                }));
+            }
+        }
+    }
+
+    /// Skip input up to byte `offset` (a resume), counting lines.
+    pub async fn skip_to(&mut self, offset: u64) -> Result<()> {
+        while self.pos < offset {
+            match self.next_line().await? {
+                Some(l) if l.end <= offset => {}
+                _ => {
+                    return Err(Error::checkpoint(format!(
+                        "{} is shorter than its checkpoint says was read ({offset} bytes): is it another input? Use --restart to start over",
+                        self.name
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turn an input line into a unit: `Ok(None)` for a blank line. A plain cap
+/// becomes an object unit with an empty path. Errors never quote the line.
+pub fn parse_line(line: &InputLine) -> std::result::Result<Option<Unit>, String> {
+    let t = line.text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if t.starts_with('{') {
+        if line.unterminated {
+            // A unit cut short by a crash or a full disk: never guess.
+            if serde_json::from_str::<serde_json::Value>(t).is_err() {
+                return Err("truncated JSON (the input ends in the middle of a unit)".into());
+            }
+        }
+        return Unit::parse(t).map(Some);
+    }
+    if t.starts_with("URI:") || t.starts_with("ro.") || t.starts_with("imm.") {
+        let cap = Cap::parse(t).map_err(|e| e.to_string())?;
+        let object_type = if cap.is_directory() {
+            ObjectType::Directory
+        } else {
+            ObjectType::File
+        };
+        let authority = cap.authority();
+        return Ok(Some(Unit::Object(Box::new(object_unit(
+            object_type,
+            vec![],
+            &cap,
+            authority,
+        )))));
+    }
+    if t.starts_with("ERROR:") {
+        return Err("an ERROR: line from a Tahoe gateway stream: the stream that wrote this input stopped there; the objects after it were never listed".into());
+    }
+    Err(format!(
+        "neither a JSON unit nor a cap (starts with {:?})",
+        steward_cap::redact(t)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> InputLine {
+        InputLine {
+            number: 1,
+            end: 0,
+            text: text.into(),
+            unterminated: false,
+        }
+    }
+
+    #[test]
+    fn lines_are_classified() {
+        assert!(parse_line(&line("  ")).unwrap().is_none());
+        match parse_line(&line("URI:LIT:mfrgg")).unwrap().unwrap() {
+            Unit::Object(o) => assert_eq!(o.cap, "URI:LIT:mfrgg"),
+            _ => panic!(),
+        }
+        assert!(parse_line(&line("hello world"))
+            .unwrap_err()
+            .contains("neither"));
+        assert!(parse_line(&line("ERROR: UnrecoverableFileError"))
+            .unwrap_err()
+            .contains("ERROR:"));
+        let mut l = line("{\"type\":\"file\",\"pa");
+        l.unterminated = true;
+        assert!(parse_line(&l).unwrap_err().contains("truncated"));
+        assert!(parse_line(&line("URI:CHK:zz")).is_err());
+    }
+
+    #[tokio::test]
+    async fn positions_and_unterminated_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in");
+        std::fs::write(&p, "a\n\nbc\nlast").unwrap();
+        let mut s = LineSource::open(Some(&p)).await.unwrap();
+        let mut got = vec![];
+        while let Some(l) = s.next_line().await.unwrap() {
+            got.push((l.number, l.end, l.text, l.unterminated));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, 2, "a".to_string(), false),
+                (2, 3, "".to_string(), false),
+                (3, 6, "bc".to_string(), false),
+                (4, 10, "last".to_string(), true)
+            ]
+        );
+        let mut s = LineSource::open(Some(&p)).await.unwrap();
+        s.skip_to(6).await.unwrap();
+        assert_eq!(s.next_line().await.unwrap().unwrap().text, "last");
+        let mut s = LineSource::open(Some(&p)).await.unwrap();
+        assert!(s.skip_to(100).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn following_reads_only_committed_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grow");
+        std::fs::write(&p, "one\ntwo\nthr").unwrap();
+        let (tx, rx) = watch::channel(Committed {
+            len: 4,
+            done: false,
+        });
+        let mut s = LineSource::follow(&p, rx).await.unwrap();
+        assert_eq!(s.next_line().await.unwrap().unwrap().text, "one");
+        let h = tokio::spawn(async move { s.next_line().await.unwrap().unwrap().text });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!h.is_finished(), "must wait for a commit");
+        tx.send(Committed { len: 8, done: true }).unwrap();
+        assert_eq!(h.await.unwrap(), "two");
+    }
+}

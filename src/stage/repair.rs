@@ -1,0 +1,295 @@
+//! The repair stage: check units in, repair units out.
+//!
+//! [`Repairer::repair_unit`] decides from each unit's `check-results`
+//! whether the object needs repair, and if so repairs it through the backend
+//! with the weakest cap that allows it (the read cap of an immutable object,
+//! the write cap of a mutable file or directory). The decision, and why, is
+//! written into the unit's `repair` field:
+//!
+//! | `action` | meaning |
+//! |---|---|
+//! | `repaired` | repair was attempted; `check-and-repair-results` says how it went (`repair-successful`) |
+//! | `would-repair` | `--dry-run`: this object would have been repaired |
+//! | `not-repairable` | unrecoverable (fewer than k good shares), or the input holds no cap strong enough |
+//! | `skipped` | healthy enough by the thresholds (written only with `--all`), or not checked |
+//!
+//! Thresholds: by default an object is repaired when its check says it is
+//! not healthy. With `--repair-below K2`, only when it has fewer than K2 good
+//! shares. Either way, an object whose happiness (distinct servers holding
+//! distinct shares) is below the grid's target (`--happy`, default the node's
+//! `shares.happy`) is repaired too: shares piled on too few servers are one
+//! failure from loss. An unrecoverable object is reported and the run goes on
+//! (Tahoe's own `deep-check --repair` stops at the first one).
+
+use super::bump;
+use crate::error::{Error, Result};
+use crate::unit::{ObjectType, ObjectUnit, Unit, UnitError};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use steward_backend::{Backend, CheckOptions, ErrorCode, Operation};
+use steward_cap::{Authority, Cap};
+
+/// When to repair.
+#[derive(Clone, Debug, Default)]
+pub struct RepairPolicy {
+    /// Repair only objects with fewer good shares than this.
+    pub repair_below: Option<u64>,
+    /// Repair objects whose happiness is below this.
+    pub happy: Option<u64>,
+    /// Verify shares during the repair (also done for any object whose
+    /// check found corrupt shares).
+    pub verify: bool,
+    /// Decide and report, but repair nothing.
+    pub dry_run: bool,
+    /// Write units for objects that need nothing too.
+    pub all: bool,
+}
+
+/// What to do with one object, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Skip(String),
+    Repair(String),
+    NotRepairable(String),
+}
+
+fn num(r: &Value, k: &str) -> Option<u64> {
+    r.get(k).and_then(Value::as_u64)
+}
+
+/// Decide from a unit's check results.
+pub fn decide(u: &ObjectUnit, policy: &RepairPolicy) -> Decision {
+    if u.object_type == ObjectType::Unknown {
+        return Decision::Skip("unknown object kind".into());
+    }
+    let Some(cr) = &u.check_results else {
+        return Decision::Skip(match &u.error {
+            Some(e) => format!("not checked ({}): check it again", e.code),
+            None => "no check results in the input".into(),
+        });
+    };
+    if u.storage_index.is_empty() && cr.get("storage-index").and_then(Value::as_str) == Some("") {
+        return Decision::Skip("literal object: nothing to repair".into());
+    }
+    let Some(r) = cr.get("results") else {
+        return Decision::Skip("check results without counts".into());
+    };
+    let healthy = r.get("healthy").and_then(Value::as_bool).unwrap_or(false);
+    let recoverable = r
+        .get("recoverable")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let good = num(r, "count-shares-good").unwrap_or(0);
+    let needed = num(r, "count-shares-needed").unwrap_or(0);
+    let expected = num(r, "count-shares-expected").unwrap_or(0);
+    let happiness = num(r, "count-happiness");
+    if !recoverable {
+        return Decision::NotRepairable(format!(
+            "unrecoverable: {good} good shares, {needed} needed"
+        ));
+    }
+    if let (Some(target), Some(h)) = (policy.happy, happiness) {
+        if h < target {
+            return Decision::Repair(format!(
+                "happiness {h} is below the target {target}: shares on too few servers"
+            ));
+        }
+    }
+    match policy.repair_below {
+        Some(k2) if good < k2 => Decision::Repair(format!("{good} good shares, fewer than {k2}")),
+        Some(k2) => Decision::Skip(if healthy {
+            "healthy".into()
+        } else {
+            format!("{good} of {expected} good shares, not fewer than {k2}")
+        }),
+        None if !healthy => {
+            Decision::Repair(format!("not healthy: {good} of {expected} good shares"))
+        }
+        None => Decision::Skip("healthy".into()),
+    }
+}
+
+/// The cap to repair with: the read cap of an immutable object, the write
+/// cap of a mutable one.
+pub fn repair_cap(u: &ObjectUnit) -> Option<Cap> {
+    let best = super::check::strongest_cap(u)?;
+    if best.is_mutable() {
+        (best.authority() == Authority::Write).then_some(best)
+    } else {
+        best.weaken_to(Authority::Read)
+            .filter(|c| c.authority() == Authority::Read)
+    }
+}
+
+fn has_corrupt_shares(u: &ObjectUnit) -> bool {
+    u.check_results
+        .as_ref()
+        .and_then(|c| c.get("results"))
+        .and_then(|r| num(r, "count-corrupt-shares"))
+        .unwrap_or(0)
+        > 0
+}
+
+/// Repairs through a backend (the gateway: storage servers cannot repair).
+#[derive(Clone)]
+pub struct Repairer {
+    pub backend: Arc<dyn Backend>,
+    pub policy: RepairPolicy,
+}
+
+impl Repairer {
+    /// Handle one unit: `Ok(vec![])` when nothing is to be written.
+    pub async fn repair_unit(&self, unit: Unit) -> Result<Vec<Unit>> {
+        let Unit::Object(mut u) = unit else {
+            return Ok(vec![unit]);
+        };
+        let decision = decide(&u, &self.policy);
+        let (action, reason) = match decision {
+            Decision::Skip(reason) => {
+                if !self.policy.all && u.check_results.is_some() {
+                    return Ok(vec![]);
+                }
+                ("skipped", reason)
+            }
+            Decision::NotRepairable(reason) => ("not-repairable", reason),
+            Decision::Repair(reason) => match repair_cap(&u) {
+                None => (
+                    "not-repairable",
+                    format!(
+                        "{reason}; but the input holds no cap strong enough to repair it (a mutable object needs its write cap: write the manifest with --caps write)"
+                    ),
+                ),
+                Some(_) if self.policy.dry_run => ("would-repair", reason),
+                Some(_) if !self.backend.supports(Operation::Repair) => (
+                    "not-repairable",
+                    format!("{reason}; but {} cannot repair", self.backend.describe()),
+                ),
+                Some(cap) => {
+                    let opts = CheckOptions {
+                        verify: self.policy.verify || has_corrupt_shares(&u),
+                        add_lease: false,
+                    };
+                    match self.backend.repair(&cap, opts).await {
+                        Ok(v) => {
+                            u.check_and_repair_results = Some(v);
+                        }
+                        Err(e) if e.is_fatal() => return Err(Error::from(e)),
+                        Err(e) => {
+                            if e.code == ErrorCode::Unrecoverable {
+                                u.error = Some(UnitError::from(&e));
+                                u.repair = Some(json!({"action": "not-repairable", "reason": e.message}));
+                                return Ok(vec![Unit::Object(u)]);
+                            }
+                            u.error = Some(UnitError::from(&e));
+                        }
+                    }
+                    ("repaired", reason)
+                }
+            },
+        };
+        u.repair = Some(json!({"action": action, "reason": reason}));
+        Ok(vec![Unit::Object(u)])
+    }
+}
+
+/// Whether a repair unit says the repair worked.
+pub fn repair_successful(u: &ObjectUnit) -> Option<bool> {
+    u.check_and_repair_results
+        .as_ref()
+        .and_then(|c| c.get("repair-successful"))
+        .and_then(Value::as_bool)
+}
+
+/// Health after repair, from the post-repair results (or the check results
+/// when nothing was repaired).
+pub fn post_repair_healthy(u: &ObjectUnit) -> bool {
+    let results = u
+        .check_and_repair_results
+        .as_ref()
+        .and_then(|c| c.get("post-repair-results"))
+        .or(u.check_results.as_ref());
+    super::check::health_of(results) == super::check::Health::Healthy
+}
+
+/// Counts repair units: `repair-attempted`, `repair-successful`,
+/// `repair-failed`, `not-repairable`, `would-repair`, `skipped`.
+pub fn tally_repair(u: &Unit, tally: &mut BTreeMap<String, u64>) {
+    let Unit::Object(o) = u else { return };
+    let action = o
+        .repair
+        .as_ref()
+        .and_then(|r| r.get("action"))
+        .and_then(Value::as_str)
+        .unwrap_or("skipped");
+    match action {
+        "repaired" => {
+            bump(tally, "repair-attempted");
+            if repair_successful(o) == Some(true) {
+                bump(tally, "repair-successful");
+            } else {
+                bump(tally, "repair-failed");
+            }
+        }
+        other => bump(tally, other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(results: Value) -> ObjectUnit {
+        ObjectUnit {
+            object_type: ObjectType::File,
+            path: vec![],
+            cap: String::new(),
+            verifycap: String::new(),
+            repaircap: String::new(),
+            storage_index: "aaaa".into(),
+            error: None,
+            check_results: Some(json!({"storage-index": "aaaa", "results": results})),
+            check_and_repair_results: None,
+            repair: None,
+        }
+    }
+
+    #[test]
+    fn thresholds() {
+        let p = RepairPolicy::default();
+        let healthy = unit(
+            json!({"healthy": true, "recoverable": true, "count-shares-good": 5, "count-shares-needed": 2, "count-shares-expected": 5, "count-happiness": 5}),
+        );
+        let missing = unit(
+            json!({"healthy": false, "recoverable": true, "count-shares-good": 4, "count-shares-needed": 2, "count-shares-expected": 5, "count-happiness": 4}),
+        );
+        let lost = unit(
+            json!({"healthy": false, "recoverable": false, "count-shares-good": 1, "count-shares-needed": 2, "count-shares-expected": 5, "count-happiness": 1}),
+        );
+        let piled = unit(
+            json!({"healthy": true, "recoverable": true, "count-shares-good": 5, "count-shares-needed": 2, "count-shares-expected": 5, "count-happiness": 2}),
+        );
+        assert!(matches!(decide(&healthy, &p), Decision::Skip(_)));
+        assert!(matches!(decide(&missing, &p), Decision::Repair(_)));
+        assert!(matches!(decide(&lost, &p), Decision::NotRepairable(_)));
+        let below3 = RepairPolicy {
+            repair_below: Some(3),
+            ..Default::default()
+        };
+        assert!(
+            matches!(decide(&missing, &below3), Decision::Skip(_)),
+            "4 good shares are not fewer than 3"
+        );
+        let below5 = RepairPolicy {
+            repair_below: Some(5),
+            ..Default::default()
+        };
+        assert!(matches!(decide(&missing, &below5), Decision::Repair(_)));
+        assert!(matches!(decide(&piled, &p), Decision::Skip(_)));
+        let happy3 = RepairPolicy {
+            happy: Some(3),
+            ..Default::default()
+        };
+        assert!(matches!(decide(&piled, &happy3), Decision::Repair(_)));
+    }
+}
