@@ -1,1 +1,1111 @@
-//! Test grid harness (being written).
+//! A real, local Tahoe-LAFS 1.20.0 grid on loopback, for integration tests,
+//! benchmarks and `steward demo`.
+//!
+//! This crate owns:
+//!
+//! * the Python virtualenv holding `tahoe-lafs==1.20.0` ([`venv`],
+//!   [`tahoe_bin`]): found through `$STEWARD_TAHOE_VENV` or the cargo target
+//!   directory, created with `python3 -m venv` + `pip install` when missing
+//!   (needs PyPI once; safe against concurrent creators through a `flock`);
+//! * bringing a grid up ([`Grid::start`]): one introducer, N storage nodes
+//!   and G gateways (web-API nodes that store nothing), all on free
+//!   `127.0.0.1` ports, created with `tahoe create-*` in parallel and waited
+//!   for until every gateway sees every storage server connected;
+//! * tearing it down: every process the harness starts dies with the
+//!   [`Grid`] (on drop or [`Grid::stop`]) *and* with the process that
+//!   started it, however that process ends (see "Cleanup" below);
+//! * small web-API helpers to build trees ([`Grid::mkdir`], [`Grid::upload`],
+//!   [`Grid::link`], ...), and damage done on purpose by editing share files
+//!   on disk ([`Grid::drop_shares`], [`Grid::make_unrecoverable`],
+//!   [`Grid::corrupt_share`]) or stopping storage nodes.
+//!
+//! # Cleanup
+//!
+//! Each `tahoe run NODEDIR` child is forked from one dedicated spawner thread
+//! that never exits, in its own process group, with
+//! `prctl(PR_SET_PDEATHSIG, SIGKILL)`: the kernel kills it when the test
+//! process dies, even by `kill -9` or when the `Grid` sits in a `static` and
+//! is never dropped. As a second line, each child's stdin is a pipe whose
+//! write end the `Grid` holds, and `tahoe run` (started *without*
+//! `--allow-stdin-close`) exits when that pipe closes. Dropping the `Grid`
+//! sends `SIGTERM` to each process group, then `SIGKILL` to laggards.
+//! A fresh temporary base directory is deleted on drop; ones left behind by
+//! dead processes (a `Grid` in a `static`, `kill -9`) are swept by the next
+//! [`Grid::start`].
+//!
+//! # Blocking
+//!
+//! Everything here is blocking (`std::process`, `reqwest::blocking`).
+//! `reqwest::blocking` panics inside a tokio runtime, so async callers must
+//! call [`Grid::start`] and the web-API helpers through
+//! `tokio::task::spawn_blocking` (or from a plain thread). Dropping a `Grid`
+//! is safe anywhere.
+
+mod spawn;
+mod venv;
+
+pub use venv::{tahoe_bin, venv, venv_dir, TAHOE_REQUIREMENT};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a node may take to come up before [`Grid::start`] gives up.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+const TEMP_PREFIX: &str = "steward-testgrid-";
+const OWNER_FILE: &str = "steward-testgrid.owner";
+
+/// Shape of the grid to start.
+pub struct GridConfig {
+    /// Number of storage nodes (default 5).
+    pub storage_nodes: usize,
+    /// Shares needed to recover a file, k (default 2).
+    pub needed: u8,
+    /// Servers an upload must reach (default 3).
+    pub happy: u8,
+    /// Shares written per file, N (default 5).
+    pub total: u8,
+    /// Number of gateways (web-API client nodes, default 1).
+    pub gateways: usize,
+    /// Where node directories go; `None` means a fresh temporary directory,
+    /// deleted when the `Grid` is dropped. A given directory is kept, and
+    /// must not already hold node directories.
+    pub base_dir: Option<PathBuf>,
+    /// Given a storage node's index and its real listening port, the
+    /// `--location` it advertises (e.g. `tcp:127.0.0.1:<proxy port>` to put a
+    /// delaying proxy between gateways and that server). `None`:
+    /// `tcp:127.0.0.1:<port>`.
+    pub storage_location_override: Option<Box<dyn Fn(usize, u16) -> String + Send + Sync>>,
+}
+
+impl Default for GridConfig {
+    fn default() -> Self {
+        GridConfig {
+            storage_nodes: 5,
+            needed: 2,
+            happy: 3,
+            total: 5,
+            gateways: 1,
+            base_dir: None,
+            storage_location_override: None,
+        }
+    }
+}
+
+impl fmt::Debug for GridConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GridConfig")
+            .field("storage_nodes", &self.storage_nodes)
+            .field("needed", &self.needed)
+            .field("happy", &self.happy)
+            .field("total", &self.total)
+            .field("gateways", &self.gateways)
+            .field("base_dir", &self.base_dir)
+            .field(
+                "storage_location_override",
+                &self.storage_location_override.as_ref().map(|_| ".."),
+            )
+            .finish()
+    }
+}
+
+/// One share file on one storage node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShareFile {
+    /// Index of the storage node holding it.
+    pub node: usize,
+    /// Share number.
+    pub shnum: u32,
+    /// `NODEDIR/storage/shares/<si[:2]>/<si>/<shnum>`.
+    pub path: PathBuf,
+}
+
+/// Binds `127.0.0.1:0` and returns the port the kernel chose. Ports handed
+/// out earlier in this process are never returned again, so parallel grids
+/// in one test binary do not collide.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("cannot bind 127.0.0.1:0");
+        if given.insert(port) {
+            return port;
+        }
+    }
+}
+
+struct Proc {
+    child: Child,
+    /// Held so that `tahoe run` sees EOF (and exits) when we go away.
+    stdin: Option<ChildStdin>,
+}
+
+struct Node {
+    name: String,
+    dir: PathBuf,
+    proc: Mutex<Option<Proc>>,
+}
+
+impl Node {
+    fn new(name: String, dir: PathBuf) -> Node {
+        Node {
+            name,
+            dir,
+            proc: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Proc>> {
+        self.proc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start(&self, tahoe: &Path) -> Result<()> {
+        let mut g = self.lock();
+        if g.is_some() {
+            return Ok(());
+        }
+        // Our own previous instance is dead (we reaped it); a stale pid file
+        // could only confuse `tahoe run` if its pid got reused.
+        let _ = fs::remove_file(self.dir.join("running.process"));
+        let logs = self.dir.join("logs");
+        fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(logs.join("run.log"))
+            .context("opening run.log")?;
+        let mut cmd = Command::new(tahoe);
+        cmd.arg("run")
+            .arg(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let mut child = spawn::spawn(cmd)
+            .with_context(|| format!("starting {} ({})", self.name, tahoe.display()))?;
+        spawn::register_pid(child.id());
+        let stdin = child.stdin.take();
+        *g = Some(Proc { child, stdin });
+        Ok(())
+    }
+
+    /// Asks the node to stop (closes its stdin, SIGTERM to its group).
+    fn request_stop(&self) {
+        let mut g = self.lock();
+        if let Some(p) = g.as_mut() {
+            p.stdin.take();
+            // The child is not reaped yet, so its pid (= pgid) is still ours.
+            // SAFETY: plain kill(2).
+            unsafe {
+                libc::kill(-(p.child.id() as libc::pid_t), libc::SIGTERM);
+            }
+        }
+    }
+
+    /// True once the node is stopped (reaps it if it exited).
+    fn try_reap(&self) -> bool {
+        let mut g = self.lock();
+        match g.as_mut() {
+            None => true,
+            Some(p) => match p.child.try_wait() {
+                Ok(Some(_)) | Err(_) => {
+                    spawn::unregister_pid(p.child.id());
+                    *g = None;
+                    true
+                }
+                Ok(None) => false,
+            },
+        }
+    }
+
+    fn kill_now(&self) {
+        let mut g = self.lock();
+        if let Some(mut p) = g.take() {
+            // SAFETY: plain kill(2) on our own, not yet reaped, child's group.
+            unsafe {
+                libc::kill(-(p.child.id() as libc::pid_t), libc::SIGKILL);
+            }
+            let _ = p.child.wait();
+            spawn::unregister_pid(p.child.id());
+        }
+    }
+
+    /// `Some(status)` if the node was started and has exited on its own.
+    fn exited(&self) -> Option<String> {
+        let mut g = self.lock();
+        let p = g.as_mut()?;
+        match p.child.try_wait() {
+            Ok(Some(st)) => Some(st.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.lock().as_ref().map(|p| p.child.id())
+    }
+
+    fn is_running(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    fn logs_tail(&self) -> String {
+        let mut out = String::new();
+        for f in ["logs/twistd.log", "logs/run.log"] {
+            let path = self.dir.join(f);
+            if let Ok(text) = fs::read_to_string(&path) {
+                // Skip the access-log noise of our own readiness polling.
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.contains("GET /?t=json"))
+                    .collect();
+                let tail = &lines[lines.len().saturating_sub(30)..];
+                out.push_str(&format!(
+                    "--- {} (last {} lines)\n",
+                    path.display(),
+                    tail.len()
+                ));
+                for l in tail {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push_str(&format!("(no logs in {}/logs)\n", self.dir.display()));
+        }
+        out
+    }
+}
+
+/// Stops all `nodes`: stdin closed + SIGTERM, up to 5 s grace, then SIGKILL.
+fn stop_nodes(nodes: &[&Node]) {
+    for n in nodes {
+        n.request_stop();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut all = true;
+        for n in nodes {
+            all &= n.try_reap();
+        }
+        if all {
+            return;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    for n in nodes {
+        n.kill_now();
+    }
+}
+
+/// A running local grid. See the crate documentation.
+pub struct Grid {
+    base: PathBuf,
+    tmp: Option<tempfile::TempDir>,
+    tahoe: PathBuf,
+    needed: u8,
+    happy: u8,
+    total: u8,
+    introducer: Node,
+    storage: Vec<Node>,
+    storage_ports: Vec<u16>,
+    gateways: Vec<Node>,
+    web_ports: Vec<u16>,
+    http: Option<reqwest::blocking::Client>,
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Grid>();
+    is::<GridConfig>();
+}
+
+impl fmt::Debug for Grid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grid")
+            .field("base", &self.base)
+            .field("storage_ports", &self.storage_ports)
+            .field("web_ports", &self.web_ports)
+            .finish_non_exhaustive()
+    }
+}
+
+fn run_create(tahoe: &Path, args: Vec<String>) -> Result<Child> {
+    let mut cmd = Command::new(tahoe);
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn::spawn(cmd).with_context(|| format!("running tahoe {}", args.join(" ")))
+}
+
+/// Removes temporary grid directories whose owning process is gone.
+fn sweep_stale_tempdirs() {
+    let Ok(rd) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let dir = e.path();
+        let Ok(owner) = fs::read_to_string(dir.join(OWNER_FILE)) else {
+            continue;
+        };
+        let Ok(pid) = owner.trim().parse::<libc::pid_t>() else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks for existence.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+fn loopback(port: u16) -> String {
+    format!("tcp:{port}:interface=127.0.0.1")
+}
+
+impl Grid {
+    /// Starts a grid shaped by `cfg` and waits until every gateway sees every
+    /// storage server connected. Fails (with the failing node's log tail) if
+    /// a node does not come up within [`START_TIMEOUT`].
+    ///
+    /// Blocking: from async code, call it inside `spawn_blocking`.
+    pub fn start(cfg: GridConfig) -> Result<Grid> {
+        if cfg.storage_nodes == 0 || cfg.gateways == 0 {
+            bail!("a grid needs at least one storage node and one gateway");
+        }
+        if !(1 <= cfg.needed && cfg.needed <= cfg.happy && cfg.happy <= cfg.total) {
+            bail!(
+                "need 1 <= needed ({}) <= happy ({}) <= total ({})",
+                cfg.needed,
+                cfg.happy,
+                cfg.total
+            );
+        }
+        if cfg.happy as usize > cfg.storage_nodes {
+            bail!(
+                "happy = {} cannot be met by {} storage nodes",
+                cfg.happy,
+                cfg.storage_nodes
+            );
+        }
+        let tahoe = tahoe_bin()?;
+        let (tmp, base) = match &cfg.base_dir {
+            Some(b) => {
+                fs::create_dir_all(b).with_context(|| format!("creating {}", b.display()))?;
+                (None, b.canonicalize()?)
+            }
+            None => {
+                sweep_stale_tempdirs();
+                let t = tempfile::Builder::new()
+                    .prefix(TEMP_PREFIX)
+                    .tempdir()
+                    .context("creating a temporary grid directory")?;
+                fs::write(t.path().join(OWNER_FILE), std::process::id().to_string())?;
+                spawn::register_dir(t.path());
+                let p = t.path().canonicalize()?;
+                (Some(t), p)
+            }
+        };
+
+        let intro_port = free_port();
+        let storage_ports: Vec<u16> = (0..cfg.storage_nodes).map(|_| free_port()).collect();
+        let web_ports: Vec<u16> = (0..cfg.gateways).map(|_| free_port()).collect();
+        let introducer = Node::new("introducer".into(), base.join("introducer"));
+        let storage: Vec<Node> = (0..cfg.storage_nodes)
+            .map(|i| {
+                Node::new(
+                    format!("storage node {i}"),
+                    base.join(format!("storage{i}")),
+                )
+            })
+            .collect();
+        let gateways: Vec<Node> = (0..cfg.gateways)
+            .map(|i| Node::new(format!("gateway {i}"), base.join(format!("gateway{i}"))))
+            .collect();
+        for n in std::iter::once(&introducer)
+            .chain(&storage)
+            .chain(&gateways)
+        {
+            if n.dir.exists() {
+                bail!(
+                    "{} already exists: base_dir must not hold a grid",
+                    n.dir.display()
+                );
+            }
+        }
+
+        // Create every node directory at once; introducers are filled in
+        // later, once the introducer has a FURL.
+        let enc = |v: &mut Vec<String>| {
+            v.push(format!("--shares-needed={}", cfg.needed));
+            v.push(format!("--shares-happy={}", cfg.happy));
+            v.push(format!("--shares-total={}", cfg.total));
+        };
+        let mut jobs: Vec<(&Node, Child)> = Vec::new();
+        let mut spawn_err = None;
+        let mut specs: Vec<(&Node, Vec<String>)> = Vec::new();
+        specs.push((
+            &introducer,
+            vec![
+                "create-introducer".into(),
+                format!("--port={}", loopback(intro_port)),
+                format!("--location=tcp:127.0.0.1:{intro_port}"),
+                introducer.dir.display().to_string(),
+            ],
+        ));
+        for (i, n) in storage.iter().enumerate() {
+            let port = storage_ports[i];
+            let location = match &cfg.storage_location_override {
+                Some(f) => f(i, port),
+                None => format!("tcp:127.0.0.1:{port}"),
+            };
+            let mut a = vec![
+                "create-node".into(),
+                format!("--nickname=s{i}"),
+                format!("--port={}", loopback(port)),
+                format!("--location={location}"),
+                "--webport=none".into(),
+            ];
+            enc(&mut a);
+            a.push(n.dir.display().to_string());
+            specs.push((n, a));
+        }
+        for (i, n) in gateways.iter().enumerate() {
+            let mut a = vec![
+                "create-client".into(),
+                format!("--nickname=gw{i}"),
+                format!("--webport={}", loopback(web_ports[i])),
+            ];
+            enc(&mut a);
+            a.push(n.dir.display().to_string());
+            specs.push((n, a));
+        }
+        for (n, args) in specs {
+            match run_create(&tahoe, args) {
+                Ok(c) => jobs.push((n, c)),
+                Err(e) => {
+                    spawn_err = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut create_err = Vec::new();
+        for (n, c) in jobs {
+            match c.wait_with_output() {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => create_err.push(format!(
+                    "creating {} failed ({}):\n{}{}",
+                    n.name,
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )),
+                Err(e) => create_err.push(format!("waiting for tahoe create ({}): {e}", n.name)),
+            }
+        }
+        if let Some(e) = spawn_err {
+            return Err(e);
+        }
+        if !create_err.is_empty() {
+            let msg = create_err.join("\n");
+            eprintln!("steward-testgrid: {msg}");
+            bail!(msg);
+        }
+        for n in &storage {
+            // Default is 1G: a nearly full disk would make every server
+            // refuse shares.
+            let cfg_path = n.dir.join("tahoe.cfg");
+            let text = fs::read_to_string(&cfg_path)?;
+            fs::write(
+                &cfg_path,
+                text.replace("reserved_space = 1G", "reserved_space = 0"),
+            )?;
+        }
+
+        let http = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .context("building the HTTP client")?;
+        let grid = Grid {
+            base,
+            tmp,
+            tahoe,
+            needed: cfg.needed,
+            happy: cfg.happy,
+            total: cfg.total,
+            introducer,
+            storage,
+            storage_ports,
+            gateways,
+            web_ports,
+            http: Some(http),
+        };
+        // From here on, dropping `grid` on error stops what was started.
+        grid.introducer.start(&grid.tahoe)?;
+        let furl = grid.wait_introducer_furl()?;
+        let yaml = format!("introducers:\n  default:\n    furl: '{furl}'\n");
+        for n in grid.storage.iter().chain(&grid.gateways) {
+            fs::write(n.dir.join("private").join("introducers.yaml"), &yaml)
+                .with_context(|| format!("writing introducers.yaml of {}", n.name))?;
+        }
+        for n in grid.storage.iter().chain(&grid.gateways) {
+            n.start(&grid.tahoe)?;
+        }
+        grid.wait_connected(START_TIMEOUT)?;
+        Ok(grid)
+    }
+
+    fn fail(&self, node: &Node, what: String) -> anyhow::Error {
+        let msg = format!("{what}\n{}", node.logs_tail());
+        eprintln!("steward-testgrid: {msg}");
+        anyhow!(msg)
+    }
+
+    fn check_alive(&self) -> Result<()> {
+        for n in std::iter::once(&self.introducer)
+            .chain(&self.storage)
+            .chain(&self.gateways)
+        {
+            if let Some(st) = n.exited() {
+                return Err(self.fail(n, format!("{} exited unexpectedly: {st}", n.name)));
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_introducer_furl(&self) -> Result<String> {
+        let path = self.introducer.dir.join("private").join("introducer.furl");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(text) = fs::read_to_string(&path) {
+                let furl = text.trim();
+                if text.ends_with('\n') && furl.starts_with("pb://") && furl.contains('@') {
+                    return Ok(furl.to_string());
+                }
+            }
+            self.check_alive()?;
+            if Instant::now() >= deadline {
+                return Err(self.fail(
+                    &self.introducer,
+                    format!(
+                        "introducer wrote no {} within {START_TIMEOUT:?}",
+                        path.display()
+                    ),
+                ));
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits until every gateway sees every *running* storage node
+    /// connected, and none of the stopped ones.
+    pub fn wait_connected(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            let mut pending: Option<(usize, String)> = None;
+            for (g, url) in self.gateway_urls().iter().enumerate() {
+                match self.server_status(url) {
+                    Ok(st) => {
+                        for (i, n) in self.storage.iter().enumerate() {
+                            let running = n.is_running();
+                            let connected = st
+                                .get(&format!("s{i}"))
+                                .map(|s| s.to_ascii_lowercase().starts_with("connected"));
+                            let ok = if running {
+                                connected == Some(true)
+                            } else {
+                                connected != Some(true)
+                            };
+                            if !ok && pending.is_none() {
+                                pending = Some((
+                                    g,
+                                    format!(
+                                        "gateway {g} sees storage node {i} ({}) as {:?}",
+                                        if running { "running" } else { "stopped" },
+                                        st.get(&format!("s{i}"))
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if pending.is_none() {
+                            pending =
+                                Some((g, format!("gateway {g} web API not answering: {e:#}")));
+                        }
+                    }
+                }
+            }
+            let Some((g, why)) = pending else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(self.fail(
+                    &self.gateways[g],
+                    format!("grid not ready after {timeout:?}: {why}"),
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// nickname -> connection_status summary, from `GET /?t=json`.
+    fn server_status(&self, gateway_url: &str) -> Result<BTreeMap<String, String>> {
+        let v: Value = self
+            .client()
+            .get(format!("{gateway_url}?t=json"))
+            .timeout(Duration::from_secs(5))
+            .send()?
+            .error_for_status()?
+            .json()?;
+        let mut out = BTreeMap::new();
+        for s in v["servers"].as_array().into_iter().flatten() {
+            if let (Some(n), Some(c)) = (s["nickname"].as_str(), s["connection_status"].as_str()) {
+                out.insert(n.to_string(), c.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    fn client(&self) -> &reqwest::blocking::Client {
+        self.http.as_ref().expect("HTTP client present until drop")
+    }
+
+    /// `http://127.0.0.1:PORT/` of gateway 0.
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.web_ports[0])
+    }
+
+    /// Web-API URLs of all gateways, each ending in `/`.
+    pub fn gateway_urls(&self) -> Vec<String> {
+        self.web_ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}/"))
+            .collect()
+    }
+
+    /// Node directory of gateway 0 (`node.url`, `private/aliases`,
+    /// `private/secret`, `private/introducer_default_cache.yaml`).
+    pub fn gateway_dir(&self) -> &Path {
+        &self.gateways[0].dir
+    }
+
+    /// Node directory of gateway `i`.
+    pub fn gateway_dir_at(&self, i: usize) -> &Path {
+        &self.gateways[i].dir
+    }
+
+    /// Node directory of storage node `i`.
+    pub fn storage_dir(&self, i: usize) -> PathBuf {
+        self.storage[i].dir.clone()
+    }
+
+    /// Real (listening) port of storage node `i`.
+    pub fn storage_port(&self, i: usize) -> u16 {
+        self.storage_ports[i]
+    }
+
+    /// Number of storage nodes.
+    pub fn storage_nodes(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// Encoding parameters `(needed, happy, total)`.
+    pub fn encoding(&self) -> (u8, u8, u8) {
+        (self.needed, self.happy, self.total)
+    }
+
+    /// Directory holding all node directories.
+    pub fn base_dir(&self) -> &Path {
+        &self.base
+    }
+
+    /// Pids of the `tahoe run` processes currently running.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(&self.introducer)
+            .chain(&self.storage)
+            .chain(&self.gateways)
+            .filter_map(Node::pid)
+            .collect()
+    }
+
+    /// `tahoe -d <gateway 0 dir>`, ready for more args.
+    pub fn tahoe(&self) -> Command {
+        let mut c = Command::new(&self.tahoe);
+        c.arg("-d").arg(self.gateway_dir());
+        c
+    }
+
+    /// Adds (or replaces) alias `name` for `cap` in `private/aliases` of
+    /// every gateway, as `tahoe add-alias` writes it (`name: cap` lines).
+    pub fn add_alias(&self, name: &str, cap: &str) -> Result<()> {
+        if name.contains(':') || name.contains('\n') || cap.contains('\n') {
+            bail!("bad alias {name:?}");
+        }
+        for g in &self.gateways {
+            let path = g.dir.join("private").join("aliases");
+            let old = fs::read_to_string(&path).unwrap_or_default();
+            let mut text = String::new();
+            for line in old.lines() {
+                let t = line.trim();
+                if !t.starts_with('#') && t.split(':').next().map(str::trim) == Some(name) {
+                    continue;
+                }
+                text.push_str(line);
+                text.push('\n');
+            }
+            text.push_str(&format!("{name}: {cap}\n"));
+            fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn url(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{}",
+            self.gateway_url(),
+            path_and_query.trim_start_matches('/')
+        )
+    }
+
+    fn text_response(resp: reqwest::blocking::Response, what: &str) -> Result<String> {
+        let status = resp.status();
+        let body = resp.text()?;
+        if !status.is_success() {
+            bail!("{what}: HTTP {status}: {body}");
+        }
+        Ok(body.trim().to_string())
+    }
+
+    /// `POST /uri?t=mkdir`: a new empty mutable directory's write cap.
+    pub fn mkdir(&self) -> Result<String> {
+        let r = self.client().post(self.url("uri?t=mkdir")).send()?;
+        Self::text_response(r, "mkdir")
+    }
+
+    /// `POST /uri?t=mkdir-immutable` with `children` (see
+    /// [`Grid::mkdir_with_children`] for the accepted forms). Every child
+    /// must be immutable.
+    pub fn mkdir_immutable(&self, children: Value) -> Result<String> {
+        let body = serde_json::to_vec(&normalize_children(children)?)?;
+        let r = self
+            .client()
+            .post(self.url("uri?t=mkdir-immutable"))
+            .body(body)
+            .send()?;
+        Self::text_response(r, "mkdir-immutable")
+    }
+
+    /// `POST /uri?t=mkdir-with-children`: a new mutable directory holding
+    /// `children`, an object `{name: [nodetype, {rw_uri?, ro_uri, metadata?}]}`
+    /// as in webapi.rst; as a shorthand a value may be just a cap string
+    /// (node type and rw/ro are then inferred from the cap's prefix).
+    pub fn mkdir_with_children(&self, children: Value) -> Result<String> {
+        let body = serde_json::to_vec(&normalize_children(children)?)?;
+        let r = self
+            .client()
+            .post(self.url("uri?t=mkdir-with-children"))
+            .body(body)
+            .send()?;
+        Self::text_response(r, "mkdir-with-children")
+    }
+
+    /// `PUT /uri?format=FORMAT` (`CHK`, `SDMF`, `MDMF`): the new file's cap.
+    /// CHK data of 55 bytes or less gives a `URI:LIT:` cap.
+    pub fn upload(&self, data: &[u8], format: &str) -> Result<String> {
+        let r = self
+            .client()
+            .put(self.url(&format!("uri?format={format}")))
+            .body(data.to_vec())
+            .send()?;
+        Self::text_response(r, "upload")
+    }
+
+    /// `PUT /uri/$DIRCAP/NAME?t=uri`: links `childcap` as `name` (any
+    /// Unicode, percent-encoded here) in directory `dircap`.
+    pub fn link(&self, dircap: &str, name: &str, childcap: &str) -> Result<()> {
+        let r = self
+            .client()
+            .put(self.url(&format!("uri/{}/{}?t=uri", dircap, percent_encode(name))))
+            .body(childcap.to_string())
+            .send()?;
+        Self::text_response(r, "link").map(|_| ())
+    }
+
+    /// `GET` gateway + `path_and_query` (leading `/` optional), as JSON.
+    pub fn get_json(&self, path_and_query: &str) -> Result<Value> {
+        let r = self.client().get(self.url(path_and_query)).send()?;
+        let body = Self::text_response(r, &format!("GET {path_and_query}"))?;
+        serde_json::from_str(&body)
+            .with_context(|| format!("GET {path_and_query}: not JSON: {body}"))
+    }
+
+    /// `POST` gateway + `path_and_query` with an empty body: status and body.
+    pub fn post(&self, path_and_query: &str) -> Result<(u16, String)> {
+        let r = self.client().post(self.url(path_and_query)).send()?;
+        let status = r.status().as_u16();
+        Ok((status, r.text()?))
+    }
+
+    /// `POST /uri/$CAP?t=check&output=JSON` (plus `&verify=true` if asked):
+    /// the parsed check results.
+    pub fn check(&self, cap: &str, verify: bool) -> Result<Value> {
+        let q = format!(
+            "uri/{cap}?t=check&output=JSON{}",
+            if verify { "&verify=true" } else { "" }
+        );
+        let (status, body) = self.post(&q)?;
+        if !(200..300).contains(&status) {
+            bail!("check {cap}: HTTP {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// The base32 storage index of `cap` (from its verify cap, via
+    /// `GET /uri/$CAP?t=json`). LIT caps have none: error.
+    pub fn storage_index(&self, cap: &str) -> Result<String> {
+        let v = self.get_json(&format!("uri/{cap}?t=json"))?;
+        let vc = v[1]["verify_uri"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{cap} has no verify cap (LIT?)"))?;
+        vc.split(':')
+            .nth(2)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("odd verify cap {vc}"))
+    }
+
+    /// All share files of storage index `si` on all storage nodes (running or
+    /// not), ordered by node then share number.
+    pub fn shares(&self, si: &str) -> Vec<ShareFile> {
+        let mut out = Vec::new();
+        if si.len() < 2 || si.contains('/') {
+            return out;
+        }
+        for (i, n) in self.storage.iter().enumerate() {
+            let dir = n.dir.join("storage").join("shares").join(&si[..2]).join(si);
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                if let Some(shnum) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+                    out.push(ShareFile {
+                        node: i,
+                        shnum,
+                        path: e.path(),
+                    });
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Deletes `count` share files of `si` (or all there are), returning how
+    /// many were deleted. Deterministic: each time the node holding the most
+    /// shares of `si` loses its highest-numbered one (ties: higher node
+    /// index first), so the shares left stay on distinct nodes where
+    /// possible.
+    pub fn drop_shares(&self, si: &str, count: usize) -> Result<usize> {
+        let mut shares = self.shares(si);
+        let mut dropped = 0;
+        while dropped < count && !shares.is_empty() {
+            let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
+            for s in &shares {
+                *per_node.entry(s.node).or_default() += 1;
+            }
+            let (&node, _) = per_node
+                .iter()
+                .max_by_key(|(&n, &c)| (c, n))
+                .expect("non-empty");
+            let idx = shares
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.node == node)
+                .max_by_key(|(_, s)| s.shnum)
+                .map(|(i, _)| i)
+                .expect("node has a share");
+            let s = shares.remove(idx);
+            remove_share(&s.path)?;
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    /// Leaves fewer than k (`needed`) distinct share numbers of `si`: keeps
+    /// the lowest `needed - 1` share numbers, deletes every other share file.
+    pub fn make_unrecoverable(&self, si: &str) -> Result<()> {
+        let shares = self.shares(si);
+        if shares.is_empty() {
+            bail!("no shares of {si} on this grid");
+        }
+        let keep: BTreeSet<u32> = shares
+            .iter()
+            .map(|s| s.shnum)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .take(self.needed.saturating_sub(1) as usize)
+            .collect();
+        for s in shares.iter().filter(|s| !keep.contains(&s.shnum)) {
+            remove_share(&s.path)?;
+        }
+        Ok(())
+    }
+
+    /// Flips 16 bytes in the middle of the first share of `si` (lowest
+    /// node, then share number). On an immutable file of more than a few
+    /// hundred bytes this hits block data: a plain check still counts the
+    /// share good, only `verify=true` reports it corrupt.
+    pub fn corrupt_share(&self, si: &str) -> Result<ShareFile> {
+        let s = self
+            .shares(si)
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("no shares of {si} on this grid"))?;
+        let mut f = File::options()
+            .read(true)
+            .write(true)
+            .open(&s.path)
+            .with_context(|| format!("opening {}", s.path.display()))?;
+        let len = f.metadata()?.len();
+        let n = len.min(16);
+        let at = (len / 2).saturating_sub(n / 2);
+        let mut buf = vec![0u8; n as usize];
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut buf)?;
+        for b in &mut buf {
+            *b ^= 0xff;
+        }
+        f.seek(SeekFrom::Start(at))?;
+        f.write_all(&buf)?;
+        f.sync_all()?;
+        Ok(s)
+    }
+
+    /// Stops storage node `i` and waits until every gateway sees it
+    /// disconnected. Its shares stay on disk.
+    pub fn stop_storage_node(&self, i: usize) -> Result<()> {
+        let n = self
+            .storage
+            .get(i)
+            .ok_or_else(|| anyhow!("no storage node {i}"))?;
+        stop_nodes(&[n]);
+        self.wait_connected(START_TIMEOUT)
+    }
+
+    /// (Re)starts storage node `i` on the same ports and waits until every
+    /// gateway sees it connected.
+    pub fn start_storage_node(&self, i: usize) -> Result<()> {
+        let n = self
+            .storage
+            .get(i)
+            .ok_or_else(|| anyhow!("no storage node {i}"))?;
+        n.start(&self.tahoe)?;
+        self.wait_connected(START_TIMEOUT)
+    }
+
+    /// Stops every process of this grid (idempotent). The temporary base
+    /// directory, if any, is removed on drop.
+    pub fn stop(&mut self) {
+        let nodes: Vec<&Node> = self
+            .gateways
+            .iter()
+            .chain(&self.storage)
+            .chain(std::iter::once(&self.introducer))
+            .collect();
+        stop_nodes(&nodes);
+    }
+}
+
+impl Drop for Grid {
+    fn drop(&mut self) {
+        self.stop();
+        // reqwest::blocking::Client panics when dropped inside an async
+        // runtime; drop it on a plain thread instead.
+        if let Some(c) = self.http.take() {
+            let _ = thread::spawn(move || drop(c)).join();
+        }
+        if let Some(t) = self.tmp.take() {
+            spawn::unregister_dir(t.path());
+            let _ = t.close();
+        }
+    }
+}
+
+fn remove_share(path: &Path) -> Result<()> {
+    fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    // Tahoe removes empty bucket directories itself; leave none behind.
+    if let Some(parent) = path.parent() {
+        let _ = fs::remove_dir(parent);
+    }
+    Ok(())
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn is_write_cap(cap: &str) -> bool {
+    ["URI:DIR2:", "URI:DIR2-MDMF:", "URI:SSK:", "URI:MDMF:"]
+        .iter()
+        .any(|p| cap.starts_with(p))
+}
+
+/// Expands `{name: "cap"}` shorthand into `{name: [type, {rw_uri|ro_uri}]}`.
+fn normalize_children(children: Value) -> Result<Value> {
+    let Value::Object(map) = children else {
+        bail!("children must be a JSON object");
+    };
+    let mut out = serde_json::Map::new();
+    for (name, v) in map {
+        let v = match v {
+            Value::String(cap) => {
+                let kind = if cap.starts_with("URI:DIR2") {
+                    "dirnode"
+                } else {
+                    "filenode"
+                };
+                let key = if is_write_cap(&cap) {
+                    "rw_uri"
+                } else {
+                    "ro_uri"
+                };
+                serde_json::json!([kind, { key: cap }])
+            }
+            other => other,
+        };
+        out.insert(name, v);
+    }
+    Ok(Value::Object(out))
+}

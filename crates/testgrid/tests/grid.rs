@@ -1,0 +1,332 @@
+//! Tests against a real local grid. Most share one grid (started once, held
+//! in a static, killed by PDEATHSIG when this binary exits); the stop/start
+//! test has its own small grid, and the kill -9 test starts a grid in a
+//! child process.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use steward_testgrid::{Grid, GridConfig};
+
+fn grid() -> &'static Grid {
+    static GRID: OnceLock<Grid> = OnceLock::new();
+    GRID.get_or_init(|| Grid::start(GridConfig::default()).expect("starting the shared grid"))
+}
+
+fn results(v: &Value) -> &Value {
+    &v["results"]
+}
+
+fn good(v: &Value) -> u64 {
+    results(v)["count-shares-good"]
+        .as_u64()
+        .expect("count-shares-good")
+}
+
+/// Data that is different on every call, so every upload is a new object.
+fn unique_data(len: usize) -> Vec<u8> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let seed = N.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id()) << 32;
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn uploads_dirs_links_and_listing() {
+    let g = grid();
+    let chk = g.upload(&unique_data(10_000), "CHK").unwrap();
+    let lit = g.upload(b"tiny", "CHK").unwrap();
+    let sdmf = g.upload(&unique_data(3_000), "SDMF").unwrap();
+    let mdmf = g.upload(&unique_data(3_000), "MDMF").unwrap();
+    assert!(chk.starts_with("URI:CHK:"), "{chk}");
+    assert!(lit.starts_with("URI:LIT:"), "{lit}");
+    assert!(sdmf.starts_with("URI:SSK:"), "{sdmf}");
+    assert!(mdmf.starts_with("URI:MDMF:"), "{mdmf}");
+
+    let dir = g.mkdir().unwrap();
+    assert!(dir.starts_with("URI:DIR2:"), "{dir}");
+    let long = "x".repeat(200);
+    let odd = "héllo wörld/✓ ?#%&+";
+    g.link(&dir, "chk", &chk).unwrap();
+    g.link(&dir, "lit", &lit).unwrap();
+    g.link(&dir, "sdmf", &sdmf).unwrap();
+    g.link(&dir, "mdmf", &mdmf).unwrap();
+    g.link(&dir, &long, &chk).unwrap();
+    let sub = g.mkdir().unwrap();
+    g.link(&dir, odd, &sub).unwrap();
+
+    let v = g.get_json(&format!("/uri/{dir}?t=json")).unwrap();
+    assert_eq!(v[0], "dirnode");
+    let kids = v[1]["children"].as_object().unwrap();
+    assert_eq!(kids.len(), 6, "{kids:?}");
+    assert_eq!(kids["chk"][1]["format"], "CHK");
+    assert_eq!(kids["chk"][1]["size"], 10_000);
+    assert_eq!(kids["lit"][1]["ro_uri"], lit.as_str());
+    assert_eq!(kids["sdmf"][1]["format"], "SDMF");
+    assert_eq!(kids["mdmf"][1]["format"], "MDMF");
+    assert_eq!(kids[long.as_str()][1]["ro_uri"], chk.as_str());
+    assert_eq!(kids[odd][0], "dirnode");
+
+    // Whole directories in one request.
+    let imm = g
+        .mkdir_immutable(json!({
+            "a": lit,
+            "b": ["filenode", {"ro_uri": chk}],
+        }))
+        .unwrap();
+    assert!(imm.starts_with("URI:DIR2-CHK:"), "{imm}");
+    let v = g.get_json(&format!("uri/{imm}?t=json")).unwrap();
+    assert_eq!(v[1]["children"].as_object().unwrap().len(), 2);
+
+    let mutable = g
+        .mkdir_with_children(json!({"f": sdmf, "d": sub, "i": imm}))
+        .unwrap();
+    assert!(mutable.starts_with("URI:DIR2:"), "{mutable}");
+    let v = g.get_json(&format!("uri/{mutable}?t=json")).unwrap();
+    let kids = v[1]["children"].as_object().unwrap();
+    assert_eq!(kids["f"][1]["rw_uri"], sdmf.as_str());
+    assert_eq!(kids["d"][0], "dirnode");
+    assert_eq!(kids["i"][1]["ro_uri"], imm.as_str());
+
+    // The CLI through the gateway directory, with an alias.
+    g.add_alias("tahoe", &dir).unwrap();
+    g.add_alias("other", &mutable).unwrap();
+    let aliases = std::fs::read_to_string(g.gateway_dir().join("private/aliases")).unwrap();
+    assert_eq!(aliases, format!("tahoe: {dir}\nother: {mutable}\n"));
+    let out = g.tahoe().args(["ls", "tahoe:"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let listing = String::from_utf8(out.stdout).unwrap();
+    for name in ["chk", "lit", "sdmf", "mdmf", long.as_str(), odd] {
+        assert!(
+            listing.lines().any(|l| l == name),
+            "{name} not in {listing}"
+        );
+    }
+}
+
+#[test]
+fn dropped_shares_reduce_good_count() {
+    let g = grid();
+    let cap = g.upload(&unique_data(20_000), "CHK").unwrap();
+    let si = g.storage_index(&cap).unwrap();
+    let shares = g.shares(&si);
+    assert_eq!(shares.len(), 5, "{shares:?}");
+    assert_eq!(good(&g.check(&cap, false).unwrap()), 5);
+
+    assert_eq!(g.drop_shares(&si, 2).unwrap(), 2);
+    let left = g.shares(&si);
+    assert_eq!(left.len(), 3);
+    let nodes: std::collections::BTreeSet<_> = left.iter().map(|s| s.node).collect();
+    assert_eq!(
+        nodes.len(),
+        3,
+        "remaining shares on distinct nodes: {left:?}"
+    );
+    let v = g.check(&cap, false).unwrap();
+    assert_eq!(good(&v), 3, "{v}");
+    assert_eq!(results(&v)["healthy"], false);
+    assert_eq!(results(&v)["recoverable"], true);
+}
+
+#[test]
+fn mutable_shares_can_be_dropped_too() {
+    let g = grid();
+    let cap = g.upload(&unique_data(2_000), "SDMF").unwrap();
+    let si = g.storage_index(&cap).unwrap();
+    assert_eq!(g.shares(&si).len(), 5);
+    assert_eq!(g.drop_shares(&si, 1).unwrap(), 1);
+    assert_eq!(good(&g.check(&cap, false).unwrap()), 4);
+}
+
+#[test]
+fn unrecoverable_file() {
+    let g = grid();
+    let cap = g.upload(&unique_data(20_000), "CHK").unwrap();
+    let si = g.storage_index(&cap).unwrap();
+    g.make_unrecoverable(&si).unwrap();
+    assert_eq!(g.shares(&si).len(), 1);
+    let v = g.check(&cap, false).unwrap();
+    assert_eq!(results(&v)["recoverable"], false, "{v}");
+    assert_eq!(good(&v), 1);
+}
+
+#[test]
+fn unrecoverable_directory() {
+    let g = grid();
+    let dir = g.mkdir().unwrap();
+    let si = g.storage_index(&dir).unwrap();
+    g.make_unrecoverable(&si).unwrap();
+    let v = g.check(&dir, false).unwrap();
+    assert_eq!(results(&v)["recoverable"], false, "{v}");
+}
+
+#[test]
+fn corruption_is_seen_only_by_verify() {
+    let g = grid();
+    let cap = g.upload(&unique_data(50_000), "CHK").unwrap();
+    let si = g.storage_index(&cap).unwrap();
+    let hit = g.corrupt_share(&si).unwrap();
+    assert!(hit.path.exists());
+    let plain = g.check(&cap, false).unwrap();
+    assert_eq!(good(&plain), 5, "{plain}");
+    assert_eq!(results(&plain)["count-corrupt-shares"], 0, "{plain}");
+    let verified = g.check(&cap, true).unwrap();
+    assert_eq!(results(&verified)["count-corrupt-shares"], 1, "{verified}");
+    assert_eq!(good(&verified), 4, "{verified}");
+}
+
+#[test]
+fn post_and_errors() {
+    let g = grid();
+    let cap = g.upload(&unique_data(1_000), "CHK").unwrap();
+    let (status, body) = g.post(&format!("uri/{cap}?t=check&output=JSON")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let verify = g.get_json(&format!("uri/{cap}?t=json")).unwrap()[1]["verify_uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = g
+        .post(&format!("uri/{verify}?t=check&output=JSON"))
+        .unwrap();
+    assert_eq!(status, 405);
+    assert!(g.storage_index(&g.upload(b"lit", "CHK").unwrap()).is_err());
+    let dir = g.mkdir().unwrap();
+    assert!(g.get_json(&format!("uri/{dir}/missing?t=json")).is_err());
+}
+
+#[test]
+fn gateway_is_not_a_storage_server() {
+    let g = grid();
+    assert!(!g.gateway_dir().join("storage").exists());
+    let cfg = std::fs::read_to_string(g.gateway_dir().join("tahoe.cfg")).unwrap();
+    assert!(cfg.contains("[storage]\n# Shall this node provide storage service?\nenabled = false"));
+    assert!(g.gateway_dir().join("node.url").exists());
+    assert!(g.gateway_dir().join("private/secret").exists());
+    let v = g.get_json("?t=json").unwrap();
+    assert_eq!(v["servers"].as_array().unwrap().len(), g.storage_nodes());
+}
+
+#[test]
+fn stop_and_restart_a_storage_node() {
+    let g = Grid::start(GridConfig {
+        storage_nodes: 3,
+        needed: 1,
+        happy: 2,
+        total: 3,
+        ..GridConfig::default()
+    })
+    .unwrap();
+    let cap = g.upload(&unique_data(5_000), "CHK").unwrap();
+    assert_eq!(good(&g.check(&cap, false).unwrap()), 3);
+    let port = g.storage_port(1);
+    g.stop_storage_node(1).unwrap();
+    let v = g.check(&cap, false).unwrap();
+    assert_eq!(good(&v), 2, "{v}");
+    g.start_storage_node(1).unwrap();
+    assert_eq!(g.storage_port(1), port);
+    assert_eq!(good(&g.check(&cap, false).unwrap()), 3);
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie (not reaped yet by whoever inherited it) counts as dead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+const CHILD_ENV: &str = "STEWARD_TESTGRID_KILL9_CHILD";
+
+/// In the child: start a grid from a short-lived thread (which must not
+/// matter), report pids, then wait to be killed.
+#[test]
+fn kill9_child_grid() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let grid = std::thread::spawn(|| {
+        Grid::start(GridConfig {
+            storage_nodes: 2,
+            needed: 1,
+            happy: 1,
+            total: 2,
+            ..GridConfig::default()
+        })
+        .unwrap()
+    })
+    .join()
+    .unwrap();
+    let pids: Vec<String> = grid.pids().iter().map(u32::to_string).collect();
+    println!("STEWARD_PIDS {}", pids.join(" "));
+    println!("STEWARD_BASE {}", grid.base_dir().display());
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn kill9_of_the_test_process_stops_the_grid() {
+    let exe = std::env::current_exe().unwrap();
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "kill9_child_grid",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let mut pids: Vec<u32> = Vec::new();
+    let mut base = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        // libtest may print "test name ... " on the same line first.
+        if let Some((_, rest)) = line.split_once("STEWARD_PIDS ") {
+            pids = rest.split(' ').map(|p| p.parse().unwrap()).collect();
+        }
+        if let Some((_, rest)) = line.split_once("STEWARD_BASE ") {
+            base = Some(std::path::PathBuf::from(rest));
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 4, "introducer, 2 storage nodes, 1 gateway");
+    assert!(pids.iter().all(|&p| alive(p)));
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGKILL) };
+    child.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "tahoe processes outlived the killed test process: {:?}",
+            pids.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(base) = base {
+        let _ = std::fs::remove_dir_all(base);
+    }
+}
