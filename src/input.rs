@@ -96,7 +96,17 @@ impl LineSource {
     }
 
     /// A file another stage is writing; read only what it has committed.
-    pub async fn follow(path: &Path, committed: watch::Receiver<Committed>) -> Result<LineSource> {
+    pub async fn follow(
+        path: &Path,
+        mut committed: watch::Receiver<Committed>,
+    ) -> Result<LineSource> {
+        // The producer creates the file before its first commit: wait for it.
+        if committed.wait_for(|c| c.len > 0 || c.done).await.is_err() {
+            return Err(Error::new(
+                crate::error::ErrorKind::Interrupted,
+                format!("the stage writing {} stopped", path.display()),
+            ));
+        }
         let f = tokio::fs::File::open(path)
             .await
             .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;

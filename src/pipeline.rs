@@ -132,7 +132,8 @@ pub async fn manifest(
                 next_id: 1,
                 ..Default::default()
             };
-            let t = Traversal::new(backend, root, opts, Some(journal), Some(progress))?;
+            let t = Traversal::new(backend, root, opts, Some(journal), Some(progress))?
+                .with_notify(notify);
             t.run(&mut out as &mut dyn UnitSink, stop, on_progress)
                 .await
         }

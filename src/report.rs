@@ -10,7 +10,7 @@
 //! stops at the first one.
 
 use crate::stage::check::{unit_health, Health};
-use crate::stage::repair::{post_repair_healthy, repair_successful};
+use crate::stage::repair::{post_repair_healthy, repair_attempted, repair_successful};
 use crate::unit::{ObjectType, ObjectUnit, Unit};
 use serde_json::Value;
 use std::io::Write;
@@ -102,7 +102,7 @@ impl Report {
             .as_ref()
             .and_then(|r| r.get("action"))
             .and_then(Value::as_str);
-        if action == Some("repaired") {
+        if action == Some("repaired") && repair_attempted(o) {
             self.repairs_attempted += 1;
             if repair_successful(o) == Some(true) {
                 self.repairs_successful += 1;

@@ -20,7 +20,7 @@
 //! | `path` | list of names from the root; `[]` is the root itself. Names are Unicode; non-ASCII characters are written as `\uXXXX` escapes, as Tahoe writes them |
 //! | `cap` | the strongest cap the run was allowed to write (`--caps`): a write cap, a read cap, or only the verify cap |
 //! | `verifycap` | the verify cap; `""` for literal (LIT) objects, which have no shares |
-//! | `repaircap` | the cap needed to repair the object: the read cap for immutable objects, the write cap for mutable ones; `""` when the run was not allowed to write it, and for LIT objects |
+//! | `repaircap` | as Tahoe writes it: the verify cap of an immutable file, the write cap of a mutable file or directory (`""` unless the run was allowed to write write caps), `""` for LIT objects and immutable directories. steward's repair stage repairs immutable objects through the gateway with their read cap (`cap`) |
 //! | `storage-index` | base32 storage index; `""` for LIT objects |
 //! | `error` | only when something went wrong for this object: `{"code": "...", "message": "..."}` (below) |
 //! | `check-results` | added by `steward check`: Tahoe's check-results object (`storage-index`, `summary`, `results` with `healthy`, `recoverable`, `count-shares-good`, ...) |
@@ -75,11 +75,11 @@ impl From<&steward_backend::BackendError> for UnitError {
 /// One object of the tree, with whatever the stages so far added to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectUnit {
-    #[serde(rename = "type")]
-    pub object_type: ObjectType,
     pub path: Vec<String>,
     #[serde(default)]
     pub cap: String,
+    #[serde(rename = "type")]
+    pub object_type: ObjectType,
     #[serde(default)]
     pub verifycap: String,
     #[serde(default)]
@@ -151,8 +151,10 @@ pub trait UnitSink: Send {
     async fn sync(&mut self) -> Result<u64>;
 }
 
-/// Serialize as JSON with every non-ASCII character escaped (`\uXXXX`, with
-/// surrogate pairs), as Python's `json.dumps(..., ensure_ascii=True)` does.
+/// Serialize as JSON the way Tahoe's Python writes its units
+/// (`json.dumps(..., ensure_ascii=True)`): every non-ASCII character escaped
+/// (`\uXXXX`, with surrogate pairs) and `", "` / `": "` separators, so that
+/// steward's units are byte-for-byte those of Tahoe for the same object.
 pub fn to_ascii_json<T: Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::with_capacity(256);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
@@ -165,6 +167,31 @@ pub fn to_ascii_json<T: Serialize + ?Sized>(value: &T) -> String {
 struct AsciiFormatter;
 
 impl serde_json::ser::Formatter for AsciiFormatter {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
+    }
     fn write_string_fragment<W: ?Sized + io::Write>(
         &mut self,
         writer: &mut W,
@@ -195,13 +222,13 @@ mod tests {
         // json.dumps(["é", "😀", "a\"b"], ensure_ascii=True)
         assert_eq!(
             to_ascii_json(&["é", "😀", "a\"b"]),
-            r#"["\u00e9","\ud83d\ude00","a\"b"]"#
+            r#"["\u00e9", "\ud83d\ude00", "a\"b"]"#
         );
     }
 
     #[test]
     fn units_round_trip_and_bad_lines_are_explained() {
-        let line = r#"{"type":"file","path":["x","\u00e9"],"cap":"URI:LIT:aa","verifycap":"","repaircap":"","storage-index":""}"#;
+        let line = r#"{"path": ["x", "\u00e9"], "cap": "URI:LIT:aa", "type": "file", "verifycap": "", "repaircap": "", "storage-index": ""}"#;
         let u = Unit::parse(line).unwrap();
         match &u {
             Unit::Object(o) => {

@@ -8,7 +8,7 @@
 //!
 //! | `action` | meaning |
 //! |---|---|
-//! | `repaired` | repair was attempted; `check-and-repair-results` says how it went (`repair-successful`) |
+//! | `repaired` | sent to the gateway for repair; `check-and-repair-results` says how it went (`repair-attempted`: false when the gateway found it healthy by then; `repair-successful`) |
 //! | `would-repair` | `--dry-run`: this object would have been repaired |
 //! | `not-repairable` | unrecoverable (fewer than k good shares), or the input holds no cap strong enough |
 //! | `skipped` | healthy enough by the thresholds (written only with `--all`), or not checked |
@@ -172,7 +172,18 @@ impl Repairer {
                     };
                     match self.backend.repair(&cap, opts).await {
                         Ok(v) => {
+                            let corrupt_left = v
+                                .pointer("/post-repair-results/results/count-corrupt-shares")
+                                .and_then(Value::as_u64)
+                                .unwrap_or(0);
                             u.check_and_repair_results = Some(v);
+                            if corrupt_left > 0 {
+                                let reason = format!(
+                                    "{reason}; {corrupt_left} corrupt shares remain: Tahoe's repairer does not replace a share that a server already holds, even a corrupt one; delete it on that server (see list-corrupt-shares) and repair again"
+                                );
+                                u.repair = Some(json!({"action": "repaired", "reason": reason}));
+                                return Ok(vec![Unit::Object(u)]);
+                            }
                         }
                         Err(e) if e.is_fatal() => return Err(Error::from(e)),
                         Err(e) => {
@@ -191,6 +202,16 @@ impl Repairer {
         u.repair = Some(json!({"action": action, "reason": reason}));
         Ok(vec![Unit::Object(u)])
     }
+}
+
+/// Whether the gateway attempted a repair (it does not when its own check
+/// finds the object healthy).
+pub fn repair_attempted(u: &ObjectUnit) -> bool {
+    u.check_and_repair_results
+        .as_ref()
+        .and_then(|c| c.get("repair-attempted"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// Whether a repair unit says the repair worked.
@@ -223,6 +244,16 @@ pub fn tally_repair(u: &Unit, tally: &mut BTreeMap<String, u64>) {
         .and_then(Value::as_str)
         .unwrap_or("skipped");
     match action {
+        "repaired" if !repair_attempted(o) => {
+            // Healthy by the time it was looked at again (for example
+            // repaired by a run that was interrupted before its checkpoint):
+            // nothing to do, nothing failed.
+            if post_repair_healthy(o) {
+                bump(tally, "repair-unneeded");
+            } else {
+                bump(tally, "repair-failed");
+            }
+        }
         "repaired" => {
             bump(tally, "repair-attempted");
             if repair_successful(o) == Some(true) {

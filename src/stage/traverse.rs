@@ -85,15 +85,16 @@ pub fn object_unit(
     caps: Authority,
 ) -> ObjectUnit {
     let written = cap.weaken_to(caps);
-    let repaircap = if cap.is_literal() {
+    // Tahoe's get_repair_cap(): the verify cap of an immutable file (its
+    // repairer needs no more), the write cap of a mutable file or directory,
+    // nothing for literal objects, immutable directories and read-only
+    // mutable objects. A write cap is written only when allowed.
+    let repaircap = if cap.is_literal() || (cap.is_directory() && !cap.is_mutable()) {
         None
     } else if cap.is_mutable() {
-        // Repairing a mutable object needs its write cap.
         (caps == Authority::Write && cap.authority() == Authority::Write).then(|| cap.clone())
-    } else if caps >= Authority::Read {
-        cap.to_read_cap()
     } else {
-        None
+        cap.to_verify_cap()
     };
     ObjectUnit {
         object_type,

@@ -1,1 +1,21 @@
+//! steward's integration tests, all in one binary, against a real local
+//! Tahoe-LAFS grid (started once per test binary by `steward-testgrid`;
+//! the first run also creates its virtualenv).
+//!
+//! Modules by topic: [`caps`] (local cap derivation against the gateway),
+//! [`manifest`] (issue 2), [`check`] and [`repair`] and [`deep_check`]
+//! (issue 3), [`faults`] (gateway down, 5xx, retries, several gateways) and
+//! [`resume`] (kill -9 at a random moment, then a rerun). Each test builds
+//! its own tree with unique contents (Tahoe's convergent encryption would
+//! otherwise share objects between tests) and damages only that.
 
+mod common;
+mod proxy;
+
+mod caps;
+mod check;
+mod deep_check;
+mod faults;
+mod manifest;
+mod repair;
+mod resume;

@@ -240,27 +240,42 @@ impl Gateway {
         let mut last = None;
         for ep in &self.endpoints {
             let url = format!("{}?t=json", ep.base);
-            match self
-                .client
-                .get(&url)
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => {
-                    last = Some(format!(
-                        "gateway {} answered HTTP {} to its welcome page: is this a Tahoe-LAFS node's web port?",
-                        ep.base,
-                        r.status().as_u16()
-                    ))
-                }
-                Err(e) => {
-                    last = Some(format!(
-                        "gateway {} is not reachable ({}): start the Tahoe node, or pass --gateway with the right URL",
-                        ep.base,
-                        describe_reqwest(&e)
-                    ))
+            // A gateway that is busy (502/503/504) is waited for; one that
+            // refuses connections is reported at once.
+            for attempt in 0..=self.opts.retries {
+                match self
+                    .client
+                    .get(&url)
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => return Ok(()),
+                    Ok(r) if matches!(r.status().as_u16(), 502..=504) => {
+                        last = Some(format!(
+                            "gateway {} keeps answering HTTP {}: is the node overloaded or still starting?",
+                            ep.base,
+                            r.status().as_u16()
+                        ));
+                        let delay = self.opts.backoff.saturating_mul(1 << attempt.min(6));
+                        tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+                    }
+                    Ok(r) => {
+                        last = Some(format!(
+                            "gateway {} answered HTTP {} to its welcome page: is this a Tahoe-LAFS node's web port?",
+                            ep.base,
+                            r.status().as_u16()
+                        ));
+                        break;
+                    }
+                    Err(e) => {
+                        last = Some(format!(
+                            "gateway {} is not reachable ({}): start the Tahoe node, or pass --gateway with the right URL",
+                            ep.base,
+                            describe_reqwest(&e)
+                        ));
+                        break;
+                    }
                 }
             }
         }

@@ -1,0 +1,225 @@
+//! Shared fixtures: the grid, the `steward` command, unit parsing, and the
+//! sample tree.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use steward::unit::{ObjectUnit, Unit};
+use steward_testgrid::{Grid, GridConfig};
+
+/// The grid shared by every test of this binary (two gateways, five
+/// storage nodes, 2-of-5, happy 3).
+pub fn grid() -> &'static Grid {
+    static GRID: OnceLock<Grid> = OnceLock::new();
+    GRID.get_or_init(|| {
+        Grid::start(GridConfig {
+            gateways: 2,
+            ..Default::default()
+        })
+        .expect("start the test grid")
+    })
+}
+
+/// `steward` with a clean environment, pointed at gateway 0.
+pub fn steward() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_steward"));
+    c.env_remove("STEWARD_GATEWAY").env("HOME", "/nonexistent");
+    c
+}
+
+/// `steward ARGS --gateway G0`.
+pub fn stw(args: &[&str]) -> Command {
+    let mut c = steward();
+    c.args(args).arg("--gateway").arg(grid().gateway_url());
+    c
+}
+
+/// Run and return output; stdout/stderr as strings.
+pub fn run(mut c: Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("run steward");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// Parse NDJSON units; panics on any bad line.
+pub fn units(text: &str) -> Vec<Unit> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Unit::parse(l).unwrap_or_else(|e| panic!("bad unit line ({e}): {l}")))
+        .collect()
+}
+
+pub fn read_units(p: &Path) -> Vec<Unit> {
+    units(&std::fs::read_to_string(p).unwrap())
+}
+
+/// Object units only.
+pub fn objects(us: &[Unit]) -> Vec<ObjectUnit> {
+    us.iter()
+        .filter_map(|u| match u {
+            Unit::Object(o) => Some((**o).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn stats(us: &[Unit]) -> serde_json::Value {
+    let s: Vec<_> = us
+        .iter()
+        .filter_map(|u| match u {
+            Unit::Stats(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(s.len(), 1, "exactly one stats unit");
+    assert!(
+        matches!(us.last(), Some(Unit::Stats(_))),
+        "the stats unit is last"
+    );
+    s[0].clone()
+}
+
+/// Objects by path ("a/b"; "" for the root).
+pub fn by_path(os: &[ObjectUnit]) -> BTreeMap<String, ObjectUnit> {
+    os.iter().map(|o| (o.path.join("/"), o.clone())).collect()
+}
+
+/// A unique tag per call, so that trees never share content.
+pub fn tag(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{name}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// The sample tree of issue 2: nested and shared directories, a cycle,
+/// LIT, CHK, SDMF and MDMF files, an immutable directory, non-ASCII and
+/// long names, and a directory (`broken`) that tests may make unrecoverable.
+pub struct Tree {
+    /// Root write cap.
+    pub root: String,
+    /// Write (or, for immutable objects, read) cap by path.
+    pub caps: HashMap<String, String>,
+}
+
+pub const LONG_NAME: &str = "é ünïcödé 文件 ";
+
+impl Tree {
+    pub fn cap(&self, path: &str) -> &str {
+        self.caps
+            .get(path)
+            .unwrap_or_else(|| panic!("no {path} in tree"))
+    }
+    pub fn si(&self, path: &str) -> String {
+        steward_cap::Cap::parse(self.cap(path))
+            .unwrap()
+            .storage_index()
+            .unwrap()
+            .to_string()
+    }
+}
+
+pub fn build_tree(g: &Grid, name: &str) -> Tree {
+    let t = tag(name);
+    let mut caps = HashMap::new();
+    let up = |data: String, fmt: &str| g.upload(data.as_bytes(), fmt).unwrap();
+    let root = g.mkdir().unwrap();
+    caps.insert(String::new(), root.clone());
+    let a = g.mkdir().unwrap();
+    let b = g.mkdir().unwrap();
+    let shared = g.mkdir().unwrap();
+    let broken = g.mkdir().unwrap();
+    g.link(&root, "a", &a).unwrap();
+    g.link(&root, "b", &b).unwrap();
+    g.link(&root, "broken", &broken).unwrap();
+    g.link(&a, "shared", &shared).unwrap();
+    g.link(&b, "shared-again", &shared).unwrap();
+    g.link(&b, "up", &root).unwrap(); // a cycle
+    caps.insert("a".into(), a.clone());
+    caps.insert("b".into(), b.clone());
+    caps.insert("broken".into(), broken.clone());
+    caps.insert("a/shared".into(), shared.clone());
+    for (i, size) in [(0, 1000usize), (1, 5000), (2, 20_000)] {
+        let c = up(format!("{t} chk {i} {}", "x".repeat(size)), "CHK");
+        g.link(&a, &format!("chk{i}"), &c).unwrap();
+        caps.insert(format!("a/chk{i}"), c);
+    }
+    let lit = up("lit".to_string(), "CHK");
+    assert!(lit.starts_with("URI:LIT:"));
+    g.link(&root, "lit", &lit).unwrap();
+    caps.insert("lit".into(), lit);
+    let sdmf = up(format!("{t} sdmf {}", "s".repeat(3000)), "SDMF");
+    g.link(&root, "sdmf", &sdmf).unwrap();
+    caps.insert("sdmf".into(), sdmf);
+    let mdmf = up(format!("{t} mdmf {}", "m".repeat(3000)), "MDMF");
+    g.link(&b, "mdmf", &mdmf).unwrap();
+    caps.insert("b/mdmf".into(), mdmf);
+    let long = format!("{LONG_NAME}{}", "L".repeat(200));
+    let nonascii = up(format!("{t} unicode {}", "u".repeat(2000)), "CHK");
+    g.link(&shared, &long, &nonascii).unwrap();
+    caps.insert(format!("a/shared/{long}"), nonascii);
+    let inner = up(format!("{t} inner {}", "i".repeat(2000)), "CHK");
+    g.link(&broken, "inner", &inner).unwrap();
+    caps.insert("broken/inner".into(), inner);
+    let tiny = up("tiny".to_string(), "CHK");
+    let imm_child = up(format!("{t} imm child {}", "c".repeat(1500)), "CHK");
+    let imm = g
+        .mkdir_immutable(serde_json::json!({"child": imm_child.clone(), "tiny": tiny.clone()}))
+        .unwrap();
+    g.link(&root, "imm", &imm).unwrap();
+    caps.insert("imm".into(), imm);
+    caps.insert("imm/child".into(), imm_child);
+    caps.insert("imm/tiny".into(), tiny);
+    Tree { root, caps }
+}
+
+/// The sample tree, damaged: `a/chk0` and `sdmf` lose two shares
+/// (unhealthy, recoverable), `a/chk1` keeps fewer than k (unrecoverable),
+/// `a/chk2` has one corrupt share (only a verify sees it) and the `broken`
+/// directory is unrecoverable.
+pub fn build_damaged_tree(g: &Grid, name: &str) -> Tree {
+    let tree = build_tree(g, name);
+    assert_eq!(g.drop_shares(&tree.si("a/chk0"), 2).unwrap(), 2);
+    assert_eq!(g.drop_shares(&tree.si("sdmf"), 2).unwrap(), 2);
+    g.make_unrecoverable(&tree.si("a/chk1")).unwrap();
+    g.corrupt_share(&tree.si("a/chk2")).unwrap();
+    g.make_unrecoverable(&tree.si("broken")).unwrap();
+    tree
+}
+
+/// Healthy (by check results) per path.
+pub fn health(objs: &[ObjectUnit]) -> BTreeMap<String, Option<bool>> {
+    objs.iter()
+        .map(|o| {
+            (
+                o.path.join("/"),
+                o.check_results
+                    .as_ref()
+                    .and_then(|c| c.pointer("/results/healthy"))
+                    .and_then(|v| v.as_bool()),
+            )
+        })
+        .collect()
+}
+
+/// Write a file and return its path as a string.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}

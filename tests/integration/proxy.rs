@@ -1,0 +1,144 @@
+//! A fault-injecting HTTP proxy in front of a real gateway: adds latency,
+//! answers chosen requests with an error status, counts requests, and can
+//! be switched off to play a gateway that went away. It runs on its own
+//! runtime thread so that tests stay synchronous.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Faults {
+    /// Milliseconds to wait before forwarding each request.
+    pub delay_ms: AtomicU64,
+    /// Status to answer instead of forwarding (0: none).
+    pub fail_status: AtomicU16,
+    /// How many more requests to fail (-1: all).
+    pub fail_remaining: AtomicI64,
+    /// Only fail requests whose path contains this.
+    pub fail_match: Mutex<Option<String>>,
+    /// Refuse everything (the listener stays, answers 502 like a dead upstream).
+    pub down: AtomicBool,
+    /// Requests seen.
+    pub requests: AtomicU64,
+}
+
+pub struct Proxy {
+    pub url: String,
+    pub faults: Arc<Faults>,
+    _rt: tokio::runtime::Runtime,
+}
+
+struct Ctx {
+    upstream: String,
+    faults: Arc<Faults>,
+    client: reqwest::Client,
+}
+
+async fn handle(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
+    let f = &ctx.faults;
+    f.requests.fetch_add(1, Ordering::Relaxed);
+    let delay = f.delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    if f.down.load(Ordering::Relaxed) {
+        return Response::builder()
+            .status(502)
+            .body(Body::from("proxy: upstream down"))
+            .unwrap();
+    }
+    let status = f.fail_status.load(Ordering::Relaxed);
+    if status != 0 {
+        let matches = f
+            .fail_match
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|m| pq.contains(m.as_str()))
+            .unwrap_or(true);
+        if matches {
+            let left = f.fail_remaining.load(Ordering::Relaxed);
+            if left != 0 {
+                if left > 0 {
+                    f.fail_remaining.fetch_sub(1, Ordering::Relaxed);
+                }
+                return Response::builder()
+                    .status(status)
+                    .body(Body::from(format!("proxy: injected {status}")))
+                    .unwrap();
+            }
+        }
+    }
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let url = format!("{}{}", ctx.upstream.trim_end_matches('/'), pq);
+    match ctx.client.request(method, url).body(body).send().await {
+        Ok(r) => {
+            let st = r.status().as_u16();
+            let bytes = r.bytes().await.unwrap_or_default();
+            Response::builder()
+                .status(st)
+                .body(Body::from(bytes))
+                .unwrap()
+        }
+        Err(e) => Response::builder()
+            .status(502)
+            .body(Body::from(e.to_string()))
+            .unwrap(),
+    }
+}
+
+impl Proxy {
+    pub fn start(upstream: &str) -> Proxy {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let faults = Arc::new(Faults::default());
+        let ctx = Arc::new(Ctx {
+            upstream: upstream.to_string(),
+            faults: faults.clone(),
+            client: reqwest::Client::new(),
+        });
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().fallback(handle).with_state(ctx);
+        rt.spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Proxy {
+            url: format!("http://127.0.0.1:{port}/"),
+            faults,
+            _rt: rt,
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.faults.requests.load(Ordering::Relaxed)
+    }
+
+    /// Fail the next `n` requests (or all, -1) whose path contains `m` with `status`.
+    pub fn fail(&self, status: u16, n: i64, m: Option<&str>) {
+        *self.faults.fail_match.lock().unwrap() = m.map(str::to_string);
+        self.faults.fail_remaining.store(n, Ordering::Relaxed);
+        self.faults.fail_status.store(status, Ordering::Relaxed);
+    }
+
+    pub fn delay(&self, ms: u64) {
+        self.faults.delay_ms.store(ms, Ordering::Relaxed);
+    }
+}
