@@ -1,13 +1,13 @@
 //! `steward check [INPUT] [-o FILE]` and `steward repair [INPUT] [-o FILE]`.
 
-use super::common::{stop_signal, GridArgs};
+use super::common::{stop_signal, BackendArgs, GridArgs};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use steward::error::{Error, Exit};
 use steward::pipeline::{run_file_stage, FileStage};
 use steward::progress::Meter;
-use steward::stage::check::{tally_check, Checker};
+use steward::stage::check::tally_check;
 use steward::stage::repair::{tally_repair, RepairPolicy, Repairer};
 use steward::stage::{BadLine, Observer};
 use steward::unit::Unit;
@@ -40,6 +40,8 @@ pub struct CheckArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub grid: GridArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Args, Debug)]
@@ -114,15 +116,16 @@ fn n(t: &std::collections::BTreeMap<String, u64>, k: &str) -> u64 {
 }
 
 pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
-    let gateway = a.grid.gateway().await?;
-    let checker = Checker {
-        backend: gateway,
-        fallback: None,
-        opts: CheckOptions {
-            verify: a.verify,
-            add_lease: a.add_lease,
-        },
-    };
+    let checker = a
+        .backend
+        .checker(
+            &a.grid,
+            CheckOptions {
+                verify: a.verify,
+                add_lease: a.add_lease,
+            },
+        )
+        .await?;
     let op = move |u: Unit| -> futures::future::BoxFuture<'static, steward::Result<Vec<Unit>>> {
         let c = checker.clone();
         Box::pin(async move { Ok(vec![c.check_unit(u).await?]) })

@@ -31,6 +31,115 @@ pub struct GridArgs {
     pub retries: u32,
 }
 
+/// Where checks and lease renewals go.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendArg {
+    /// The gateway's web API (needs read caps).
+    Gateway,
+    /// Straight to the storage servers over their HTTPS storage protocol
+    /// (a verify cap is enough); verify and repair still go to a gateway.
+    Native,
+}
+
+/// Which backend checks, and how to find the storage servers.
+#[derive(Args, Clone, Debug)]
+pub struct BackendArgs {
+    /// Check through the gateway, or natively with the storage servers.
+    #[arg(long, value_enum, default_value = "gateway")]
+    pub backend: BackendArg,
+    /// With --backend native: the storage servers, one NURL per line
+    /// (optionally preceded by the server id `v0-...`), instead of the node
+    /// directory's private/introducer_default_cache.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub servers: Option<PathBuf>,
+    /// With --backend native and --add-lease: the account's lease secret
+    /// file (default: the node directory's private/secret).
+    #[arg(long = "lease-secret", value_name = "FILE")]
+    pub lease_secret: Option<PathBuf>,
+    /// With --backend native: requests in flight to one storage server.
+    #[arg(long = "per-server", value_name = "N", default_value_t = 8)]
+    pub per_server: usize,
+}
+
+impl BackendArgs {
+    /// The checker for these options: the native backend (with the gateway,
+    /// if one is configured, for what it cannot do) or the gateway.
+    pub async fn checker(
+        &self,
+        grid: &GridArgs,
+        opts: steward_backend::CheckOptions,
+    ) -> Result<steward::stage::check::Checker, Error> {
+        use steward_backend::Backend;
+        match self.backend {
+            BackendArg::Gateway => Ok(steward::stage::check::Checker {
+                backend: grid.gateway().await?,
+                fallback: None,
+                opts,
+            }),
+            BackendArg::Native => {
+                let mut nopts = steward_native::NativeOptions {
+                    per_server_in_flight: self.per_server.max(1),
+                    ..Default::default()
+                };
+                if let Some(f) = &self.lease_secret {
+                    let text = std::fs::read_to_string(f)
+                        .map_err(|e| Error::io(format!("lease secret {}", f.display()), e))?;
+                    let secret = steward_cap::base32::decode(text.trim()).map_err(|_| {
+                        Error::config(format!(
+                            "{} is not a Tahoe lease secret (base32 text)",
+                            f.display()
+                        ))
+                    })?;
+                    nopts.lease_secret = Some(secret);
+                }
+                let native = match &self.servers {
+                    Some(f) => steward_native::NativeBackend::from_servers_file(f, nopts),
+                    None => steward_native::NativeBackend::from_node_dir(&grid.node_dir(), nopts),
+                }
+                .map_err(|e| Error::config(e.message))?;
+                if opts.add_lease {
+                    native
+                        .require_add_lease()
+                        .map_err(|e| Error::config(e.message))?;
+                }
+                for w in native
+                    .preflight()
+                    .await
+                    .map_err(|e| Error::config(e.message))?
+                {
+                    eprintln!("steward: warning: {w}");
+                }
+                // A gateway, when one is configured, takes what the storage
+                // servers cannot do (verify, repair).
+                let fallback: Option<Arc<dyn Backend>> =
+                    if config::gateway_urls(&grid.gateway, &grid.node_dir()).is_ok() {
+                        match grid.gateway().await {
+                            Ok(g) => Some(g),
+                            Err(e) => {
+                                if opts.verify {
+                                    return Err(e);
+                                }
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                if opts.verify && fallback.is_none() {
+                    return Err(Error::config(
+                        "--verify downloads shares through a gateway, and none is configured: pass --gateway, or check without --verify",
+                    ));
+                }
+                Ok(steward::stage::check::Checker {
+                    backend: Arc::new(native),
+                    fallback,
+                    opts,
+                })
+            }
+        }
+    }
+}
+
 /// The strongest cap written into units.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CapsArg {

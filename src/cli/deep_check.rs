@@ -1,7 +1,7 @@
 //! `steward deep-check ROOT [--verify] [--add-lease] [--repair] [--raw] [-o FILE]`.
 
 use super::check::happy_from_node;
-use super::common::{stop_signal, CapsArg, GridArgs};
+use super::common::{stop_signal, BackendArgs, CapsArg, GridArgs};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,7 +14,6 @@ use steward::output::Output;
 use steward::pipeline::{deep_check, DeepCheck};
 use steward::progress::Meter;
 use steward::report::Report;
-use steward::stage::check::Checker;
 use steward::stage::repair::{tally_repair, RepairPolicy, Repairer};
 use steward::stage::traverse::{TraverseCounts, TraverseOptions};
 use steward::stage::{check::tally_check, BadLine, Observer};
@@ -67,6 +66,8 @@ pub struct DeepCheckArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub grid: GridArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// Hands the final units to the report (or to stdout with --raw).
@@ -145,14 +146,16 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
             caps,
             ..Default::default()
         },
-        checker: Checker {
-            backend: gateway.clone(),
-            fallback: None,
-            opts: CheckOptions {
-                verify: a.verify,
-                add_lease: a.add_lease,
-            },
-        },
+        checker: a
+            .backend
+            .checker(
+                &a.grid,
+                CheckOptions {
+                    verify: a.verify,
+                    add_lease: a.add_lease,
+                },
+            )
+            .await?,
         check_jobs: a.jobs.max(1),
         repairer: a.repair.then(|| Repairer {
             backend: gateway.clone(),

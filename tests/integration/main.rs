@@ -17,5 +17,6 @@ mod check;
 mod deep_check;
 mod faults;
 mod manifest;
+mod native;
 mod repair;
 mod resume;

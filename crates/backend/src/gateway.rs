@@ -394,7 +394,7 @@ impl Gateway {
         for (k, v) in flags {
             url.push_str(&format!("&{k}={v}"));
         }
-        let what = dir.redacted();
+        let what = describe_cap(dir);
         let resp = self
             .stream_client
             .post(&url)
@@ -427,7 +427,7 @@ impl Backend for Gateway {
     }
 
     async fn list_directory(&self, dir: &Cap) -> Result<Listing, BackendError> {
-        let what = dir.redacted();
+        let what = describe_cap(dir);
         let (status, body) = self
             .request(
                 reqwest::Method::GET,
@@ -452,7 +452,7 @@ impl Backend for Gateway {
         if opts.add_lease {
             q.push_str("&add-lease=true");
         }
-        self.post_json(&q, &cap.redacted()).await
+        self.post_json(&q, &describe_cap(cap)).await
     }
 
     async fn repair(&self, cap: &Cap, opts: CheckOptions) -> Result<Value, BackendError> {
@@ -463,7 +463,16 @@ impl Backend for Gateway {
         if opts.add_lease {
             q.push_str("&add-lease=true");
         }
-        self.post_json(&q, &cap.redacted()).await
+        self.post_json(&q, &describe_cap(cap)).await
+    }
+}
+
+/// How messages name an object: by storage index, which grants nothing,
+/// or (for literal caps, which have none) by a redacted prefix.
+fn describe_cap(cap: &Cap) -> String {
+    match cap.storage_index() {
+        Some(si) => format!("SI {si}"),
+        None => cap.redacted(),
     }
 }
 

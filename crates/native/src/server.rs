@@ -1,0 +1,443 @@
+//! One storage server: its pinned HTTPS client (one keep-alive pool), a
+//! bound on requests in flight, retries, and whether it is answering.
+
+use crate::discovery::ServerInfo;
+use crate::tls::{client_config, PinState};
+use crate::NativeOptions;
+use data_encoding::BASE64;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RANGE};
+use reqwest::{Method, StatusCode};
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use steward_cap::StorageIndex;
+use tokio::sync::Semaphore;
+
+const CBOR: &str = "application/cbor";
+
+/// Why a server gave no usable answer.
+#[derive(Clone, Debug)]
+pub enum Failure {
+    /// It did not answer (refused, reset, timed out, 5xx after retries), or
+    /// is set aside after such failures: Tahoe counts it as not responding.
+    NotResponding(String),
+    /// It answered something the protocol does not allow (for example a 4xx
+    /// or a body that is not CBOR): also not responding, as in Tahoe, but
+    /// worth a log line.
+    BadAnswer(String),
+    /// Its certificate does not match the SPKI hash pinned in its NURL. It
+    /// is refused, never trusted.
+    PinMismatch(String),
+}
+
+impl Failure {
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::NotResponding(m) | Failure::BadAnswer(m) | Failure::PinMismatch(m) => m,
+        }
+    }
+}
+
+/// Which kind of share a request is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareKind {
+    Immutable,
+    Mutable,
+}
+
+impl ShareKind {
+    fn path(self) -> &'static str {
+        match self {
+            ShareKind::Immutable => "immutable",
+            ShareKind::Mutable => "mutable",
+        }
+    }
+}
+
+struct Health {
+    consecutive_failures: u32,
+    down_until: Option<Instant>,
+}
+
+/// A storage server and the means to talk to it.
+pub struct Server {
+    pub info: ServerInfo,
+    base: String,
+    client: reqwest::Client,
+    auth: HeaderValue,
+    pin: Arc<PinState>,
+    permits: Semaphore,
+    health: Mutex<Health>,
+    requests: AtomicU32,
+    in_flight: AtomicU32,
+    peak_in_flight: AtomicU32,
+    timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+    set_aside: Duration,
+}
+
+impl Server {
+    pub fn new(info: ServerInfo, opts: &NativeOptions) -> Result<Server, String> {
+        let pin = Arc::new(PinState::default());
+        let tls = client_config(info.nurl.spki_hash, pin.clone());
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .no_proxy()
+            .http1_only()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(opts.timeout)
+            .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(2 * opts.per_server_in_flight.max(1))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build an HTTPS client for {}: {e}", info.describe()))?;
+        let auth = HeaderValue::from_str(&format!(
+            "Tahoe-LAFS {}",
+            BASE64.encode(info.nurl.swissnum.as_bytes())
+        ))
+        .map_err(|_| format!("bad swissnum for {}", info.describe()))?;
+        Ok(Server {
+            base: info.nurl.base_url(),
+            info,
+            client,
+            auth,
+            pin,
+            permits: Semaphore::new(opts.per_server_in_flight.max(1)),
+            health: Mutex::new(Health {
+                consecutive_failures: 0,
+                down_until: None,
+            }),
+            requests: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
+            peak_in_flight: AtomicU32::new(0),
+            timeout: opts.timeout,
+            retries: opts.retries,
+            backoff: opts.backoff,
+            set_aside: opts.set_aside,
+        })
+    }
+
+    /// Tahoe's lease seed for this server: the tub id from its FURL, or the
+    /// SHA-1 of the certificate it presented (the same value; see
+    /// [`ServerInfo::lease_seed`]) once a handshake has been made.
+    pub fn lease_seed(&self) -> Option<[u8; 20]> {
+        self.info
+            .lease_seed
+            .or_else(|| self.pin.cert_sha1.get().copied())
+    }
+
+    /// TLS connections made so far.
+    pub fn connections_made(&self) -> u32 {
+        self.pin.handshakes.load(Ordering::Relaxed)
+    }
+
+    /// The most requests that were ever in flight to this server at once.
+    pub fn peak_in_flight(&self) -> u32 {
+        self.peak_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent so far (for tests and statistics).
+    pub fn requests_sent(&self) -> u32 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Some(remaining)` while the server is set aside after failures.
+    fn set_aside_for(&self) -> Option<Duration> {
+        let h = self.health();
+        h.down_until
+            .and_then(|t| t.checked_duration_since(Instant::now()))
+    }
+
+    fn mark_ok(&self) {
+        let mut h = self.health();
+        h.consecutive_failures = 0;
+        h.down_until = None;
+    }
+
+    fn mark_failed(&self) {
+        let mut h = self.health();
+        let now = Instant::now();
+        if h.down_until.is_some_and(|t| t > now) {
+            return; // already set aside by a concurrent request
+        }
+        h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+        let factor = 1u32 << (h.consecutive_failures - 1).min(5);
+        let d = self
+            .set_aside
+            .saturating_mul(factor)
+            .min(Duration::from_secs(120));
+        h.down_until = Some(now + d);
+        tracing::info!(server = %self.info.describe(), set_aside = ?d, "storage server not answering; set aside");
+    }
+
+    fn pin_failure(&self) -> Option<Failure> {
+        let seen = self
+            .pin
+            .mismatch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(Failure::PinMismatch(format!(
+            "storage server {} presented a certificate whose SPKI hash {seen} does not match the {} pinned in its NURL: refused (not the announced server, or its key changed)",
+            self.info.describe(),
+            self.info.nurl.spki_hash_text()
+        )))
+    }
+
+    /// Send one request with retries for transient failures; the status and
+    /// body of the first final answer.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        extra: &[(&'static str, String)],
+    ) -> Result<(StatusCode, Vec<u8>), Failure> {
+        let mut attempt = 0u32;
+        loop {
+            if let Some(left) = self.set_aside_for() {
+                return Err(Failure::NotResponding(format!(
+                    "storage server {} is set aside for {left:.1?} after failing to answer",
+                    self.info.describe()
+                )));
+            }
+            let outcome = {
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+                self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+                let _gauge = InFlight(&self.in_flight);
+                let mut req = self
+                    .client
+                    .request(method.clone(), format!("{}{path}", self.base))
+                    .header(AUTHORIZATION, self.auth.clone())
+                    .header(ACCEPT, CBOR);
+                for (k, v) in extra {
+                    req = req.header(*k, v.as_str());
+                }
+                match req.send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        match resp.bytes().await {
+                            Ok(body) => Ok((status, body.to_vec())),
+                            Err(e) => Err(describe(&e, self.timeout)),
+                        }
+                    }
+                    Err(e) => Err(describe(&e, self.timeout)),
+                }
+            };
+            let transient = match outcome {
+                Ok((status, body)) => {
+                    if matches!(status.as_u16(), 502..=504) {
+                        format!("HTTP {}", status.as_u16())
+                    } else {
+                        self.mark_ok();
+                        return Ok((status, body));
+                    }
+                }
+                Err(e) => {
+                    if let Some(pin) = self.pin_failure() {
+                        tracing::error!("{}", pin.message());
+                        return Err(pin);
+                    }
+                    e
+                }
+            };
+            if attempt >= self.retries {
+                self.mark_failed();
+                return Err(Failure::NotResponding(format!(
+                    "storage server {} did not answer {method} {path}: {transient}",
+                    self.info.describe()
+                )));
+            }
+            attempt += 1;
+            let delay = self
+                .backoff
+                .saturating_mul(1 << (attempt - 1).min(6))
+                .min(Duration::from_secs(10));
+            let jitter = delay.mul_f64(rand::random::<f64>() * 0.25);
+            tracing::debug!(server = %self.info.describe(), attempt, error = %transient, "retrying");
+            tokio::time::sleep(delay + jitter).await;
+        }
+    }
+
+    fn bad(&self, what: &str, detail: impl std::fmt::Display) -> Failure {
+        Failure::BadAnswer(format!(
+            "storage server {} answered {what} with {detail}",
+            self.info.describe()
+        ))
+    }
+
+    /// `GET /storage/v1/{immutable,mutable}/<SI>/shares`: the share numbers held.
+    pub async fn list_shares(
+        &self,
+        kind: ShareKind,
+        si: &StorageIndex,
+    ) -> Result<BTreeSet<u32>, Failure> {
+        let path = format!("/storage/v1/{}/{si}/shares", kind.path());
+        let (status, body) = self.request(Method::GET, &path, &[]).await?;
+        if status != StatusCode::OK {
+            return Err(self.bad("a share listing", format!("HTTP {}", status.as_u16())));
+        }
+        decode_share_set(&body).map_err(|e| self.bad("a share listing", e))
+    }
+
+    /// Read `range` of mutable share `shnum` (the answer is shorter at the
+    /// end of the share).
+    pub async fn read_mutable(
+        &self,
+        si: &StorageIndex,
+        shnum: u32,
+        range: Range<u64>,
+    ) -> Result<Vec<u8>, Failure> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = format!("/storage/v1/mutable/{si}/{shnum}");
+        let header = format!("bytes={}-{}", range.start, range.end - 1);
+        let (status, mut body) = self
+            .request(Method::GET, &path, &[(RANGE.as_str(), header)])
+            .await?;
+        match status.as_u16() {
+            206 => Ok(body),
+            204 | 416 => Ok(Vec::new()),
+            // A server may ignore Range and send it all.
+            200 => {
+                let start = (range.start as usize).min(body.len());
+                let end = (range.end as usize).min(body.len());
+                body.truncate(end);
+                Ok(body.split_off(start))
+            }
+            s => Err(self.bad(&format!("a read of share {shnum}"), format!("HTTP {s}"))),
+        }
+    }
+
+    /// `PUT /storage/v1/lease/<SI>`: renew (or add) the lease with these
+    /// secrets on every share of `si` this server holds. `Ok(false)` when
+    /// it holds none (404).
+    pub async fn renew_lease(
+        &self,
+        si: &StorageIndex,
+        renew: &[u8],
+        cancel: &[u8],
+    ) -> Result<bool, Failure> {
+        let path = format!("/storage/v1/lease/{si}");
+        let headers = [
+            (
+                "X-Tahoe-Authorization",
+                format!("lease-renew-secret {}", BASE64.encode(renew)),
+            ),
+            (
+                "X-Tahoe-Authorization",
+                format!("lease-cancel-secret {}", BASE64.encode(cancel)),
+            ),
+        ];
+        let (status, _) = self.request(Method::PUT, &path, &headers).await?;
+        match status.as_u16() {
+            200 | 204 => Ok(true),
+            404 => Ok(false),
+            s => Err(self.bad("a lease renewal", format!("HTTP {s}"))),
+        }
+    }
+
+    /// `GET /storage/v1/version`: whether the server answers (and is the
+    /// pinned one).
+    pub async fn probe(&self) -> Result<(), Failure> {
+        let (status, _) = self
+            .request(Method::GET, "/storage/v1/version", &[])
+            .await?;
+        if status != StatusCode::OK {
+            return Err(self.bad("its version request", format!("HTTP {}", status.as_u16())));
+        }
+        Ok(())
+    }
+}
+
+/// Decrements the in-flight gauge however a request ends.
+struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    let mut msg = if e.is_timeout() {
+        format!("timed out after {timeout:?}")
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut inner = None;
+    while let Some(s) = src {
+        inner = Some(s.to_string());
+        src = s.source();
+    }
+    if let Some(i) = inner {
+        msg.push_str(": ");
+        msg.push_str(&i);
+    }
+    msg
+}
+
+/// Decode the CBOR set of share numbers (`#6.258([* uint])`; a plain array
+/// is accepted too).
+pub fn decode_share_set(body: &[u8]) -> Result<BTreeSet<u32>, String> {
+    use ciborium::value::Value;
+    let v: Value =
+        ciborium::from_reader(body).map_err(|e| format!("a body that is not CBOR ({e})"))?;
+    let arr = match v {
+        Value::Tag(258, inner) => match *inner {
+            Value::Array(a) => a,
+            _ => return Err("a CBOR set that is not an array".into()),
+        },
+        Value::Array(a) => a,
+        _ => return Err("CBOR that is not a set of share numbers".into()),
+    };
+    arr.into_iter()
+        .map(|x| match x {
+            Value::Integer(i) => u32::try_from(i128::from(i))
+                .ok()
+                .filter(|n| *n < 256)
+                .ok_or_else(|| format!("a share number out of range ({})", i128::from(i))),
+            _ => Err("a share number that is not an integer".to_string()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_cbor_share_sets() {
+        // Bytes answered by a tahoe-lafs 1.20.0 server: tag 258, [3].
+        assert_eq!(
+            decode_share_set(&[0xd9, 0x01, 0x02, 0x81, 0x03]).unwrap(),
+            [3].into()
+        );
+        assert!(decode_share_set(&[0xd9, 0x01, 0x02, 0x80])
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            decode_share_set(&[0x82, 0x00, 0x01]).unwrap(),
+            [0, 1].into()
+        );
+        assert!(decode_share_set(b"{}").is_err());
+        assert!(decode_share_set(&[0x81, 0x19, 0x01, 0x00]).is_err()); // [256]
+    }
+}
