@@ -122,3 +122,31 @@ fn requests_are_spread_over_gateways_and_a_dead_one_is_set_aside() {
     assert_eq!(objs.len(), tree.caps.len());
     assert!(objs.iter().all(|o| o.error.is_none()));
 }
+
+#[test]
+fn a_slow_gateway_times_out_into_the_unit() {
+    let g = grid();
+    let tree = build_tree(g, "fault-slow");
+    let p = Proxy::start(&g.gateway_url());
+    p.delay(2500);
+    let t0 = std::time::Instant::now();
+    let (code, out, err) = run({
+        let mut c = steward();
+        c.args([
+            "manifest",
+            &tree.root,
+            "--gateway",
+            &p.url,
+            "--timeout",
+            "1",
+            "--retries",
+            "1",
+        ]);
+        c
+    });
+    assert_eq!(code, 1, "{err}");
+    let objs = objects(&units(&out));
+    assert_eq!(objs.len(), 1, "the root could not be listed");
+    assert_eq!(objs[0].error.as_ref().unwrap().code, "gateway-timeout");
+    assert!(t0.elapsed().as_secs() < 30);
+}

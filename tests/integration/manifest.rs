@@ -282,3 +282,51 @@ fn a_file_root_is_one_unit_and_stats() {
     assert!(matches!(&us[0], Unit::Object(o) if o.object_type == ObjectType::File));
     assert_eq!(stats(&us)["count-immutable-files"], 1);
 }
+
+#[test]
+fn the_gateway_client_reads_tahoes_own_streams_line_by_line() {
+    use steward_backend::gateway::StreamItem;
+    let g = grid();
+    let tree = build_tree(g, "manifest-stream");
+    let broken = build_tree(g, "manifest-stream-broken");
+    g.make_unrecoverable(&broken.si("broken")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let gw = steward_backend::Gateway::new(steward_backend::GatewayOptions {
+        urls: vec![g.gateway_url()],
+        ..Default::default()
+    })
+    .unwrap();
+    let read_all = |cap: &str, t: &str| {
+        let cap = steward_cap::Cap::parse(cap).unwrap();
+        rt.block_on(async {
+            let mut r = gw.stream(&cap, t, &[]).await.unwrap();
+            let mut items = vec![];
+            while let Some(i) = r.next().await {
+                items.push(i.unwrap());
+            }
+            items
+        })
+    };
+    // A healthy tree: every unit, then stats, no error.
+    let items = read_all(&tree.root, "stream-manifest");
+    assert_eq!(items.len(), tree.caps.len() + 1);
+    assert!(matches!(items.last(), Some(StreamItem::Unit(v)) if v["type"] == "stats"));
+    // The same as steward's own units, object for object.
+    let (_, out, _) = run(stw(&["manifest", "-j", "1", "--caps", "write", &tree.root]));
+    let ours = units(&out);
+    for (i, u) in items.iter().zip(&ours).take(tree.caps.len()) {
+        let StreamItem::Unit(v) = i else { panic!() };
+        assert_eq!(steward::unit::Unit::parse(&v.to_string()).unwrap(), *u);
+    }
+    // A deep-check stream with an unrecoverable directory ends with an
+    // ERROR item, whose text holds no cap.
+    let items = read_all(&broken.root, "stream-deep-check");
+    let Some(StreamItem::Error(e)) = items.last() else {
+        panic!("no ERROR item: {:?}", items.last())
+    };
+    assert!(
+        e.contains("UnrecoverableFileError") || e.contains("NotEnoughShares"),
+        "{e}"
+    );
+    assert!(!e.contains(&broken.root[9..]));
+}

@@ -296,3 +296,47 @@ fn a_gateway_lost_mid_run_is_resumed_from_the_checkpoint() {
     assert_eq!(code, 0, "{err}");
     assert_each_once(&m, &want);
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_run_resumes() {
+    let g = grid();
+    let (root, want) = big_tree("resume-sigint", 2, 4, 3);
+    let proxy = Proxy::start(&g.gateway_url());
+    proxy.delay(40);
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.ndjson");
+    let mut c = steward();
+    c.args([
+        "manifest",
+        "-q",
+        "-j",
+        "1",
+        &root,
+        "-o",
+        m.to_str().unwrap(),
+        "--gateway",
+        &proxy.url,
+    ]);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("run the same command again to resume"),
+        "{err}"
+    );
+    let partial = path_counts(&m).len();
+    assert!(
+        partial > 0 && partial < want.len(),
+        "stopped in the middle: {partial} of {}",
+        want.len()
+    );
+    let (code, _, err) = run(stw(&["manifest", "-q", &root, "-o", m.to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    assert_each_once(&m, &want);
+}
