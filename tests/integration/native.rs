@@ -185,3 +185,65 @@ fn deep_check_with_native_checks_reports_like_the_gateway() {
     assert_eq!(done(&nout), done(&gout));
     assert!(nout.contains("a/chk1: unrecoverable"), "{nout}");
 }
+
+#[test]
+fn a_storage_server_stopped_mid_run_is_not_responding_and_the_run_completes() {
+    // Its own grid: stopping a server must not disturb the other tests.
+    let g = steward_testgrid::Grid::start(steward_testgrid::GridConfig::default()).unwrap();
+    let t = tag("native-stop");
+    let caps: Vec<String> = (0..10)
+        .map(|i| {
+            g.upload(format!("{t} {i} {}", "q".repeat(500)).as_bytes(), "CHK")
+                .unwrap()
+        })
+        .collect();
+    // The same caps many times over: a long run on a small grid.
+    let list: String = (0..150)
+        .flat_map(|_| caps.iter().map(|c| format!("{c}\n")))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "caps.txt", &list);
+    let mut c = steward();
+    c.args([
+        "check",
+        "-q",
+        "--backend",
+        "native",
+        "-j",
+        "1",
+        "--per-server",
+        "1",
+        "-d",
+        g.gateway_dir().to_str().unwrap(),
+        &input,
+    ]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    g.stop_storage_node(2).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "unhealthy after the stop, but the run completed: {err}"
+    );
+    let objs = objects(&units(&String::from_utf8_lossy(&o.stdout)));
+    assert_eq!(objs.len(), 1500, "every input line has its unit");
+    assert!(objs.iter().all(|o| o.error.is_none()), "no unit failed");
+    let responding = |o: &steward::unit::ObjectUnit| {
+        o.check_results.as_ref().unwrap()["results"]["servers-responding"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(responding(&objs[0]), 5, "before the stop");
+    assert_eq!(
+        responding(objs.last().unwrap()),
+        4,
+        "after the stop: counted as not responding"
+    );
+    let last = &objs.last().unwrap().check_results.as_ref().unwrap()["results"];
+    assert_eq!(last["healthy"], false);
+}
