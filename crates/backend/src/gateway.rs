@@ -488,10 +488,11 @@ fn transport_error(e: &reqwest::Error, base: &str, what: &str) -> BackendError {
     )
 }
 
-/// A short description of a transport error: reqwest's Display of a
-/// connection error is a chain; keep its innermost cause, which says what
-/// actually happened ("Connection refused").
-fn describe_reqwest(e: &reqwest::Error) -> String {
+/// A short, cap-free description of a transport error. reqwest's Display
+/// of a connection error is a chain; this keeps its innermost cause, which
+/// says what actually happened ("Connection refused"). Shared by every
+/// HTTP backend.
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {

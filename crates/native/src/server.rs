@@ -374,24 +374,12 @@ impl Drop for InFlight<'_> {
 }
 
 fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    let mut msg = if e.is_timeout() {
-        format!("timed out after {timeout:?}")
-    } else if e.is_connect() {
-        "cannot connect".to_string()
+    let msg = steward_backend::gateway::describe_reqwest(e);
+    if e.is_timeout() {
+        format!("{msg} (after {timeout:?})")
     } else {
-        "request failed".to_string()
-    };
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut inner = None;
-    while let Some(s) = src {
-        inner = Some(s.to_string());
-        src = s.source();
+        msg
     }
-    if let Some(i) = inner {
-        msg.push_str(": ");
-        msg.push_str(&i);
-    }
-    msg
 }
 
 /// Decode the CBOR set of share numbers (`#6.258([* uint])`; a plain array

@@ -1,0 +1,327 @@
+//! Running one measured command: wall time, the child's own rusage (from
+//! `wait4`), the CPU time each Tahoe node spent meanwhile (from
+//! `/proc/<pid>/stat`), the bench process's own CPU (proxies, synthetic
+//! gateway) and how busy the whole box was (`/proc/stat`).
+
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// What a Tahoe process is, found from its command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Introducer,
+    Storage(usize),
+    Gateway(usize),
+}
+
+/// Tahoe processes of a grid with their roles.
+#[derive(Clone, Debug, Default)]
+pub struct Procs(pub Vec<(Role, u32)>);
+
+impl Procs {
+    /// Maps `grid.pids()` to roles through each process's command line
+    /// (`tahoe run <base>/storage3`, `.../gateway0`, `.../introducer`).
+    pub fn of(grid: &steward_testgrid::Grid) -> Result<Procs> {
+        let mut out = Vec::new();
+        for pid in grid.pids() {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+                .with_context(|| format!("reading /proc/{pid}/cmdline"))?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let dir = args
+                .iter()
+                .rev()
+                .find(|a| a.starts_with('/'))
+                .cloned()
+                .unwrap_or_default();
+            let name = Path::new(&dir)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let role = if name == "introducer" {
+                Role::Introducer
+            } else if let Some(i) = name.strip_prefix("storage") {
+                Role::Storage(i.parse()?)
+            } else if let Some(i) = name.strip_prefix("gateway") {
+                Role::Gateway(i.parse()?)
+            } else {
+                bail!("pid {pid}: cannot tell the role of {args:?}");
+            };
+            out.push((role, pid));
+        }
+        out.sort();
+        Ok(Procs(out))
+    }
+
+    pub fn gateway(&self, i: usize) -> Option<u32> {
+        self.0
+            .iter()
+            .find(|(r, _)| *r == Role::Gateway(i))
+            .map(|(_, p)| *p)
+    }
+
+    fn cpu(&self) -> Vec<(Role, f64)> {
+        self.0
+            .iter()
+            .map(|(r, p)| (*r, proc_cpu_secs(*p).unwrap_or(0.0)))
+            .collect()
+    }
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime + stime of a process (all its threads), in seconds.
+pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command name: field 3 (state) is f[0]; utime is field 14.
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((ut + st) / clk_tck())
+}
+
+/// A `/proc/<pid>/status` field in kB (`VmRSS`, `VmHWM`).
+pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// (busy, total) jiffies of all CPUs from `/proc/stat`.
+fn box_ticks() -> (u64, u64) {
+    let Ok(text) = fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let Some(line) = text.lines().next() else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice;
+    // guest time is already counted in user.
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+fn self_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct we hand it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn tv(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// One measured run of a command.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    pub wall: f64,
+    /// The child's user + system CPU seconds (`wait4` rusage).
+    pub cpu: f64,
+    /// The child's peak RSS in kB (`ru_maxrss`).
+    pub maxrss_kb: u64,
+    /// Exit code (or 128 + signal).
+    pub status: i32,
+    /// CPU seconds each Tahoe process spent during the run.
+    pub procs: Vec<(Role, f64)>,
+    /// CPU seconds of the bench process itself (delaying proxies,
+    /// synthetic gateway) during the run.
+    pub bench_cpu: f64,
+    /// Busy fraction of all CPUs of the box during the run (0..1).
+    pub box_busy: f64,
+    /// The command's standard output (when captured).
+    pub stdout: String,
+}
+
+impl Sample {
+    pub fn gateways_cpu(&self) -> f64 {
+        self.sum(|r| matches!(r, Role::Gateway(_)))
+    }
+    pub fn gateway_cpu(&self, i: usize) -> f64 {
+        self.sum(|r| r == Role::Gateway(i))
+    }
+    pub fn storage_cpu(&self) -> f64 {
+        self.sum(|r| matches!(r, Role::Storage(_)))
+    }
+    fn sum(&self, f: impl Fn(Role) -> bool) -> f64 {
+        self.procs.iter().filter(|(r, _)| f(*r)).map(|(_, c)| c).sum()
+    }
+}
+
+/// Runs `cmd` to completion (killing it after `timeout`), stdin closed,
+/// stdout captured, stderr to `stderr_log`. Fails if it exits non-zero
+/// and `ok_codes` does not list the code.
+pub fn run(
+    cmd: &mut Command,
+    procs: &Procs,
+    stderr_log: &Path,
+    timeout: Duration,
+    ok_codes: &[i32],
+) -> Result<Sample> {
+    let desc = format!("{cmd:?}");
+    let out_file = tempfile::tempfile().context("temporary stdout file")?;
+    let err_file = fs::File::create(stderr_log)
+        .with_context(|| format!("creating {}", stderr_log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(out_file.try_clone()?)
+        .stderr(err_file);
+
+    let before = procs.cpu();
+    let self_before = self_cpu_secs();
+    let box_before = box_ticks();
+    let t0 = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("starting {desc}"))?;
+    let pid = child.id() as libc::pid_t;
+    // Watchdog: kill the child if it outlives the timeout.
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || {
+        if done_rx.recv_timeout(timeout).is_err() {
+            // SAFETY: plain kill(2) of our own, not yet reaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            true
+        } else {
+            false
+        }
+    });
+    let mut status: libc::c_int = 0;
+    // SAFETY: wait4 on our own child; fills status and rusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    let _ = done_tx.send(());
+    let killed = watchdog.join().unwrap_or(false);
+    // The child is reaped; `Child` must not be waited on again.
+    std::mem::forget(child);
+    if r != pid {
+        bail!("wait4 failed for {desc}: {}", std::io::Error::last_os_error());
+    }
+    let after = procs.cpu();
+    let self_after = self_cpu_secs();
+    let box_after = box_ticks();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    let stdout = {
+        use std::io::{Read, Seek};
+        let mut f = out_file;
+        f.rewind()?;
+        let mut s = Vec::new();
+        f.read_to_end(&mut s)?;
+        String::from_utf8_lossy(&s).into_owned()
+    };
+    if killed {
+        bail!(
+            "{desc} did not finish within {timeout:?} (killed); stderr in {}",
+            stderr_log.display()
+        );
+    }
+    if code != 0 && !ok_codes.contains(&code) {
+        let err = fs::read_to_string(stderr_log).unwrap_or_default();
+        let tail: Vec<&str> = err.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "{desc} exited with {code}\nstdout tail: {}\nstderr tail:\n{}",
+            stdout.lines().rev().take(5).collect::<Vec<_>>().join(" | "),
+            tail.join("\n")
+        );
+    }
+    let procs_cpu = before
+        .iter()
+        .zip(&after)
+        .map(|((r, a), (_, b))| (*r, (b - a).max(0.0)))
+        .collect();
+    let (busy, total) = (
+        box_after.0.saturating_sub(box_before.0),
+        box_after.1.saturating_sub(box_before.1),
+    );
+    Ok(Sample {
+        wall,
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        maxrss_kb: ru.ru_maxrss as u64,
+        status: code,
+        procs: procs_cpu,
+        bench_cpu: (self_after - self_before).max(0.0),
+        box_busy: if total > 0 {
+            busy as f64 / total as f64
+        } else {
+            0.0
+        },
+        stdout,
+    })
+}
+
+/// Median of `xs` (mean of the middle two for an even count).
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The run whose wall time is the median (the lower middle one for an even
+/// count), so that all its figures (CPU split, RSS) come from one run.
+pub fn median_sample(samples: &[Sample]) -> &Sample {
+    let mut idx: Vec<usize> = (0..samples.len()).collect();
+    idx.sort_by(|&a, &b| {
+        samples[a]
+            .wall
+            .partial_cmp(&samples[b].wall)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    &samples[idx[(idx.len() - 1) / 2]]
+}
+
+/// "N objects checked" (Tahoe's and steward's deep-check summary line).
+pub fn objects_checked(stdout: &str) -> Option<u64> {
+    stdout.lines().rev().find_map(|l| {
+        let l = l.trim();
+        let l = l.strip_prefix("done:").unwrap_or(l).trim();
+        let (n, rest) = l.split_once(' ')?;
+        if rest.starts_with("objects checked") {
+            n.parse().ok()
+        } else {
+            None
+        }
+    })
+}
