@@ -80,11 +80,13 @@ struct FinalSink {
 #[async_trait::async_trait]
 impl UnitSink for FinalSink {
     async fn emit(&mut self, unit: Unit) -> steward::Result<()> {
+        // The report always counts; it prints only when the units do not
+        // go to standard output themselves.
+        let mut buf = Vec::new();
+        self.report.lock().unwrap().add(&unit, &mut buf);
         match &mut self.raw {
             Some(out) => out.write_line(&unit.to_line()),
             None => {
-                let mut buf = Vec::new();
-                self.report.lock().unwrap().add(&unit, &mut buf);
                 if !buf.is_empty() {
                     let text = String::from_utf8_lossy(&buf);
                     if self.meter.is_hidden() {
@@ -191,22 +193,25 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     meter.finish();
     let summary = result?;
     // With a file, the report is made from the whole file, which a resumed
-    // run only partly produced.
+    // run only partly produced. With --raw it only counts (for the exit
+    // code): the units are the output.
     if let Some(out) = &a.output {
-        if !a.raw {
-            let mut src = LineSource::open(Some(out)).await?;
-            let mut rep = Report::new(a.repair, true);
-            let mut stdout = std::io::stdout();
-            while let Some(line) = src.next_line().await? {
-                if let Ok(Some(u)) = parse_line(&line) {
-                    rep.add(&u, &mut stdout);
-                }
+        let mut src = LineSource::open(Some(out)).await?;
+        let mut rep = Report::new(a.repair, true);
+        let mut print: Box<dyn Write> = if a.raw {
+            Box::new(std::io::sink())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        while let Some(line) = src.next_line().await? {
+            if let Ok(Some(u)) = parse_line(&line) {
+                rep.add(&u, &mut print);
             }
-            *report.lock().unwrap() = rep;
         }
+        *report.lock().unwrap() = rep;
     }
     let rep = report.lock().unwrap();
-    if !a.raw || a.output.is_some() {
+    if !a.raw {
         rep.finish(&mut std::io::stdout());
     }
     let unlisted = summary.traverse.unlisted;
@@ -215,22 +220,7 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
             "steward: {unlisted} directories could not be listed; their contents were not checked"
         );
     }
-    let healthy = if a.raw && a.output.is_none() {
-        let t = summary
-            .repair
-            .as_ref()
-            .map(|r| &r.tally)
-            .unwrap_or(&summary.check.tally);
-        let n = |k: &str| t.get(k).copied().unwrap_or(0);
-        if a.repair {
-            n("repair-failed") + n("not-repairable") == 0
-                && n("skipped") + n("repair-successful") > 0
-        } else {
-            n("unhealthy") + n("unrecoverable") + n("failed") == 0
-        }
-    } else {
-        rep.all_healthy()
-    };
+    let healthy = rep.all_healthy();
     Ok(if healthy && unlisted == 0 {
         Exit::Ok
     } else {
