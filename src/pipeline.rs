@@ -349,17 +349,8 @@ pub async fn deep_check(
     on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
 ) -> Result<DeepCheckSummary> {
     use crate::stage::check::tally_check;
-    let checker = plan.checker.clone();
-    let check_op = move |u: Unit| -> futures::future::BoxFuture<'static, Result<Vec<Unit>>> {
-        let c = checker.clone();
-        Box::pin(async move { Ok(vec![c.check_unit(u).await?]) })
-    };
-    let repair_op = plan.repairer.clone().map(|r| {
-        move |u: Unit| -> futures::future::BoxFuture<'static, Result<Vec<Unit>>> {
-            let r = r.clone();
-            Box::pin(async move { r.repair_unit(u).await })
-        }
-    });
+    let check_op = plan.checker.clone().into_op();
+    let repair_op = plan.repairer.clone().map(|r| r.into_op());
     match &plan.output {
         None => {
             let (tx_m, rx_m) = mpsc::channel::<Unit>(1024);
@@ -374,7 +365,7 @@ pub async fn deep_check(
                     let check = run_mapped(
                         StageInput::Channel(rx_m),
                         plan.check_jobs,
-                        &check_op,
+                        &*check_op,
                         sink,
                         None,
                         stop.clone(),
@@ -394,7 +385,7 @@ pub async fn deep_check(
                         run_mapped(
                             StageInput::Channel(rx_m),
                             plan.check_jobs,
-                            &check_op,
+                            &*check_op,
                             &mut chan,
                             None,
                             stop.clone(),
@@ -405,7 +396,7 @@ pub async fn deep_check(
                     let repair = run_mapped(
                         StageInput::Channel(rx_c),
                         plan.check_jobs,
-                        &rop,
+                        &*rop,
                         sink,
                         None,
                         stop.clone(),
@@ -457,7 +448,7 @@ pub async fn deep_check(
                             jobs: plan.check_jobs,
                             notify: None,
                         },
-                        &check_op,
+                        &*check_op,
                         stop.clone(),
                         observer,
                     );
@@ -482,7 +473,7 @@ pub async fn deep_check(
                             jobs: plan.check_jobs,
                             notify: Some(tx_c),
                         },
-                        &check_op,
+                        &*check_op,
                         stop.clone(),
                         &mut counting,
                     );
@@ -502,7 +493,7 @@ pub async fn deep_check(
                             jobs: plan.check_jobs,
                             notify: None,
                         },
-                        &rop,
+                        &*rop,
                         stop.clone(),
                         observer,
                     );

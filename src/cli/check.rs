@@ -3,7 +3,6 @@
 use super::common::{stop_signal, BackendArgs, GridArgs};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use steward::error::{Error, Exit};
 use steward::pipeline::{run_file_stage, FileStage};
 use steward::progress::Meter;
@@ -126,10 +125,7 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
             },
         )
         .await?;
-    let op = move |u: Unit| -> futures::future::BoxFuture<'static, steward::Result<Vec<Unit>>> {
-        let c = checker.clone();
-        Box::pin(async move { Ok(vec![c.check_unit(u).await?]) })
-    };
+    let op = checker.into_op();
     let meter = Meter::bar(
         Meter::wanted(a.quiet),
         count_lines(a.input.as_deref()),
@@ -149,7 +145,7 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
         jobs: a.jobs.max(1),
         notify: None,
     };
-    let result = run_file_stage(fs, &op, stop_signal(), &mut obs).await;
+    let result = run_file_stage(fs, &*op, stop_signal(), &mut obs).await;
     meter.finish();
     let s = result?;
     let t = &s.tally;
@@ -210,14 +206,11 @@ pub fn policy_from(a: &RepairArgs) -> RepairPolicy {
 pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
     let gateway = a.grid.gateway().await?;
     let policy = policy_from(&a);
-    let repairer = Arc::new(Repairer {
+    let op = Repairer {
         backend: gateway,
         policy: policy.clone(),
-    });
-    let op = move |u: Unit| -> futures::future::BoxFuture<'static, steward::Result<Vec<Unit>>> {
-        let r = repairer.clone();
-        Box::pin(async move { r.repair_unit(u).await })
-    };
+    }
+    .into_op();
     let meter = Meter::bar(
         Meter::wanted(a.quiet),
         count_lines(a.input.as_deref()),
@@ -237,7 +230,7 @@ pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
         jobs: a.jobs.max(1),
         notify: None,
     };
-    let result = run_file_stage(fs, &op, stop_signal(), &mut obs).await;
+    let result = run_file_stage(fs, &*op, stop_signal(), &mut obs).await;
     meter.finish();
     let s = result?;
     let t = &s.tally;

@@ -71,6 +71,14 @@ impl Checker {
         }
     }
 
+    /// This checker as a stage operation for [`super::run_mapped`].
+    pub fn into_op(self) -> Box<super::Op> {
+        Box::new(move |u| {
+            let c = self.clone();
+            Box::pin(async move { Ok(vec![c.check_unit(u).await?]) })
+        })
+    }
+
     /// Check one unit. `Err` only when the run cannot go on.
     pub async fn check_unit(&self, unit: Unit) -> Result<Unit> {
         let Unit::Object(mut u) = unit else {

@@ -139,6 +139,14 @@ pub struct Repairer {
 }
 
 impl Repairer {
+    /// This repairer as a stage operation for [`super::run_mapped`].
+    pub fn into_op(self) -> Box<super::Op> {
+        Box::new(move |u| {
+            let r = self.clone();
+            Box::pin(async move { r.repair_unit(u).await })
+        })
+    }
+
     /// Handle one unit: `Ok(vec![])` when nothing is to be written.
     pub async fn repair_unit(&self, unit: Unit) -> Result<Vec<Unit>> {
         let Unit::Object(mut u) = unit else {
