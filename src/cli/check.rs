@@ -28,8 +28,9 @@ pub struct CheckArgs {
     /// Renew the lease on every share found.
     #[arg(long = "add-lease")]
     pub add_lease: bool,
-    /// Checks in flight.
-    #[arg(long, short = 'j', default_value_t = 32)]
+    /// Checks in flight at most (per gateway, steward finds the best number
+    /// below it unless --fixed-jobs).
+    #[arg(long, short = 'j', default_value_t = 64)]
     pub jobs: usize,
     /// Forget any checkpoint and start over.
     #[arg(long)]
@@ -52,8 +53,9 @@ pub struct RepairArgs {
     /// standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Repairs in flight.
-    #[arg(long, short = 'j', default_value_t = 8)]
+    /// Repairs in flight at most (per gateway, steward finds the best number
+    /// below it unless --fixed-jobs).
+    #[arg(long, short = 'j', default_value_t = 16)]
     pub jobs: usize,
     /// Repair only objects with fewer than K2 good shares (default: every
     /// object that is not healthy).
@@ -123,6 +125,8 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
                 verify: a.verify,
                 add_lease: a.add_lease,
             },
+            None,
+            a.jobs,
         )
         .await?;
     let op = checker.into_op();
@@ -204,7 +208,7 @@ pub fn policy_from(a: &RepairArgs) -> RepairPolicy {
 }
 
 pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
-    let gateway = a.grid.gateway().await?;
+    let gateway = a.grid.gateway(a.jobs).await?;
     let policy = policy_from(&a);
     let op = Repairer {
         backend: gateway,

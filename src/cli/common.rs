@@ -29,6 +29,11 @@ pub struct GridArgs {
     /// reset, 502/503/504, timeout), with exponential backoff.
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub retries: u32,
+    /// Keep exactly --jobs requests in flight per gateway, instead of
+    /// finding the best number below it (steward measures latencies and
+    /// backs off when the gateway only queues requests).
+    #[arg(long = "fixed-jobs")]
+    pub fixed_jobs: bool,
 }
 
 /// Where checks and lease renewals go.
@@ -64,15 +69,25 @@ pub struct BackendArgs {
 impl BackendArgs {
     /// The checker for these options: the native backend (with the gateway,
     /// if one is configured, for what it cannot do) or the gateway.
+    /// `gateway`: a client already made for this run, to share (one pace
+    /// per gateway); else one is made when needed, for `jobs` in flight.
     pub async fn checker(
         &self,
         grid: &GridArgs,
         opts: steward_backend::CheckOptions,
+        gateway: Option<Arc<Gateway>>,
+        jobs: usize,
     ) -> Result<steward::stage::check::Checker, Error> {
         use steward_backend::Backend;
+        let gateway_now = |gw: Option<Arc<Gateway>>| async move {
+            match gw {
+                Some(g) => Ok(g),
+                None => grid.gateway(jobs).await,
+            }
+        };
         match self.backend {
             BackendArg::Gateway => Ok(steward::stage::check::Checker {
-                backend: grid.gateway().await?,
+                backend: gateway_now(gateway).await?,
                 fallback: None,
                 opts,
             }),
@@ -113,8 +128,8 @@ impl BackendArgs {
                 // servers cannot do (verify, repair).
                 let fallback: Option<Arc<dyn Backend>> =
                     if config::gateway_urls(&grid.gateway, &grid.node_dir()).is_ok() {
-                        match grid.gateway().await {
-                            Ok(g) => Some(g),
+                        match gateway_now(gateway).await {
+                            Ok(g) => Some(g as Arc<dyn Backend>),
                             Err(e) => {
                                 if opts.verify {
                                     return Err(e);
@@ -163,13 +178,16 @@ impl GridArgs {
         config::node_directory(self.node_directory.as_deref())
     }
 
-    /// The gateway client, probed: a gateway that is down fails here, at once.
-    pub async fn gateway(&self) -> Result<Arc<Gateway>, Error> {
+    /// The gateway client, with at most `jobs` requests in flight per
+    /// gateway, probed: a gateway that is down fails here, at once.
+    pub async fn gateway(&self, jobs: usize) -> Result<Arc<Gateway>, Error> {
         let urls = config::gateway_urls(&self.gateway, &self.node_dir())?;
         let gw = Gateway::new(GatewayOptions {
             urls,
             timeout: Duration::from_secs(self.timeout.max(1)),
             retries: self.retries,
+            max_in_flight: jobs.max(1),
+            adaptive: !self.fixed_jobs,
             ..Default::default()
         })?;
         gw.probe().await?;

@@ -45,8 +45,9 @@ pub struct DeepCheckArgs {
     /// mutable objects are repaired with their write cap; else read).
     #[arg(long, value_enum)]
     pub caps: Option<CapsArg>,
-    /// Checks (and repairs) in flight.
-    #[arg(long, short = 'j', default_value_t = 32)]
+    /// Checks (and repairs) in flight at most (per gateway, steward finds
+    /// the best number below it unless --fixed-jobs).
+    #[arg(long, short = 'j', default_value_t = 64)]
     pub jobs: usize,
     /// Directory listings in flight.
     #[arg(long = "list-jobs", default_value_t = 8)]
@@ -129,7 +130,7 @@ impl Observer for Progressing {
 
 pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
-    let gateway = a.grid.gateway().await?;
+    let gateway = a.grid.gateway(a.jobs).await?;
     let root = config::resolve_root(&spec, gateway.as_ref()).await?;
     let caps: Authority = a.caps.map(Into::into).unwrap_or(if a.repair {
         Authority::Write
@@ -156,6 +157,8 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
                     verify: a.verify,
                     add_lease: a.add_lease,
                 },
+                Some(gateway.clone()),
+                a.jobs,
             )
             .await?,
         check_jobs: a.jobs.max(1),

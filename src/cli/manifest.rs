@@ -37,7 +37,7 @@ pub struct ManifestArgs {
 
 pub async fn run(a: ManifestArgs) -> Result<Exit, Error> {
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
-    let gateway = a.grid.gateway().await?;
+    let gateway = a.grid.gateway(a.jobs).await?;
     let root = config::resolve_root(&spec, gateway.as_ref()).await?;
     if !root.is_directory() && !spec.path.is_empty() {
         // A file named by a path is fine: its manifest is one unit.

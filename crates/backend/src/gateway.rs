@@ -13,6 +13,7 @@
 //! `verify`, `add-lease` and `repair`, and the NDJSON streams
 //! `POST /uri/$DIRCAP?t=stream-manifest` and `?t=stream-deep-check`.
 
+use crate::pace::{Pace, RequestKind};
 use crate::{Backend, BackendError, CheckOptions, Child, ErrorCode, Listing, NodeType, Operation};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -33,6 +34,11 @@ pub struct GatewayOptions {
     pub retries: u32,
     /// First backoff delay; it doubles with each attempt, up to 30 s.
     pub backoff: Duration,
+    /// Requests in flight to one gateway at most.
+    pub max_in_flight: usize,
+    /// Find the best number of requests in flight below `max_in_flight`
+    /// (see [`crate::pace`]); when false, always `max_in_flight`.
+    pub adaptive: bool,
 }
 
 impl Default for GatewayOptions {
@@ -42,12 +48,15 @@ impl Default for GatewayOptions {
             timeout: Duration::from_secs(600),
             retries: 6,
             backoff: Duration::from_millis(500),
+            max_in_flight: 64,
+            adaptive: true,
         }
     }
 }
 
 struct Endpoint {
     base: String,
+    pace: Pace,
     in_flight: AtomicUsize,
     consecutive_failures: AtomicU32,
     down_until: Mutex<Option<Instant>>,
@@ -197,6 +206,7 @@ impl Gateway {
             }
             endpoints.push(Endpoint {
                 base,
+                pace: Pace::new(opts.max_in_flight, opts.adaptive),
                 in_flight: AtomicUsize::new(0),
                 consecutive_failures: AtomicU32::new(0),
                 down_until: Mutex::new(None),
@@ -223,6 +233,11 @@ impl Gateway {
     /// The gateways' base URLs.
     pub fn urls(&self) -> Vec<String> {
         self.endpoints.iter().map(|e| e.base.clone()).collect()
+    }
+
+    /// The current adaptive limit of requests in flight, per gateway.
+    pub fn pace_limits(&self) -> Vec<usize> {
+        self.endpoints.iter().map(|e| e.pace.limit()).collect()
     }
 
     /// Requests now in flight on each gateway (for status displays and tests).
@@ -314,6 +329,7 @@ impl Gateway {
         &self,
         method: reqwest::Method,
         path_and_query: &str,
+        kind: RequestKind,
         what: &str,
     ) -> Result<(u16, String), BackendError> {
         let mut attempt = 0u32;
@@ -321,6 +337,7 @@ impl Gateway {
             let ep = self.pick();
             ep.in_flight.fetch_add(1, Ordering::Relaxed);
             let guard = InFlight(ep);
+            let permit = ep.pace.acquire(kind).await;
             let url = format!("{}{}", ep.base, path_and_query);
             let result = self.client.request(method.clone(), &url).send().await;
             let outcome = match result {
@@ -348,10 +365,12 @@ impl Gateway {
             drop(guard);
             match outcome {
                 Ok(answer) => {
+                    permit.done();
                     ep.mark_ok();
                     return Ok(answer);
                 }
                 Err(err) => {
+                    drop(permit);
                     ep.set_aside();
                     if attempt >= self.opts.retries {
                         return Err(err);
@@ -372,9 +391,14 @@ impl Gateway {
         }
     }
 
-    async fn post_json(&self, path_and_query: &str, what: &str) -> Result<Value, BackendError> {
+    async fn post_json(
+        &self,
+        path_and_query: &str,
+        kind: RequestKind,
+        what: &str,
+    ) -> Result<Value, BackendError> {
         let (status, body) = self
-            .request(reqwest::Method::POST, path_and_query, what)
+            .request(reqwest::Method::POST, path_and_query, kind, what)
             .await?;
         parse_answer(status, &body, what)
     }
@@ -432,6 +456,7 @@ impl Backend for Gateway {
             .request(
                 reqwest::Method::GET,
                 &format!("uri/{}?t=json", dir.expose()),
+                RequestKind::List,
                 &what,
             )
             .await?;
@@ -452,7 +477,12 @@ impl Backend for Gateway {
         if opts.add_lease {
             q.push_str("&add-lease=true");
         }
-        self.post_json(&q, &describe_cap(cap)).await
+        let kind = if opts.verify {
+            RequestKind::Verify
+        } else {
+            RequestKind::Check
+        };
+        self.post_json(&q, kind, &describe_cap(cap)).await
     }
 
     async fn repair(&self, cap: &Cap, opts: CheckOptions) -> Result<Value, BackendError> {
@@ -463,7 +493,8 @@ impl Backend for Gateway {
         if opts.add_lease {
             q.push_str("&add-lease=true");
         }
-        self.post_json(&q, &describe_cap(cap)).await
+        self.post_json(&q, RequestKind::Repair, &describe_cap(cap))
+            .await
     }
 }
 

@@ -23,6 +23,7 @@
 //! message that never contains a whole cap, and whether a retry may help.
 
 pub mod gateway;
+pub mod pace;
 
 use async_trait::async_trait;
 use serde_json::Value;

@@ -1,0 +1,262 @@
+//! Adaptive concurrency: how many requests to keep in flight at one server.
+//!
+//! Too few requests in flight and a distant grid is checked one round trip
+//! at a time; too many and a gateway (one Python process) only queues them,
+//! and on loopback gets slower as it juggles them (measured: a 421-object
+//! deep check took 2.2 s with 8 checks in flight and 5.1 s with 32). The
+//! right number depends on the network and the server, so [`Pace`] finds it
+//! as TCP Vegas does for a congestion window: it keeps the lowest latency
+//! seen for each kind of request as the "no queue" baseline, estimates how
+//! many of the requests in flight are only queued,
+//! `limit × (1 − baseline / latency)`, and raises the limit while fewer than
+//! [`Pace::LOW`] are queued (quickly while almost none are), lowers it when
+//! more than [`Pace::HIGH`] are. On loopback it settles at a handful; at
+//! 100 ms round trips, at the dozens that keep the gateway busy.
+//!
+//! Latencies are compared with the baseline of their own kind (a listing, a
+//! check, a verify, a repair) so that a mix of fast and slow requests is not
+//! mistaken for queueing. Failed requests are not counted.
+
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What a request does; each kind has its own latency baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    List,
+    Check,
+    Verify,
+    Repair,
+}
+
+impl RequestKind {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+struct State {
+    limit: f64,
+    in_flight: usize,
+    /// Lowest latency seen per kind: the "no queue" baseline.
+    base: [Option<f64>; 4],
+    /// Samples since the baselines were last measured.
+    base_samples: usize,
+    /// While re-measuring the baselines: samples still to take, the limit
+    /// to go back to, and the lowest latencies seen meanwhile.
+    probe_left: usize,
+    saved_limit: f64,
+    probe_min: [Option<f64>; 4],
+    /// Latency / baseline ratios since the last adjustment.
+    ratios: Vec<f64>,
+}
+
+/// An adaptive limit on requests in flight (see the module doc).
+pub struct Pace {
+    state: Mutex<State>,
+    notify: Notify,
+    min: usize,
+    max: usize,
+    adaptive: bool,
+}
+
+/// Held while a request is in flight; give back with [`Permit::done`].
+pub struct Permit<'a> {
+    pace: &'a Pace,
+    kind: RequestKind,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl Permit<'_> {
+    /// The request succeeded: count its latency.
+    pub fn done(mut self) {
+        self.done = true;
+        self.pace.release(Some((self.kind, self.started.elapsed())));
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.pace.release(None);
+        }
+    }
+}
+
+impl Pace {
+    /// Fewer queued requests than this: raise the limit.
+    pub const LOW: f64 = 2.0;
+    /// More queued requests than this: lower it.
+    pub const HIGH: f64 = 4.0;
+    /// Samples after which the baselines are measured again (with one
+    /// request in flight for a moment, as TCP BBR probes its round-trip
+    /// time), so that they follow a network or server whose speed changes.
+    const BASE_WINDOW: usize = 2000;
+    /// Samples taken at the lowest limit to measure the baselines.
+    const PROBE_SAMPLES: usize = 8;
+
+    /// At most `max` requests in flight. Adaptive, it starts with one (to
+    /// measure the baselines without a queue) and grows from there; with
+    /// `adaptive` false the limit stays at `max`.
+    pub fn new(max: usize, adaptive: bool) -> Pace {
+        let max = max.max(1);
+        Pace {
+            state: Mutex::new(State {
+                limit: if adaptive { 1.0 } else { max as f64 },
+                in_flight: 0,
+                base: [None; 4],
+                base_samples: 0,
+                probe_left: 0,
+                saved_limit: 1.0,
+                probe_min: [None; 4],
+                ratios: Vec::new(),
+            }),
+            notify: Notify::new(),
+            min: 1,
+            max,
+            adaptive,
+        }
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.state.lock().unwrap().limit as usize
+    }
+
+    /// Wait for room for one more request.
+    pub async fn acquire(&self, kind: RequestKind) -> Permit<'_> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut s = self.state.lock().unwrap();
+                if (s.in_flight as f64) < s.limit.floor().max(1.0) {
+                    s.in_flight += 1;
+                    return Permit {
+                        pace: self,
+                        kind,
+                        started: std::time::Instant::now(),
+                        done: false,
+                    };
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn release(&self, sample: Option<(RequestKind, Duration)>) {
+        {
+            let mut s = self.state.lock().unwrap();
+            s.in_flight -= 1;
+            if let (true, Some((kind, latency))) = (self.adaptive, sample) {
+                self.record(&mut s, kind, latency.as_secs_f64().max(1e-6));
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    fn record(&self, s: &mut State, kind: RequestKind, latency: f64) {
+        let i = kind.index();
+        if s.probe_left > 0 {
+            // Re-measuring: requests drain down to one in flight; the
+            // lowest latencies seen are the new baselines.
+            s.probe_min[i] = Some(s.probe_min[i].map_or(latency, |b| b.min(latency)));
+            s.probe_left -= 1;
+            if s.probe_left == 0 {
+                for k in 0..4 {
+                    if let Some(b) = s.probe_min[k] {
+                        s.base[k] = Some(b);
+                    }
+                }
+                s.limit = s.saved_limit;
+                s.ratios.clear();
+            }
+            return;
+        }
+        let base = s.base[i].map_or(latency, |b| b.min(latency));
+        s.base[i] = Some(base);
+        s.base_samples += 1;
+        if s.base_samples >= Self::BASE_WINDOW {
+            s.base_samples = 0;
+            s.saved_limit = s.limit;
+            s.probe_left = s.limit as usize + Self::PROBE_SAMPLES;
+            s.probe_min = [None; 4];
+            s.limit = self.min as f64;
+            return;
+        }
+        s.ratios.push(latency / base);
+        let window = (s.limit as usize).max(8);
+        if s.ratios.len() < window {
+            return;
+        }
+        let mean = s.ratios.iter().sum::<f64>() / s.ratios.len() as f64;
+        s.ratios.clear();
+        let queued = s.limit * (1.0 - 1.0 / mean.max(1.0));
+        if queued < 0.5 {
+            s.limit *= 1.25;
+        } else if queued < Self::LOW {
+            s.limit += 1.0;
+        } else if queued > Self::HIGH {
+            s.limit -= 1.0;
+        }
+        s.limit = s.limit.clamp(self.min as f64, self.max as f64);
+        tracing::debug!(limit = s.limit, queued, "pace");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that serves one request at a time in `service` seconds,
+    /// plus a fixed network delay: latency = delay + queue.
+    fn simulate(pace: &Pace, delay: f64, service: f64, rounds: usize) -> usize {
+        for _ in 0..rounds {
+            let c = pace.limit().max(1) as f64;
+            // Closed system: c requests in flight; the server is the
+            // bottleneck once c * service > delay + service.
+            let latency = (delay + service).max(c * service);
+            let mut s = pace.state.lock().unwrap();
+            pace.record(&mut s, RequestKind::Check, latency);
+        }
+        pace.limit()
+    }
+
+    #[test]
+    fn settles_low_on_a_busy_local_server_and_high_on_a_far_one() {
+        let local = Pace::new(128, true);
+        let l = simulate(&local, 0.001, 0.010, 5000);
+        assert!((2..=7).contains(&l), "loopback, CPU-bound server: {l}");
+        let far = Pace::new(128, true);
+        let f = simulate(&far, 0.200, 0.010, 20000);
+        assert!(
+            (18..=30).contains(&f),
+            "200 ms away, 10 ms per request: about 21 keep it busy; got {f}"
+        );
+        let capped = Pace::new(12, true);
+        assert_eq!(
+            simulate(&capped, 0.200, 0.010, 20000),
+            12,
+            "never above the maximum"
+        );
+        let fixed = Pace::new(32, false);
+        assert_eq!(
+            simulate(&fixed, 0.001, 0.010, 1000),
+            32,
+            "not adaptive: the maximum"
+        );
+    }
+
+    #[tokio::test]
+    async fn acquire_waits_for_room() {
+        let p = Pace::new(1, true);
+        let a = p.acquire(RequestKind::List).await;
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind::List)).await;
+        assert!(waiting.is_err(), "a second request waits");
+        drop(a);
+        let b = tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind::List)).await;
+        assert!(b.is_ok());
+    }
+}
