@@ -30,7 +30,13 @@ impl Meter {
         };
         bar.set_style(
             ProgressStyle::with_template(template)
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                .with_key(
+                    "rate",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0}/s", s.per_sec());
+                    },
+                ),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         Meter { bar }
@@ -40,7 +46,7 @@ impl Meter {
     pub fn bar(enabled: bool, total: Option<u64>, unit: &str) -> Meter {
         let m = Meter::counter(
             enabled,
-            &format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"),
+            &format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{rate}}, ETA {{eta}}) {{msg}}"),
         );
         if let Some(t) = total {
             m.bar.set_length(t);
