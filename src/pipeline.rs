@@ -508,3 +508,161 @@ pub async fn deep_check(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Stage logic on an in-memory backend (never proof that anything works
+    //! against a grid: the integration tests are; this one pins a deadlock).
+    use super::*;
+    use crate::stage::check::Checker;
+    use steward_backend::{BackendError, CheckOptions, Child, Listing, NodeType, Operation};
+    use tokio::sync::Semaphore;
+
+    fn cap(kind: &str, n: u32) -> String {
+        let key = steward_cap::hash::tagged_hash(b"test-key", &n.to_be_bytes(), 16);
+        let h = steward_cap::hash::tagged_hash(b"test-hash", &n.to_be_bytes(), 32);
+        let (k, h) = (
+            steward_cap::base32::encode(&key),
+            steward_cap::base32::encode(&h),
+        );
+        match kind {
+            "dir" => format!("URI:DIR2:{k}:{h}"),
+            _ => format!("URI:CHK:{k}:{h}:2:5:1000"),
+        }
+    }
+
+    const SUBDIRS: u32 = 8;
+
+    /// A root with 8 wide subdirectories, behind one "gateway" that serves
+    /// a single request at a time, like a gateway whose pace has dropped to
+    /// one.
+    struct OneAtATime {
+        permit: Semaphore,
+        root: String,
+        files: u32,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for OneAtATime {
+        fn describe(&self) -> String {
+            "one-at-a-time".into()
+        }
+        fn supports(&self, _op: Operation) -> bool {
+            true
+        }
+        async fn list_directory(&self, dir: &Cap) -> std::result::Result<Listing, BackendError> {
+            let _p = self.permit.acquire().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            let root_si = Cap::parse(&self.root).unwrap().storage_index();
+            if dir.storage_index() == root_si {
+                let children = (0..SUBDIRS)
+                    .map(|d| Child {
+                        name: format!("sub{d}"),
+                        node_type: NodeType::Directory,
+                        rw_uri: Some(cap("dir", 1_000_000 + d)),
+                        ro_uri: None,
+                        verify_uri: None,
+                        size: None,
+                        format: None,
+                        mutable: Some(true),
+                    })
+                    .collect();
+                return Ok(Listing { children });
+            }
+            let d = (0..SUBDIRS)
+                .find(|d| {
+                    Cap::parse(&cap("dir", 1_000_000 + d))
+                        .unwrap()
+                        .storage_index()
+                        == dir.storage_index()
+                })
+                .expect("a known directory");
+            let children = (0..self.files)
+                .map(|i| Child {
+                    name: format!("f{i:05}"),
+                    node_type: NodeType::File,
+                    rw_uri: None,
+                    ro_uri: Some(cap("file", d * 100_000 + i)),
+                    verify_uri: None,
+                    size: Some(1000),
+                    format: Some("CHK".into()),
+                    mutable: Some(false),
+                })
+                .collect();
+            Ok(Listing { children })
+        }
+        async fn check(
+            &self,
+            _cap: &Cap,
+            _o: CheckOptions,
+        ) -> std::result::Result<serde_json::Value, BackendError> {
+            let _p = self.permit.acquire().await.unwrap();
+            Ok(
+                serde_json::json!({"storage-index": "x", "summary": "Healthy", "results": {"healthy": true, "recoverable": true}}),
+            )
+        }
+        async fn repair(
+            &self,
+            _cap: &Cap,
+            _o: CheckOptions,
+        ) -> std::result::Result<serde_json::Value, BackendError> {
+            unreachable!()
+        }
+    }
+
+    struct Collect(Vec<Unit>);
+    #[async_trait::async_trait]
+    impl UnitSink for Collect {
+        async fn emit(&mut self, unit: Unit) -> Result<()> {
+            self.0.push(unit);
+            Ok(())
+        }
+        async fn sync(&mut self) -> Result<u64> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stages_sharing_one_gateway_place_do_not_deadlock() {
+        // More children per directory than the channel between the stages
+        // holds, so the traversal blocks on the channel while other listings
+        // are in flight (holding the one place, if nothing polls them).
+        let backend = Arc::new(OneAtATime {
+            permit: Semaphore::new(1),
+            root: cap("dir", 999_999),
+            files: 1500,
+        });
+        let root = Cap::parse(&backend.root).unwrap();
+        let plan = DeepCheck {
+            lister: backend.clone(),
+            traverse: TraverseOptions {
+                jobs: 8,
+                ..Default::default()
+            },
+            checker: Checker {
+                backend: backend.clone(),
+                fallback: None,
+                opts: CheckOptions::default(),
+            },
+            check_jobs: 16,
+            repairer: None,
+            output: None,
+            restart: false,
+        };
+        let (_tx, stop) = watch::channel(false);
+        let mut sink = Collect(vec![]);
+        let mut obs = Counting(crate::stage::check::tally_check);
+        let run = deep_check(plan, &root, stop, &mut sink, &mut obs, &|_| {});
+        let summary = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+            .await
+            .expect("the pipeline finished (no deadlock)")
+            .unwrap();
+        let objects = (SUBDIRS * 1500 + SUBDIRS + 1) as u64;
+        assert_eq!(summary.check.tally.get("healthy"), Some(&objects));
+        assert_eq!(
+            sink.0.len() as u64,
+            objects + 1,
+            "every object once, and the stats"
+        );
+    }
+}

@@ -75,6 +75,67 @@ enum Item {
     Bad(BadLine, u64),
 }
 
+/// A spawned task that is aborted when dropped: in-flight requests always
+/// make progress (and give back their place at the gateway) even while the
+/// stage is busy writing, and stop with the stage.
+pub(crate) struct Owned<T>(tokio::task::JoinHandle<T>);
+
+impl<T: Send + 'static> Owned<T> {
+    pub(crate) fn spawn(fut: impl std::future::Future<Output = T> + Send + 'static) -> Self {
+        Owned(tokio::spawn(fut))
+    }
+}
+
+impl<T> std::future::Future for Owned<T> {
+    type Output = Result<T>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| {
+            r.map_err(|e| {
+                Error::new(
+                    crate::error::ErrorKind::Io,
+                    format!("a worker task failed: {e}"),
+                )
+            })
+        })
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The next input of a stage, parsed.
+enum Next {
+    Unit(Unit, u64),
+    Blank(u64),
+    Bad(BadLine, u64),
+}
+
+async fn next_input(input: &mut StageInput) -> Result<Option<Next>> {
+    match input {
+        StageInput::Lines(src) => Ok(src.next_line().await?.map(|line| {
+            let end = line.end;
+            match parse_line(&line) {
+                Ok(None) => Next::Blank(end),
+                Ok(Some(u)) => Next::Unit(u, end),
+                Err(message) => Next::Bad(
+                    BadLine {
+                        number: line.number,
+                        message,
+                    },
+                    end,
+                ),
+            }
+        })),
+        StageInput::Channel(rx) => Ok(rx.recv().await.map(|u| Next::Unit(u, 0))),
+    }
+}
+
 /// Run `op` over every input unit, `jobs` at a time, writing results in
 /// input order. A run-ending error from `op` (an unreachable gateway) stops
 /// the stage after checkpointing everything before it, as does `stop`.
@@ -98,130 +159,64 @@ pub async fn run_mapped(
     let mut done_pos = ckpt.as_ref().map(|c| c.state.input_offset).unwrap_or(0);
     let mut done_lines = ckpt.as_ref().map(|c| c.state.input_lines).unwrap_or(0);
     loop {
-        // Keep the pipe full.
-        while input_open && pending.len() < jobs.max(1) {
-            match &mut input {
-                StageInput::Lines(src) => {
-                    let next = tokio::select! {
-                        biased;
-                        _ = stop.wait_for(|s| *s) => None,
-                        l = src.next_line() => Some(l?),
-                    };
-                    let Some(next) = next else {
-                        break;
-                    };
-                    match next {
-                        None => input_open = false,
-                        Some(line) => {
-                            let end = line.end;
-                            match parse_line(&line) {
-                                Ok(None) => pending.push_back(Box::pin(async move {
-                                    Ok(Item::Units(vec![], end))
-                                })),
-                                Ok(Some(u)) => {
-                                    let fut = op(u);
-                                    pending.push_back(Box::pin(async move {
-                                        Ok(Item::Units(fut.await?, end))
-                                    }));
-                                }
-                                Err(message) => {
-                                    let bad = BadLine {
-                                        number: line.number,
-                                        message,
-                                    };
-                                    pending.push_back(Box::pin(
-                                        async move { Ok(Item::Bad(bad, end)) },
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                }
-                StageInput::Channel(rx) => {
-                    let next = if pending.is_empty() {
-                        tokio::select! {
-                            biased;
-                            _ = stop.wait_for(|s| *s) => break,
-                            u = rx.recv() => u,
-                        }
-                    } else {
-                        match rx.try_recv() {
-                            Ok(u) => Some(u),
-                            Err(mpsc::error::TryRecvError::Empty) => break,
-                            Err(mpsc::error::TryRecvError::Disconnected) => None,
-                        }
-                    };
-                    match next {
-                        None => input_open = false,
-                        Some(u) => {
-                            let fut = op(u);
-                            pending
-                                .push_back(Box::pin(async move { Ok(Item::Units(fut.await?, 0)) }));
-                        }
-                    }
-                }
-            }
-        }
-        if *stop.borrow() {
-            drop(pending);
-            save(sink, &mut ckpt, &input, done_pos, done_lines, &tally, false).await?;
-            return Err(Error::interrupted());
-        }
-        if pending.is_empty() {
-            if input_open {
-                // Channel input with nothing ready: wait for the next unit.
-                if let StageInput::Channel(rx) = &mut input {
-                    tokio::select! {
-                        biased;
-                        _ = stop.wait_for(|s| *s) => continue,
-                        u = rx.recv() => match u {
-                            None => input_open = false,
-                            Some(u) => {
-                                let fut = op(u);
-                                pending.push_back(Box::pin(async move { Ok(Item::Units(fut.await?, 0)) }));
-                            }
-                        }
-                    }
-                    continue;
-                }
-            }
+        if !input_open && pending.is_empty() {
             break;
         }
-        let item = tokio::select! {
+        let room = input_open && pending.len() < jobs.max(1);
+        tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => continue,
-            // Prefer pulling more input while results are not ready, so the
-            // pipe stays full: FuturesOrdered only yields the head in order.
-            r = pending.next() => r.expect("not empty"),
-        };
-        let item = match item {
-            Ok(i) => i,
-            Err(e) => {
+            _ = stop.wait_for(|s| *s) => {
                 drop(pending);
                 save(sink, &mut ckpt, &input, done_pos, done_lines, &tally, false).await?;
-                return Err(e);
+                return Err(Error::interrupted());
             }
-        };
-        match item {
-            Item::Units(units, end) => {
-                for u in units {
-                    observer.output(&u, &mut tally);
-                    sink.emit(u).await?;
+            // Results first, in input order, so output keeps flowing.
+            Some(item) = pending.next(), if !pending.is_empty() => {
+                let item = match item {
+                    Ok(i) => i,
+                    Err(e) => {
+                        drop(pending);
+                        save(sink, &mut ckpt, &input, done_pos, done_lines, &tally, false).await?;
+                        return Err(e);
+                    }
+                };
+                match item {
+                    Item::Units(units, end) => {
+                        for u in units {
+                            observer.output(&u, &mut tally);
+                            sink.emit(u).await?;
+                        }
+                        done_pos = end;
+                    }
+                    Item::Bad(bad, end) => {
+                        bad_lines += 1;
+                        *tally.entry("bad-lines".into()).or_default() = bad_lines;
+                        observer.bad_line(&bad);
+                        done_pos = end;
+                    }
                 }
-                done_pos = end;
+                done_lines += 1;
+                if let Some(c) = &ckpt {
+                    if last_ckpt.elapsed() >= c.interval {
+                        save(sink, &mut ckpt, &input, done_pos, done_lines, &tally, false).await?;
+                        last_ckpt = Instant::now();
+                    }
+                }
             }
-            Item::Bad(bad, end) => {
-                bad_lines += 1;
-                *tally.entry("bad-lines".into()).or_default() = bad_lines;
-                observer.bad_line(&bad);
-                done_pos = end;
-            }
-        }
-        done_lines += 1;
-        if let Some(c) = &ckpt {
-            if last_ckpt.elapsed() >= c.interval {
-                save(sink, &mut ckpt, &input, done_pos, done_lines, &tally, false).await?;
-                last_ckpt = Instant::now();
+            next = next_input(&mut input), if room => {
+                match next? {
+                    None => input_open = false,
+                    Some(Next::Unit(u, end)) => {
+                        let task = Owned::spawn(op(u));
+                        pending.push_back(Box::pin(async move { Ok(Item::Units(task.await??, end)) }));
+                    }
+                    Some(Next::Blank(end)) => {
+                        pending.push_back(Box::pin(async move { Ok(Item::Units(vec![], end)) }))
+                    }
+                    Some(Next::Bad(bad, end)) => {
+                        pending.push_back(Box::pin(async move { Ok(Item::Bad(bad, end)) }))
+                    }
+                }
             }
         }
     }

@@ -265,14 +265,18 @@ impl Traversal {
             while in_flight.len() < self.opts.jobs.max(1) {
                 let Some(task) = self.next_task()? else { break };
                 let backend = self.backend.clone();
-                in_flight.push(async move {
+                // Spawned, so that a listing in flight completes (and gives
+                // back its place at the gateway) even while this loop waits
+                // for a full channel to the next stage: the next stage's
+                // checks need those places.
+                in_flight.push(super::Owned::spawn(async move {
                     let res = if task.cap.is_directory() {
                         backend.list_directory(&task.cap).await
                     } else {
                         Ok(Listing::default())
                     };
                     (task, res)
-                });
+                }));
             }
             if in_flight.is_empty() {
                 break;
@@ -284,7 +288,8 @@ impl Traversal {
                     self.commit(sink).await?;
                     return Err(Error::interrupted());
                 }
-                Some((task, res)) = in_flight.next() => {
+                Some(done) = in_flight.next() => {
+                    let (task, res) = done?;
                     if let Err(e) = &res {
                         if e.is_fatal() {
                             // Keep what is done; the directory stays in the frontier.
