@@ -456,7 +456,7 @@ impl Backend for Gateway {
             .request(
                 reqwest::Method::GET,
                 &format!("uri/{}?t=json", dir.expose()),
-                RequestKind::List,
+                RequestKind::LIST,
                 &what,
             )
             .await?;
@@ -477,11 +477,7 @@ impl Backend for Gateway {
         if opts.add_lease {
             q.push_str("&add-lease=true");
         }
-        let kind = if opts.verify {
-            RequestKind::Verify
-        } else {
-            RequestKind::Check
-        };
+        let kind = RequestKind::check(cap, opts.verify);
         self.post_json(&q, kind, &describe_cap(cap)).await
     }
 
@@ -493,7 +489,7 @@ impl Backend for Gateway {
         if opts.add_lease {
             q.push_str("&add-lease=true");
         }
-        self.post_json(&q, RequestKind::Repair, &describe_cap(cap))
+        self.post_json(&q, RequestKind::repair(cap), &describe_cap(cap))
             .await
     }
 }

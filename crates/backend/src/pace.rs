@@ -13,26 +13,46 @@
 //! more than [`Pace::HIGH`] are. On loopback it settles at a handful; at
 //! 100 ms round trips, at the dozens that keep the gateway busy.
 //!
-//! Latencies are compared with the baseline of their own kind (a listing, a
-//! check, a verify, a repair) so that a mix of fast and slow requests is not
-//! mistaken for queueing. Failed requests are not counted.
+//! Latencies are compared with the baseline of their own kind
+//! ([`RequestKind`]: a listing, a check of an immutable or of a mutable
+//! object, a verify by file size, a repair) so that a mix of fast and slow
+//! requests is not mistaken for queueing. Failed requests are not counted.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+use steward_cap::Cap;
 use tokio::sync::Notify;
 
-/// What a request does; each kind has its own latency baseline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequestKind {
-    List,
-    Check,
-    Verify,
-    Repair,
-}
+/// What a request does, closely enough that requests of one kind take
+/// about as long as each other without a queue: each kind has its own
+/// latency baseline. A mutable object's check needs more round trips than
+/// an immutable one's, and a verify downloads the whole file, so those are
+/// told apart by mutability and (for immutable files) by size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestKind(u16);
 
 impl RequestKind {
-    fn index(self) -> usize {
-        self as usize
+    /// A directory listing.
+    pub const LIST: RequestKind = RequestKind(0);
+
+    /// A check of `cap` (`verify`: downloading every share).
+    pub fn check(cap: &Cap, verify: bool) -> RequestKind {
+        match (verify, cap.is_mutable()) {
+            (false, false) => RequestKind(1),
+            (false, true) => RequestKind(2),
+            (true, true) => RequestKind(3),
+            // Sizes by factors of 4: 1 KB, 4 KB, ... each their own kind.
+            (true, false) => {
+                let size = cap.size().unwrap_or(0).max(1);
+                RequestKind(10 + (size.ilog2() / 2) as u16)
+            }
+        }
+    }
+
+    /// A check-and-repair of `cap`.
+    pub fn repair(cap: &Cap) -> RequestKind {
+        RequestKind(if cap.is_mutable() { 5 } else { 4 })
     }
 }
 
@@ -40,14 +60,14 @@ struct State {
     limit: f64,
     in_flight: usize,
     /// Lowest latency seen per kind: the "no queue" baseline.
-    base: [Option<f64>; 4],
+    base: HashMap<RequestKind, f64>,
     /// Samples since the baselines were last measured.
     base_samples: usize,
     /// While re-measuring the baselines: samples still to take, the limit
     /// to go back to, and the lowest latencies seen meanwhile.
     probe_left: usize,
     saved_limit: f64,
-    probe_min: [Option<f64>; 4],
+    probe_min: HashMap<RequestKind, f64>,
     /// Latency / baseline ratios since the last adjustment.
     ratios: Vec<f64>,
 }
@@ -106,11 +126,11 @@ impl Pace {
             state: Mutex::new(State {
                 limit: if adaptive { 1.0 } else { max as f64 },
                 in_flight: 0,
-                base: [None; 4],
+                base: HashMap::new(),
                 base_samples: 0,
                 probe_left: 0,
                 saved_limit: 1.0,
-                probe_min: [None; 4],
+                probe_min: HashMap::new(),
                 ratios: Vec::new(),
             }),
             notify: Notify::new(),
@@ -157,31 +177,31 @@ impl Pace {
     }
 
     fn record(&self, s: &mut State, kind: RequestKind, latency: f64) {
-        let i = kind.index();
         if s.probe_left > 0 {
             // Re-measuring: requests drain down to one in flight; the
             // lowest latencies seen are the new baselines.
-            s.probe_min[i] = Some(s.probe_min[i].map_or(latency, |b| b.min(latency)));
+            let m = s.probe_min.entry(kind).or_insert(latency);
+            *m = m.min(latency);
             s.probe_left -= 1;
             if s.probe_left == 0 {
-                for k in 0..4 {
-                    if let Some(b) = s.probe_min[k] {
-                        s.base[k] = Some(b);
-                    }
-                }
+                let fresh = std::mem::take(&mut s.probe_min);
+                s.base.extend(fresh);
                 s.limit = s.saved_limit;
                 s.ratios.clear();
             }
             return;
         }
-        let base = s.base[i].map_or(latency, |b| b.min(latency));
-        s.base[i] = Some(base);
+        let base = {
+            let b = s.base.entry(kind).or_insert(latency);
+            *b = b.min(latency);
+            *b
+        };
         s.base_samples += 1;
         if s.base_samples >= Self::BASE_WINDOW {
             s.base_samples = 0;
             s.saved_limit = s.limit;
             s.probe_left = s.limit as usize + Self::PROBE_SAMPLES;
-            s.probe_min = [None; 4];
+            s.probe_min.clear();
             s.limit = self.min as f64;
             return;
         }
@@ -194,7 +214,8 @@ impl Pace {
         s.ratios.clear();
         let queued = s.limit * (1.0 - 1.0 / mean.max(1.0));
         if queued < 0.5 {
-            s.limit *= 1.25;
+            // Nothing queued: grow fast, as TCP's slow start does.
+            s.limit *= 2.0;
         } else if queued < Self::LOW {
             s.limit += 1.0;
         } else if queued > Self::HIGH {
@@ -218,7 +239,7 @@ mod tests {
             // bottleneck once c * service > delay + service.
             let latency = (delay + service).max(c * service);
             let mut s = pace.state.lock().unwrap();
-            pace.record(&mut s, RequestKind::Check, latency);
+            pace.record(&mut s, RequestKind(1), latency);
         }
         pace.limit()
     }
@@ -251,12 +272,12 @@ mod tests {
     #[tokio::test]
     async fn acquire_waits_for_room() {
         let p = Pace::new(1, true);
-        let a = p.acquire(RequestKind::List).await;
+        let a = p.acquire(RequestKind::LIST).await;
         let waiting =
-            tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind::List)).await;
+            tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind::LIST)).await;
         assert!(waiting.is_err(), "a second request waits");
         drop(a);
-        let b = tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind::List)).await;
+        let b = tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind::LIST)).await;
         assert!(b.is_ok());
     }
 }
