@@ -22,6 +22,12 @@ fn encoding() -> &'static Encoding {
     })
 }
 
+/// Whether `c` is a symbol of the alphabet (a range test: caps are parsed
+/// for every object of a run, so no search of the alphabet per character).
+pub fn is_symbol(c: char) -> bool {
+    matches!(c, 'a'..='z' | '2'..='7')
+}
+
 /// Why a string is not canonical Tahoe base32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -56,10 +62,7 @@ pub fn encoded_len(n: usize) -> usize {
 pub fn decode(s: &str) -> Result<Vec<u8>, DecodeError> {
     // Check the symbol set ourselves so the error position is the
     // character offset and uppercase is rejected as Tahoe does.
-    // (A byte test, not a search of the alphabet per character: caps are
-    // parsed for every object of a run.)
-    let symbol = |c: char| matches!(c, 'a'..='z' | '2'..='7');
-    if let Some(position) = s.chars().position(|c| !symbol(c)) {
+    if let Some(position) = s.chars().position(|c| !is_symbol(c)) {
         return Err(DecodeError::InvalidChar { position });
     }
     encoding().decode(s.as_bytes()).map_err(|e| match e.kind {

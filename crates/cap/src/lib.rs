@@ -351,7 +351,7 @@ impl FromStr for StorageIndex {
     type Err = StorageIndexError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        if let Some(position) = s.chars().position(|c| !base32::ALPHABET.contains(c)) {
+        if let Some(position) = s.chars().position(|c| !base32::is_symbol(c)) {
             return Err(StorageIndexError::Base32(
                 base32::DecodeError::InvalidChar { position },
             ));
@@ -527,7 +527,7 @@ impl Ctx<'_> {
             input: self.red(),
             problem,
         };
-        if let Some(position) = s.chars().position(|c| !base32::ALPHABET.contains(c)) {
+        if let Some(position) = s.chars().position(|c| !base32::is_symbol(c)) {
             return Err(bad(base32::DecodeError::InvalidChar { position }));
         }
         let expected = base32::encoded_len(N);
