@@ -74,6 +74,10 @@ struct State {
     probe_min: HashMap<RequestKind, f64>,
     /// Latency / baseline ratios since the last adjustment.
     ratios: Vec<f64>,
+    /// Still doubling every round (until the first sign of a queue): then
+    /// the limit is adjusted after every `limit` samples, so that it grows
+    /// once per round trip, as TCP's slow start does.
+    slow_start: bool,
 }
 
 /// An adaptive limit on requests in flight (see the module doc).
@@ -141,6 +145,7 @@ impl Pace {
                 saved_limit: 1.0,
                 probe_min: HashMap::new(),
                 ratios: Vec::new(),
+                slow_start: true,
             }),
             notify: Notify::new(),
             min: 1,
@@ -223,7 +228,11 @@ impl Pace {
             return;
         }
         s.ratios.push(latency / base);
-        let window = (s.limit as usize).max(8);
+        let window = if s.slow_start {
+            (s.limit as usize).max(1)
+        } else {
+            (s.limit as usize).max(8)
+        };
         if s.ratios.len() < window {
             return;
         }
@@ -233,6 +242,8 @@ impl Pace {
         if queued < 0.5 {
             // Nothing queued: grow fast, as TCP's slow start does.
             s.limit *= 2.0;
+        } else if s.slow_start {
+            s.slow_start = false;
         } else if mean < Self::TOLERANCE {
             // Latencies within the spread a far grid shows without any
             // queue (some checks take more round trips than others): keep
