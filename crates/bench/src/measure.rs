@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -144,7 +145,7 @@ pub struct Sample {
     pub wall: f64,
     /// The child's user + system CPU seconds (`wait4` rusage).
     pub cpu: f64,
-    /// The child's peak RSS in kB (`ru_maxrss`).
+    /// The child's peak RSS in kB (see `peak_rss_kb`).
     pub maxrss_kb: u64,
     /// Exit code (or 128 + signal).
     pub status: i32,
@@ -155,8 +156,10 @@ pub struct Sample {
     pub bench_cpu: f64,
     /// Busy fraction of all CPUs of the box during the run (0..1).
     pub box_busy: f64,
-    /// The command's standard output (when captured).
+    /// The command's standard output ([`Out::Capture`]), or its last line.
     pub stdout: String,
+    /// Non-empty lines of standard output (stats units not counted).
+    pub stdout_lines: u64,
 }
 
 impl Sample {
@@ -170,21 +173,59 @@ impl Sample {
         self.sum(|r| matches!(r, Role::Storage(_)))
     }
     fn sum(&self, f: impl Fn(Role) -> bool) -> f64 {
-        self.procs.iter().filter(|(r, _)| f(*r)).map(|(_, c)| c).sum()
+        // + 0.0: an empty float sum is -0.0.
+        self.procs
+            .iter()
+            .filter(|(r, _)| f(*r))
+            .map(|(_, c)| c)
+            .sum::<f64>()
+            + 0.0
     }
 }
 
-/// Runs `cmd` to completion (killing it after `timeout`), stdin closed,
-/// stdout captured, stderr to `stderr_log`. Fails if it exits non-zero
-/// and `ok_codes` does not list the code.
+/// Where a measured command's standard output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// Kept in [`Sample::stdout`] (for small outputs).
+    Capture,
+    /// Only its line count is kept ([`Sample::stdout_lines`]).
+    CountLines,
+}
+
+/// Limits on a measured run.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Kill the command after this long.
+    pub timeout: Duration,
+    /// Kill it if its standard output has not grown for this long (for
+    /// commands that print progress as they go).
+    pub stall: Option<Duration>,
+}
+
+/// Runs `cmd` to completion (killed when `limits` say so), stdin closed,
+/// stdout to a temporary file, stderr to `stderr_log`. Fails if it exits
+/// non-zero and `ok_codes` does not list the code. Commands are shown
+/// without their arguments (which hold caps) in errors.
 pub fn run(
     cmd: &mut Command,
     procs: &Procs,
     stderr_log: &Path,
-    timeout: Duration,
+    limits: Limits,
     ok_codes: &[i32],
+    out: Out,
 ) -> Result<Sample> {
-    let desc = format!("{cmd:?}");
+    let timeout = limits.timeout;
+    let desc = format!(
+        "{} {}",
+        Path::new(cmd.get_program())
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy(),
+        cmd.get_args()
+            .map(|a| steward_cap::redact(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let out_file = tempfile::tempfile().context("temporary stdout file")?;
     let err_file = fs::File::create(stderr_log)
         .with_context(|| format!("creating {}", stderr_log.display()))?;
@@ -194,19 +235,47 @@ pub fn run(
 
     let before = procs.cpu();
     let self_before = self_cpu_secs();
+    let self_hwm = proc_status_kb(std::process::id(), "VmHWM").unwrap_or(0);
     let box_before = box_ticks();
     let t0 = Instant::now();
     let child = cmd.spawn().with_context(|| format!("starting {desc}"))?;
     let pid = child.id() as libc::pid_t;
-    // Watchdog: kill the child if it outlives the timeout.
+    // Watchdog: kill the child if it outlives the timeout, or stalls; and
+    // sample its VmHWM (see `peak` below).
     let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watched = out_file.try_clone()?;
+    let stall = limits.stall;
+    let hwm = Arc::new(AtomicU64::new(0));
+    let hwm_w = hwm.clone();
     let watchdog = thread::spawn(move || {
-        if done_rx.recv_timeout(timeout).is_err() {
-            // SAFETY: plain kill(2) of our own, not yet reaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            true
-        } else {
-            false
+        let start = Instant::now();
+        let mut last_len = 0u64;
+        let mut last_change = Instant::now();
+        loop {
+            if let Some(kb) = proc_status_kb(pid as u32, "VmHWM") {
+                hwm_w.fetch_max(kb, Ordering::Relaxed);
+            }
+            match done_rx.recv_timeout(Duration::from_millis(10)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return None,
+            }
+            let len = watched.metadata().map(|m| m.len()).unwrap_or(0);
+            if len != last_len {
+                last_len = len;
+                last_change = Instant::now();
+            }
+            let why = if start.elapsed() > timeout {
+                Some(format!("did not finish within {timeout:?}"))
+            } else {
+                stall
+                    .filter(|s| last_change.elapsed() > *s)
+                    .map(|s| format!("printed nothing for {s:?} (stalled)"))
+            };
+            if why.is_some() {
+                // SAFETY: plain kill(2) of our own, not yet reaped child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return why;
+            }
         }
     });
     let mut status: libc::c_int = 0;
@@ -221,11 +290,14 @@ pub fn run(
     };
     let wall = t0.elapsed().as_secs_f64();
     let _ = done_tx.send(());
-    let killed = watchdog.join().unwrap_or(false);
+    let killed = watchdog.join().unwrap_or(None);
     // The child is reaped; `Child` must not be waited on again.
     std::mem::forget(child);
     if r != pid {
-        bail!("wait4 failed for {desc}: {}", std::io::Error::last_os_error());
+        bail!(
+            "wait4 failed for {desc}: {}",
+            std::io::Error::last_os_error()
+        );
     }
     let after = procs.cpu();
     let self_after = self_cpu_secs();
@@ -235,17 +307,40 @@ pub fn run(
     } else {
         128 + libc::WTERMSIG(status)
     };
-    let stdout = {
-        use std::io::{Read, Seek};
+    let (stdout, stdout_lines) = {
+        use std::io::{BufRead, Read, Seek};
         let mut f = out_file;
         f.rewind()?;
-        let mut s = Vec::new();
-        f.read_to_end(&mut s)?;
-        String::from_utf8_lossy(&s).into_owned()
+        match out {
+            Out::Capture => {
+                let mut s = Vec::new();
+                f.read_to_end(&mut s)?;
+                let s = String::from_utf8_lossy(&s).into_owned();
+                let n = s.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+                (s, n)
+            }
+            Out::CountLines => {
+                let mut n = 0u64;
+                let mut last = String::new();
+                for line in std::io::BufReader::new(f).lines() {
+                    let line = line?;
+                    // steward's manifest ends with a stats unit, which
+                    // names no object.
+                    let stats =
+                        line.contains("\"type\":\"stats\"") || line.contains("\"type\": \"stats\"");
+                    if !line.trim().is_empty() && !stats {
+                        n += 1;
+                        last = line;
+                    }
+                }
+                (last, n)
+            }
+        }
     };
-    if killed {
+    if let Some(why) = killed {
         bail!(
-            "{desc} did not finish within {timeout:?} (killed); stderr in {}",
+            "{desc} {why}: killed after {wall:.0} s, stdout ended with {:?}; stderr in {}",
+            stdout.lines().last().unwrap_or(""),
             stderr_log.display()
         );
     }
@@ -271,7 +366,7 @@ pub fn run(
     Ok(Sample {
         wall,
         cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
-        maxrss_kb: ru.ru_maxrss as u64,
+        maxrss_kb: peak_rss_kb(ru.ru_maxrss as u64, self_hwm, hwm.load(Ordering::Relaxed)),
         status: code,
         procs: procs_cpu,
         bench_cpu: (self_after - self_before).max(0.0),
@@ -281,7 +376,21 @@ pub fn run(
             0.0
         },
         stdout,
+        stdout_lines,
     })
+}
+
+/// The child's own peak RSS. Linux folds the parent's high-water mark into
+/// a child's `ru_maxrss` when the child execs (`exec_mmap` records the
+/// forked copy of the parent's memory), so `ru_maxrss` is exact only when
+/// it exceeds what this process had at spawn time; otherwise the child's
+/// `VmHWM`, sampled every 10 ms while it ran, is used.
+fn peak_rss_kb(ru_maxrss: u64, parent_hwm_at_spawn: u64, sampled_hwm: u64) -> u64 {
+    if ru_maxrss > parent_hwm_at_spawn {
+        ru_maxrss
+    } else {
+        sampled_hwm
+    }
 }
 
 /// Median of `xs` (mean of the middle two for an even count).
@@ -324,4 +433,80 @@ pub fn objects_checked(stdout: &str) -> Option<u64> {
             None
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_summaries() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        let s = |w: f64| Sample {
+            wall: w,
+            ..Default::default()
+        };
+        let v = vec![s(5.0), s(1.0), s(3.0), s(4.0)];
+        assert_eq!(median_sample(&v).wall, 3.0);
+        assert_eq!(
+            objects_checked(
+                "1200 objects checked..\ndone: 1234 objects checked, 1234 healthy, 0 unhealthy\n"
+            ),
+            Some(1234)
+        );
+        assert_eq!(objects_checked("done: 17 objects checked\n pre-repair: 10 healthy, 7 unhealthy\n 7 repairs attempted, 7 successful, 0 failed\n post-repair: 17 healthy, 0 unhealthy"), Some(17));
+        assert_eq!(objects_checked("nothing"), None);
+        // ru_maxrss is trusted only above the parent's high-water mark.
+        assert_eq!(peak_rss_kb(50_000, 30_000, 45_000), 50_000);
+        assert_eq!(peak_rss_kb(30_000, 30_000, 9_000), 9_000);
+    }
+
+    #[test]
+    fn run_measures_a_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("err");
+        let s = run(
+            Command::new("sh").args(["-c", "echo one; echo two; echo oops >&2"]),
+            &Procs::default(),
+            &log,
+            Limits {
+                timeout: Duration::from_secs(10),
+                stall: None,
+            },
+            &[],
+            Out::Capture,
+        )
+        .unwrap();
+        assert_eq!(s.stdout_lines, 2);
+        assert_eq!(s.status, 0);
+        assert!(s.maxrss_kb > 0);
+        assert_eq!(fs::read_to_string(&log).unwrap().trim(), "oops");
+        let err = run(
+            Command::new("sh").args(["-c", "sleep 30"]),
+            &Procs::default(),
+            &log,
+            Limits {
+                timeout: Duration::from_secs(30),
+                stall: Some(Duration::from_millis(300)),
+            },
+            &[],
+            Out::CountLines,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("stalled"), "{err:#}");
+        let err = run(
+            Command::new("sh").args(["-c", "exit 3"]),
+            &Procs::default(),
+            &log,
+            Limits {
+                timeout: Duration::from_secs(10),
+                stall: None,
+            },
+            &[1],
+            Out::Capture,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("exited with 3"), "{err:#}");
+    }
 }

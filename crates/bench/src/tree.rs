@@ -248,9 +248,78 @@ pub fn par_map<T: Sync, R: Send>(
         .collect())
 }
 
+/// Web-API calls for building, spread over several gateways of one grid.
+pub struct Builder {
+    gateways: Vec<String>,
+    http: reqwest::blocking::Client,
+    next: AtomicUsize,
+}
+
+impl Builder {
+    pub fn new(grid: &Grid) -> Result<Builder> {
+        Ok(Builder {
+            gateways: grid.gateway_urls(),
+            http: reqwest::blocking::Client::builder()
+                .no_proxy()
+                .timeout(std::time::Duration::from_secs(600))
+                .pool_max_idle_per_host(64)
+                .build()?,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn gateway(&self) -> &str {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.gateways[i % self.gateways.len()]
+    }
+
+    fn send(&self, req: reqwest::blocking::RequestBuilder, what: &str) -> Result<String> {
+        let r = req.send().with_context(|| what.to_string())?;
+        let status = r.status();
+        let body = r.text()?;
+        if !status.is_success() {
+            anyhow::bail!("{what}: HTTP {status}: {body}");
+        }
+        Ok(body.trim().to_string())
+    }
+
+    /// `PUT /uri?format=F`: the new file's cap.
+    pub fn upload(&self, data: &[u8], format: &str) -> Result<String> {
+        let url = format!("{}uri?format={format}", self.gateway());
+        self.send(self.http.put(url).body(data.to_vec()), "upload")
+    }
+
+    /// `POST /uri?t=mkdir-with-children` (or `t=mkdir-immutable`) with
+    /// `children` as `name -> cap`.
+    pub fn mkdir(&self, children: &[(String, String)], immutable: bool) -> Result<String> {
+        let mut m = serde_json::Map::new();
+        for (name, cap) in children {
+            let kind = if cap.starts_with("URI:DIR2") {
+                "dirnode"
+            } else {
+                "filenode"
+            };
+            let write = ["URI:DIR2:", "URI:DIR2-MDMF:", "URI:SSK:", "URI:MDMF:"]
+                .iter()
+                .any(|p| cap.starts_with(p));
+            let key = if write { "rw_uri" } else { "ro_uri" };
+            m.insert(name.clone(), serde_json::json!([kind, { key: cap }]));
+        }
+        let t = if immutable {
+            "mkdir-immutable"
+        } else {
+            "mkdir-with-children"
+        };
+        let url = format!("{}uri?t={t}", self.gateway());
+        let body = serde_json::to_vec(&serde_json::Value::Object(m))?;
+        self.send(self.http.post(url).body(body), t)
+    }
+}
+
 /// Plans and builds a tree of about `n` objects (the root directory
 /// included). `tag` makes file contents (and so CHK caps) unique to it.
 pub fn build(grid: &Grid, tag: &str, n: u64) -> Result<Built> {
+    let b = Builder::new(grid)?;
     let plan = Plan::new(tag, n);
     let t0 = Instant::now();
     let files: Vec<(Kind, String)> = par_map(
@@ -261,9 +330,9 @@ pub fn build(grid: &Grid, tag: &str, n: u64) -> Result<Built> {
             let data = plan.content(kind, idx);
             let cap = match kind {
                 Kind::Lit => format!("URI:LIT:{}", steward_cap::base32::encode(&data)),
-                Kind::Chk => grid.upload(&data, "CHK")?,
-                Kind::Sdmf => grid.upload(&data, "SDMF")?,
-                Kind::Mdmf => grid.upload(&data, "MDMF")?,
+                Kind::Chk => b.upload(&data, "CHK")?,
+                Kind::Sdmf => b.upload(&data, "SDMF")?,
+                Kind::Mdmf => b.upload(&data, "MDMF")?,
             };
             Ok((kind, cap))
         },
@@ -276,26 +345,26 @@ pub fn build(grid: &Grid, tag: &str, n: u64) -> Result<Built> {
         let level: Vec<usize> = (0..plan.dirs.len())
             .filter(|&i| plan.dirs[i].height == h)
             .collect();
-        let caps = par_map(&level, BUILD_THREADS, &format!("{tag}: directories"), |&i| {
-            let d = &plan.dirs[i];
-            let mut children = serde_json::Map::new();
-            for (name, c) in &d.children {
-                let cap = match c {
-                    ChildRef::File(f) => files[*f].1.clone(),
-                    ChildRef::Dir(j) => dir_caps
-                        .get(j)
-                        .cloned()
-                        .ok_or_else(|| anyhow!("directory {j} not built yet"))?,
-                };
-                children.insert(name.clone(), serde_json::Value::String(cap));
-            }
-            let children = serde_json::Value::Object(children);
-            if d.immutable {
-                grid.mkdir_immutable(children)
-            } else {
-                grid.mkdir_with_children(children)
-            }
-        })
+        let caps = par_map(
+            &level,
+            BUILD_THREADS,
+            &format!("{tag}: directories"),
+            |&i| {
+                let d = &plan.dirs[i];
+                let mut children = Vec::new();
+                for (name, c) in &d.children {
+                    let cap = match c {
+                        ChildRef::File(f) => files[*f].1.clone(),
+                        ChildRef::Dir(j) => dir_caps
+                            .get(j)
+                            .cloned()
+                            .ok_or_else(|| anyhow!("directory {j} not built yet"))?,
+                    };
+                    children.push((name.clone(), cap));
+                }
+                b.mkdir(&children, d.immutable)
+            },
+        )
         .with_context(|| format!("creating the directories of {tag}"))?;
         for (i, c) in level.into_iter().zip(caps) {
             dir_caps.insert(i, c);

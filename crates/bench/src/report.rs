@@ -1,0 +1,1011 @@
+//! Rendering [`Results`] as BENCHMARKS.md.
+
+use crate::measure::{Role, Sample};
+use crate::{Entry, Group, Results, Section, Tool};
+use std::fmt::Write;
+
+fn mb(kb: u64) -> String {
+    format!("{:.1}", kb as f64 / 1024.0)
+}
+
+fn secs(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn rate(objects: u64, wall: f64) -> String {
+    let r = objects as f64 / wall;
+    if r >= 10.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
+    }
+}
+
+fn pct(cpu: f64, wall: f64) -> String {
+    format!("{:.0}%", 100.0 * cpu / wall)
+}
+
+/// CPU seconds of the whole box during a run, minus what is accounted for.
+fn other_cpu(s: &Sample, nproc: usize) -> f64 {
+    let busy = s.box_busy * s.wall * nproc as f64;
+    let known: f64 = s.procs.iter().map(|(_, c)| c).sum::<f64>() + s.cpu + s.bench_cpu;
+    (busy - known).max(0.0)
+}
+
+/// The Tahoe entry of a group (the baseline of its ratios).
+fn baseline(g: &Group) -> Option<&Entry> {
+    g.entries.iter().find(|e| e.tool == Tool::Tahoe)
+}
+
+/// steward throughput / Tahoe throughput, on the same objects.
+fn ratio(g: &Group, e: &Entry) -> Option<f64> {
+    let b = baseline(g)?.median_wall()?;
+    Some(b / e.median_wall()?)
+}
+
+fn ratio_text(r: Option<f64>) -> String {
+    r.map(|r| format!("**{r:.2}x**"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn wall_text(e: Option<&Entry>) -> String {
+    match e {
+        None => "n/a".into(),
+        Some(e) => match (e.median_wall(), &e.error) {
+            (Some(w), None) => secs(w),
+            (Some(w), Some(err)) => format!("{} ({} in a later run)", secs(w), short_err(err)),
+            (None, Some(err)) => short_err(err).into(),
+            (None, None) => "n/a".into(),
+        },
+    }
+}
+
+/// A failure as a table cell; the whole message is in the Notes.
+fn short_err(err: &str) -> &'static str {
+    if err.contains("(stalled)") {
+        "**stalled** (see Notes)"
+    } else {
+        "**failed** (see Notes)"
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("");
+    if l.len() > 160 {
+        format!("{}...", &l[..160])
+    } else {
+        l.to_string()
+    }
+}
+
+fn rate_text(objects: u64, e: Option<&Entry>) -> String {
+    e.and_then(Entry::median_wall)
+        .map(|w| rate(objects, w))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn groups(res: &Results, f: impl Fn(&Group) -> bool) -> Vec<&Group> {
+    res.groups.iter().filter(|g| f(g)).collect()
+}
+
+fn loopback<'a>(res: &'a Results, title: &str) -> Option<&'a Group> {
+    res.groups
+        .iter()
+        .find(|g| g.section == Section::Loopback && g.title == title)
+}
+
+/// A target line: what, measured value text, met or not.
+struct Target {
+    what: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+fn met_text(m: Option<bool>) -> &'static str {
+    match m {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
+fn targets(res: &Results) -> Vec<Target> {
+    let mut t = Vec::new();
+    let dc = loopback(res, "deep-check");
+    let r1 = dc.and_then(|g| g.entry("steward deep-check").and_then(|e| ratio(g, e)));
+    t.push(Target {
+        what: "Loopback, one gateway: deep-check >= 0.9x Tahoe's throughput".into(),
+        measured: r1.map(|r| format!("{r:.2}x")).unwrap_or("n/a".into()),
+        met: r1.map(|r| r >= 0.9),
+    });
+    let r2 = dc.and_then(|g| {
+        g.entry("steward deep-check, 2 gateways")
+            .and_then(|e| ratio(g, e))
+    });
+    t.push(Target {
+        what: "Loopback, two gateways: deep-check >= 1.4x Tahoe's throughput".into(),
+        measured: r2.map(|r| format!("{r:.2}x")).unwrap_or("n/a".into()),
+        met: r2.map(|r| r >= 1.4),
+    });
+    for g in groups(res, |g| matches!(g.section, Section::Slow { .. })) {
+        let Section::Slow { rtt_ms } = g.section else {
+            continue;
+        };
+        let want = match rtt_ms {
+            20 => 3.0,
+            100 => 10.0,
+            _ => continue,
+        };
+        let r = g.entry("steward deep-check").and_then(|e| ratio(g, e));
+        t.push(Target {
+            what: format!("RTT {rtt_ms} ms: deep-check >= {want:.0}x Tahoe's throughput"),
+            measured: r.map(|r| format!("{r:.2}x")).unwrap_or("n/a".into()),
+            met: r.map(|r| r >= want),
+        });
+    }
+    // Peak RSS at about 10,000 objects: the synthetic 10k runs and the
+    // manifest of the real tree if it has about that many objects.
+    let mut rss10k: Vec<(String, u64)> = Vec::new();
+    for g in groups(res, |g| {
+        g.section == Section::Synthetic && g.objects <= 10_000
+    }) {
+        for e in &g.entries {
+            if let Some(s) = e.median() {
+                rss10k.push((format!("{}, synthetic {}", e.label, g.title), s.maxrss_kb));
+            }
+        }
+    }
+    for g in groups(res, |g| g.section == Section::Loopback) {
+        if g.objects >= 9_000 && g.objects <= 11_000 {
+            for e in g.entries.iter().filter(|e| e.tool == Tool::Steward) {
+                if let Some(s) = e.median() {
+                    rss10k.push((
+                        format!("{} (real grid, {})", e.label, g.objects),
+                        s.maxrss_kb,
+                    ));
+                }
+            }
+        }
+    }
+    let worst = rss10k.iter().max_by_key(|x| x.1);
+    t.push(Target {
+        what: "steward peak RSS < 40 MB at 10,000 objects".into(),
+        measured: worst
+            .map(|(w, kb)| format!("{} MB (largest: {w})", mb(*kb)))
+            .unwrap_or("n/a".into()),
+        met: worst.map(|(_, kb)| *kb < 40 * 1024),
+    });
+    let big = res
+        .groups
+        .iter()
+        .filter(|g| g.section == Section::Synthetic)
+        .max_by_key(|g| g.objects)
+        .filter(|g| g.objects > 10_000);
+    let worst_big = big.and_then(|g| {
+        g.entries
+            .iter()
+            .filter_map(|e| e.median().map(|s| (e.label.clone(), s.maxrss_kb)))
+            .max_by_key(|x| x.1)
+    });
+    let at_million = big.is_some_and(|g| g.objects >= 1_000_000);
+    t.push(Target {
+        what: "steward peak RSS < 100 MB at 1,000,000 objects (synthetic gateway)".into(),
+        measured: match (big, &worst_big) {
+            (Some(g), Some((l, kb))) => format!(
+                "{} MB at {} objects ({l}){}",
+                mb(*kb),
+                g.objects,
+                if at_million { "" } else { "; not 1,000,000" }
+            ),
+            _ => "n/a".into(),
+        },
+        met: worst_big
+            .as_ref()
+            .filter(|_| at_million)
+            .map(|(_, kb)| *kb < 100 * 1024),
+    });
+    // CPU per object: the synthetic runs (steward's own cost, no grid).
+    let mut us: Vec<(String, f64)> = Vec::new();
+    for g in groups(res, |g| g.section == Section::Synthetic) {
+        for e in &g.entries {
+            if let Some(s) = e.median() {
+                us.push((
+                    format!("{}, synthetic {}", e.label, g.title),
+                    s.cpu * 1e6 / g.objects as f64,
+                ));
+            }
+        }
+    }
+    let worst = us
+        .iter()
+        .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+    t.push(Target {
+        what: "steward CPU < 50 µs per object (synthetic gateway)".into(),
+        measured: worst
+            .map(|(w, x)| format!("{x:.1} µs (largest: {w})"))
+            .unwrap_or("n/a".into()),
+        met: worst.map(|(_, x)| *x < 50.0),
+    });
+    t
+}
+
+/// A short summary for the terminal.
+pub fn headline(res: &Results) -> String {
+    let mut s = String::new();
+    for g in &res.groups {
+        for e in &g.entries {
+            if e.tool == Tool::Steward {
+                if let Some(r) = ratio(g, e) {
+                    let _ = writeln!(
+                        s,
+                        "  {:<10} {:<24} {:<46} {:>6} objects: {r:.2}x Tahoe",
+                        section_name(g.section),
+                        g.title,
+                        e.label,
+                        g.objects
+                    );
+                }
+            }
+        }
+    }
+    for t in targets(res) {
+        let _ = writeln!(
+            s,
+            "  target: {}: {} -> {}",
+            t.what,
+            t.measured,
+            met_text(t.met)
+        );
+    }
+    s
+}
+
+fn section_name(s: Section) -> String {
+    match s {
+        Section::Loopback => "loopback".into(),
+        Section::Slow { rtt_ms } => format!("RTT {rtt_ms} ms"),
+        Section::Synthetic => "synthetic".into(),
+    }
+}
+
+pub fn render(res: &Results) -> String {
+    let mut o = String::new();
+    let m = &res.machine;
+    let w = &mut o;
+    let _ = writeln!(w, "# Benchmarks\n");
+    let _ = writeln!(
+        w,
+        "Written by `steward-bench` (crates/bench), which starts its own Tahoe-LAFS grid, builds its own tree and measures everything below in one run. \
+         Regenerate with `cargo run --release -p steward-bench` (under 20 minutes; `-- --quick` for a smoke run in under 3). \
+         The method is described in the crate documentation of crates/bench/src/main.rs and summarized at the end of this file.\n"
+    );
+    if res.quick {
+        let _ = writeln!(
+            w,
+            "> **This is a `--quick` run**: a small tree and single runs; the figures are indicative only. Run without `--quick` for the real table.\n"
+        );
+    }
+    let _ = writeln!(w, "| | |\n|---|---|");
+    let _ = writeln!(w, "| Date | {} |", m.date);
+    let _ = writeln!(
+        w,
+        "| Command | `cargo run --release -p steward-bench --{}{}` |",
+        if res.command.is_empty() { "" } else { " " },
+        res.command
+    );
+    let _ = writeln!(
+        w,
+        "| Machine | {} CPUs ({}), {:.1} GiB RAM, Linux {} |",
+        m.nproc, m.cpu, m.ram_gib, m.kernel
+    );
+    let _ = writeln!(w, "| Load average when it started | {} |", m.loadavg);
+    let _ = writeln!(w, "| Tahoe-LAFS | {} |", m.tahoe);
+    let _ = writeln!(w, "| steward | {} (release build) |", m.steward_rev);
+    let _ = writeln!(
+        w,
+        "| Duration | {:.1} min, of which building the tree {:.0} s (before that, `cargo build --release -p steward`: {:.0} s) |",
+        res.elapsed.as_secs_f64() / 60.0,
+        res.build_secs,
+        res.build_steward_secs
+    );
+    let _ = writeln!(
+        w,
+        "| Runs | median of {} interleaved run(s) per figure{} |",
+        res.runs,
+        if res.synthetic_runs != res.runs {
+            format!(" ({} at the largest synthetic size)", res.synthetic_runs)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(t) = &res.tree {
+        let _ = writeln!(
+            w,
+            "| Real grid | 5 storage nodes (k=2, happy=3, N=5) and 3 gateways on 127.0.0.1; Tahoe's CLI uses gateway 0 |"
+        );
+        let parts: Vec<String> = res
+            .parts
+            .iter()
+            .map(|(n, c)| format!("`{n}/` {}", c.objects()))
+            .collect();
+        let _ = writeln!(
+            w,
+            "| Tree | {} under one root; parts: {} |",
+            t.describe(),
+            parts.join(", ")
+        );
+    }
+    if !res.skipped.is_empty() {
+        let _ = writeln!(w, "| Skipped sections | {} |", res.skipped.join(", "));
+    }
+    let _ = writeln!(w);
+
+    // Headline.
+    let _ = writeln!(w, "## Headline\n");
+    let _ = writeln!(
+        w,
+        "Ratio = steward's throughput / Tahoe's on the same objects in the same run (= Tahoe's median wall time / steward's).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| Comparison | Objects | Tahoe | steward | steward / Tahoe |\n|---|---:|---:|---:|---:|"
+    );
+    for g in &res.groups {
+        if g.section == Section::Synthetic {
+            continue;
+        }
+        let b = baseline(g);
+        for e in g.entries.iter().filter(|e| e.tool == Tool::Steward) {
+            let _ = writeln!(
+                w,
+                "| {}: `{}` vs `{}` | {} | {} s | {} s | {} |",
+                section_name(g.section),
+                e.label,
+                b.map(|b| b.label.as_str()).unwrap_or("-"),
+                g.objects,
+                wall_text(b),
+                wall_text(Some(e)),
+                ratio_text(ratio(g, e))
+            );
+        }
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(w, "### Targets\n");
+    let _ = writeln!(w, "| Target | Measured | |\n|---|---|---|");
+    for t in targets(res) {
+        let _ = writeln!(w, "| {} | {} | {} |", t.what, t.measured, met_text(t.met));
+    }
+    let _ = writeln!(w);
+
+    // 1. Loopback.
+    let lb = groups(res, |g| g.section == Section::Loopback);
+    if !lb.is_empty() {
+        let _ = writeln!(w, "## 1. Real grid, loopback, one gateway\n");
+        let _ = writeln!(
+            w,
+            "Gateway CPU = CPU time of gateway 0's process during the run, and as a share of the run's wall time (100% = one core, the most a Python gateway can use). \
+             Client = the `tahoe` CLI process or steward (`wait4` rusage).\n"
+        );
+        let _ = writeln!(
+            w,
+            "| Operation | Objects (part) | Tahoe s | Tahoe obj/s | steward s | steward obj/s | steward / Tahoe | steward peak RSS MB | steward CPU s | Gateway CPU, steward run | Gateway CPU, Tahoe run | Tahoe CLI peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for g in &lb {
+            let b = baseline(g);
+            let Some(e) = g
+                .entries
+                .iter()
+                .find(|e| e.tool == Tool::Steward && e.gateways == 1)
+            else {
+                continue;
+            };
+            let gw = |e: Option<&Entry>| {
+                e.and_then(Entry::median)
+                    .map(|s| {
+                        format!(
+                            "{} s ({})",
+                            secs(s.gateway_cpu(0)),
+                            pct(s.gateway_cpu(0), s.wall)
+                        )
+                    })
+                    .unwrap_or("n/a".into())
+            };
+            let sm = e.median();
+            let _ = writeln!(
+                w,
+                "| {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                g.title,
+                g.objects,
+                g.scope,
+                wall_text(b),
+                rate_text(g.objects, b),
+                wall_text(Some(e)),
+                rate_text(g.objects, Some(e)),
+                ratio_text(ratio(g, e)),
+                sm.map(|s| mb(s.maxrss_kb)).unwrap_or("n/a".into()),
+                sm.map(|s| secs(s.cpu)).unwrap_or("n/a".into()),
+                gw(Some(e)),
+                gw(b),
+                b.and_then(Entry::median)
+                    .map(|s| mb(s.maxrss_kb))
+                    .unwrap_or("n/a".into()),
+            );
+        }
+        let _ = writeln!(w);
+        for g in &lb {
+            for e in &g.entries {
+                if let Some(n) = &e.note {
+                    let _ = writeln!(w, "- {} / `{}`: {n}.", g.title, e.label);
+                }
+                let seen: Vec<u64> = e.seen.iter().flatten().copied().collect();
+                if !seen.is_empty() && seen.iter().any(|&s| s != g.objects) {
+                    let _ = writeln!(
+                        w,
+                        "- {} / `{}` reported {:?} objects per run (the part has {}).",
+                        g.title, e.label, seen, g.objects
+                    );
+                }
+            }
+        }
+        if let Some(p) = &res.polling {
+            let _ = writeln!(
+                w,
+                "\n### Tahoe's `start-deep-check` polling API: gateway memory\n"
+            );
+            match &p.error {
+                Some(e) => {
+                    let _ = writeln!(w, "Measurement failed: {}\n", first_line(e));
+                }
+                None => {
+                    let per = (p.rss_after_kb as f64 - p.rss_before_kb as f64) * 1024.0
+                        / p.objects as f64;
+                    let est_gb = (per * 1e6 + p.rss_before_kb as f64 * 1024.0) / 1e9;
+                    let _ = writeln!(
+                        w,
+                        "`POST /uri/$DIRCAP?t=start-deep-check&ophandle=..&output=JSON` keeps every object's check results in the gateway until the handle is collected. \
+                         Measured on gateway 2 (used by nothing else), after a warm-up operation over `verify/` ({} objects), both handles retained:\n",
+                        p.warm_objects
+                    );
+                    let _ = writeln!(
+                        w,
+                        "| Objects (`dc/`) | Wall s | obj/s | Gateway CPU s | Gateway VmRSS before | after | Growth per object | Estimated VmRSS at 1,000,000 objects |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
+                    );
+                    let _ = writeln!(
+                        w,
+                        "| {} ({} checked; LIT files have nothing to check) | {} | {} | {} | {} MB | {} MB | {:.1} KB | **{:.1} GB** |\n",
+                        p.objects,
+                        p.reported,
+                        secs(p.wall),
+                        rate(p.objects, p.wall),
+                        secs(p.gateway_cpu),
+                        mb(p.rss_before_kb),
+                        mb(p.rss_after_kb),
+                        per / 1024.0,
+                        est_gb
+                    );
+                    let _ = writeln!(
+                        w,
+                        "Growth per object = VmRSS growth / objects in `dc/`; the estimate is linear, for a tree of the same mix: VmRSS before + growth per object x 1,000,000. After both handles were released (`retain-for=0`) the gateway's VmRSS was {} MB (Python rarely returns freed memory to the system).\n",
+                        mb(p.rss_released_kb)
+                    );
+                }
+            }
+        }
+    }
+
+    // 2. Two gateways.
+    if let Some(g) = loopback(res, "deep-check") {
+        let _ = writeln!(w, "## 2. Two gateways: where the CPU goes\n");
+        let _ = writeln!(
+            w,
+            "The deep-check group of section 1 (`dc/`, {} objects), all runs interleaved; the CPU split is that of each configuration's median run. \
+             Percentages are of the run's wall time (100% = one core; the box has {} cores = {}%). \
+             \"Other\" is CPU used on the box by processes outside the benchmark (the machine is shared), from `/proc/stat`.\n",
+            g.objects,
+            m.nproc,
+            100 * m.nproc
+        );
+        let _ = writeln!(
+            w,
+            "| Run | Wall s | obj/s | vs Tahoe | Gateway 0 CPU | Gateway 1 CPU | 5 storage servers CPU | Client CPU | Other | Box busy | Gateways + servers ms/object |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for e in &g.entries {
+            let Some(s) = e.median() else {
+                let _ = writeln!(
+                    w,
+                    "| `{}` | {} | | | | | | | | | |",
+                    e.label,
+                    wall_text(Some(e))
+                );
+                continue;
+            };
+            let grid_ms = (s.gateways_cpu() + s.storage_cpu()) * 1000.0 / g.objects as f64;
+            let _ = writeln!(
+                w,
+                "| `{}` | {} | {} | {} | {} s ({}) | {} s ({}) | {} s ({}) | {} s | {} s | {:.0}% | {:.1} |",
+                e.label,
+                secs(s.wall),
+                rate(g.objects, s.wall),
+                ratio_text(ratio(g, e)),
+                secs(s.gateway_cpu(0)),
+                pct(s.gateway_cpu(0), s.wall),
+                secs(s.gateway_cpu(1)),
+                pct(s.gateway_cpu(1), s.wall),
+                secs(s.storage_cpu()),
+                pct(s.storage_cpu(), s.wall),
+                secs(s.cpu),
+                secs(other_cpu(s, m.nproc)),
+                100.0 * s.box_busy,
+                grid_ms
+            );
+        }
+        let _ = writeln!(w);
+        if let (Some(b), Some(e2)) = (
+            baseline(g).and_then(Entry::median),
+            g.entry("steward deep-check, 2 gateways")
+                .and_then(Entry::median),
+        ) {
+            let per = (e2.gateways_cpu() + e2.storage_cpu() + e2.cpu) / g.objects as f64;
+            let ceiling = m.nproc as f64 / per;
+            let tahoe_rate = g.objects as f64 / b.wall;
+            let _ = writeln!(
+                w,
+                "**Ceiling.** With two gateways, a check costs {:.1} ms of CPU in the gateways, the storage servers and steward together. \
+                 {} cores can therefore do at most {:.0} checks per second if nothing else ran, {:.2}x Tahoe's measured {:.0} objects/s; \
+                 steward reached {:.0} objects/s ({:.0}% of that ceiling) with the box {:.0}% busy.\n",
+                per * 1000.0,
+                m.nproc,
+                ceiling,
+                ceiling / tahoe_rate,
+                tahoe_rate,
+                g.objects as f64 / e2.wall,
+                100.0 * (g.objects as f64 / e2.wall) / ceiling,
+                100.0 * e2.box_busy
+            );
+        }
+    }
+
+    // 3. Slow network.
+    let slow = groups(res, |g| matches!(g.section, Section::Slow { .. }));
+    if !slow.is_empty() {
+        let _ = writeln!(w, "## 3. Slow network\n");
+        let _ = writeln!(
+            w,
+            "Round-trip time added between the gateways and the storage servers by a delaying TCP proxy (RTT/2 per chunk in each direction, order kept); the tools reach gateway 0 on loopback, as when run next to it. \
+             Fewer objects at longer RTTs, so that Tahoe's walk finishes in time.\n"
+        );
+        for v in &res.slow_verified {
+            let _ = writeln!(w, "Verified: {v}.\n");
+        }
+        let _ = writeln!(
+            w,
+            "| RTT | Objects (part) | Tool | Wall s | obj/s | vs Tahoe | Gateway 0 CPU | Storage CPU | Client CPU |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for g in &slow {
+            let Section::Slow { rtt_ms } = g.section else {
+                continue;
+            };
+            for e in &g.entries {
+                let s = e.median();
+                let _ = writeln!(
+                    w,
+                    "| {rtt_ms} ms | {} ({}) | `{}` | {} | {} | {} | {} | {} | {} |",
+                    g.objects,
+                    g.scope,
+                    e.label,
+                    wall_text(Some(e)),
+                    rate_text(g.objects, Some(e)),
+                    if e.tool == Tool::Tahoe {
+                        "1x".into()
+                    } else {
+                        ratio_text(ratio(g, e))
+                    },
+                    s.map(|s| format!(
+                        "{} s ({})",
+                        secs(s.gateway_cpu(0)),
+                        pct(s.gateway_cpu(0), s.wall)
+                    ))
+                    .unwrap_or_default(),
+                    s.map(|s| format!("{} s", secs(s.storage_cpu())))
+                        .unwrap_or_default(),
+                    s.map(|s| format!("{} s", secs(s.cpu))).unwrap_or_default(),
+                );
+            }
+        }
+        let _ = writeln!(w);
+    }
+    match &res.native {
+        Some(n) if n == "available" => {}
+        Some(n) => {
+            let _ = writeln!(
+                w,
+                "**Native backend (`steward check --backend native`, issue 5): {n}**; its rows (loopback and 20 ms, against the gateway backend and `tahoe deep-check`) appear in sections 2 and 3 once it is.\n"
+            );
+        }
+        None => {}
+    }
+
+    // 4. Synthetic.
+    let syn = groups(res, |g| g.section == Section::Synthetic);
+    if !syn.is_empty() {
+        let _ = writeln!(
+            w,
+            "## 4. Synthetic gateway: steward's own cost up to a million objects\n"
+        );
+        let _ = writeln!(
+            w,
+            "**Synthetic gateway**: an HTTP server in the bench process (crates/bench/src/synth.rs) that serves a generated tree in Tahoe's `t=json` format, with valid caps, and answers every `t=check` at once with a healthy result. \
+             No Tahoe-LAFS code runs here: these rows measure steward alone (its CPU, memory and request rate), not a grid. \
+             The synthetic gateway's own CPU is shown separately; it shares the {} cores with steward.\n",
+            m.nproc
+        );
+        let _ = writeln!(
+            w,
+            "| Tree | Operation | Wall s | obj/s | steward CPU s | steward µs/object | steward peak RSS MB | Synthetic gateway CPU s | Requests served |\n|---|---|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for g in &syn {
+            for e in &g.entries {
+                let s = e.median();
+                let _ = writeln!(
+                    w,
+                    "| {} | `{}` (synthetic gateway) | {} | {} | {} | {} | {} | {} | {} |",
+                    g.title,
+                    e.label,
+                    wall_text(Some(e)),
+                    rate_text(g.objects, Some(e)),
+                    s.map(|s| secs(s.cpu)).unwrap_or_default(),
+                    s.map(|s| format!("{:.1}", s.cpu * 1e6 / g.objects as f64))
+                        .unwrap_or_default(),
+                    s.map(|s| mb(s.maxrss_kb)).unwrap_or_default(),
+                    s.map(|s| secs(s.bench_cpu)).unwrap_or_default(),
+                    e.note.clone().unwrap_or_default()
+                );
+            }
+        }
+        let _ = writeln!(w);
+        for g in &syn {
+            let _ = writeln!(w, "- {}: {}.", g.title, g.scope);
+        }
+        let _ = writeln!(w);
+    }
+
+    // CPU split of every median run.
+    let _ = writeln!(w, "## CPU split of every median run\n");
+    let _ = writeln!(
+        w,
+        "CPU seconds during the run. Gateways: 0, 1 (2 is only used for the polling-API measurement). Bench = this program's own process (delaying proxies, synthetic gateway).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| Section | Operation | Run | Wall s | Client CPU | Client peak RSS MB | Gateway 0 | Gateway 1 | Storage (5) | Introducer | Bench | Other | Box busy |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for g in &res.groups {
+        for e in &g.entries {
+            let Some(s) = e.median() else { continue };
+            let intro: f64 = s
+                .procs
+                .iter()
+                .filter(|(r, _)| *r == Role::Introducer)
+                .map(|(_, c)| c)
+                .sum();
+            let grid = |x: f64| {
+                if s.procs.is_empty() {
+                    "-".to_string()
+                } else {
+                    secs(x)
+                }
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
+                section_name(g.section),
+                g.title,
+                e.label,
+                secs(s.wall),
+                secs(s.cpu),
+                mb(s.maxrss_kb),
+                grid(s.gateway_cpu(0)),
+                grid(s.gateway_cpu(1)),
+                grid(s.storage_cpu()),
+                grid(intro),
+                secs(s.bench_cpu),
+                secs(other_cpu(s, m.nproc)),
+                100.0 * s.box_busy
+            );
+        }
+    }
+    let _ = writeln!(w);
+
+    // Notes.
+    let _ = writeln!(w, "## Notes\n");
+    for n in notes(res) {
+        let _ = writeln!(w, "- {n}");
+    }
+    let _ = writeln!(w);
+
+    // Raw runs.
+    let _ = writeln!(w, "## Raw wall times (s), in run order\n");
+    for g in &res.groups {
+        for e in &g.entries {
+            let walls: Vec<String> = e.samples.iter().map(|s| format!("{:.2}", s.wall)).collect();
+            let _ = writeln!(
+                w,
+                "- {} {} / `{}`: {}{}",
+                section_name(g.section),
+                g.title,
+                e.label,
+                if walls.is_empty() {
+                    "-".into()
+                } else {
+                    walls.join(", ")
+                },
+                e.error
+                    .as_ref()
+                    .map(|x| format!(" ({})", short_err(x)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(w, "## Method\n");
+    let _ = writeln!(
+        w,
+        "- One program run, one grid, one tree: every ratio compares runs taken minutes apart on the same objects. Tools are interleaved (Tahoe, steward, Tahoe, steward, ...) and run with their default settings (`steward deep-check --help` shows steward's).\n\
+         - Wall time from spawn to exit; client CPU and peak RSS from `wait4`; every Tahoe node's CPU from `/proc/<pid>/stat` before and after; the box's busy time from `/proc/stat`.\n\
+         - objects/s = objects in the walked part (LIT included, as both tools count them) / median wall time. Each tool's own object count is checked against the part's.\n\
+         - `--repair`: before every run, a quarter of the non-LIT files of `repair/` are put back to 3 of 5 shares; after the run the share files on disk are counted.\n\
+         - Slow network: the storage nodes are restarted with `tub.location` pointing at a delaying proxy; the gateways' sockets are checked to go through the proxies only.\n\
+         - Synthetic gateway: see section 4; nothing of Tahoe runs there.\n\
+         - Logs of every run (standard error) are in target/bench-logs/."
+    );
+    o
+}
+
+/// Observations computed from the figures: where the time goes, and why
+/// a target is missed.
+fn notes(res: &Results) -> Vec<String> {
+    let nproc = res.machine.nproc;
+    let mut n = Vec::new();
+    if let Some(g) = loopback(res, "deep-check") {
+        if let (Some(b), Some(s)) = (
+            baseline(g).and_then(Entry::median),
+            g.entry("steward deep-check").and_then(Entry::median),
+        ) {
+            let o = g.objects as f64;
+            n.push(format!(
+                "Loopback deep-check, per object: Tahoe's own traversal (`t=stream-deep-check`) cost gateway 0 {:.1} ms and the storage servers {:.1} ms; \
+                 steward's per-object `t=check` requests cost gateway 0 {:.1} ms and the storage servers {:.1} ms. \
+                 steward drove gateway 0 to {} of one core (Tahoe's own walk: {}). steward itself used {:.0} µs of CPU per object.",
+                b.gateway_cpu(0) * 1000.0 / o,
+                b.storage_cpu() * 1000.0 / o,
+                s.gateway_cpu(0) * 1000.0 / o,
+                s.storage_cpu() * 1000.0 / o,
+                pct(s.gateway_cpu(0), s.wall),
+                pct(b.gateway_cpu(0), b.wall),
+                s.cpu * 1e6 / o
+            ));
+        }
+    }
+    for t in targets(res) {
+        if t.met == Some(false) {
+            n.push(format!(
+                "Target not met: {} (measured {}).",
+                t.what, t.measured
+            ));
+        }
+    }
+    for g in groups(res, |g| matches!(g.section, Section::Slow { .. })) {
+        let (Some(b), Some(s)) = (
+            baseline(g).and_then(Entry::median),
+            g.entry("steward deep-check").and_then(Entry::median),
+        ) else {
+            continue;
+        };
+        let gw = 100.0 * s.gateway_cpu(0) / s.wall;
+        let cap = s.wall * nproc as f64;
+        let own = (s.gateways_cpu() + s.storage_cpu() + s.cpu + s.bench_cpu) / cap;
+        let other = other_cpu(s, nproc) / cap;
+        let bound = if gw >= 80.0 {
+            "gateway 0 was near its one-core limit: bound by the gateway's CPU".to_string()
+        } else if own >= 0.8 {
+            "the grid and steward kept the box busy: bound by CPU".to_string()
+        } else {
+            format!(
+                "neither the gateway nor the box was CPU-bound by the benchmark's own processes ({:.0}% of the box; other processes took {:.0}%): bound by round trips, i.e. by how many requests steward kept in flight and by the depth of the tree (each directory must be listed before its children are known)",
+                100.0 * own,
+                100.0 * other
+            )
+        };
+        let fixed = g
+            .entries
+            .iter()
+            .find(|e| e.label.contains("--fixed-jobs"))
+            .and_then(|e| ratio(g, e).map(|r| (e.label.clone(), r)));
+        n.push(format!(
+            "{}: steward's deep-check took {} s for {} objects ({:.2}x Tahoe's {} s); gateway 0 used {:.0}% of one core, the storage servers {:.0}%, the whole box was {:.0}% busy: {}.{}",
+            section_name(g.section),
+            secs(s.wall),
+            g.objects,
+            b.wall / s.wall,
+            secs(b.wall),
+            gw,
+            100.0 * s.storage_cpu() / s.wall,
+            100.0 * s.box_busy,
+            bound,
+            fixed
+                .map(|(l, r)| format!(" With a fixed number of requests in flight (`{l}`) the ratio was {r:.2}x."))
+                .unwrap_or_default()
+        ));
+    }
+    let mut noisy = Vec::new();
+    for g in &res.groups {
+        for e in &g.entries {
+            if let Some(s) = e.median() {
+                let other = other_cpu(s, nproc);
+                if other > 0.15 * s.wall * nproc as f64 {
+                    noisy.push(format!(
+                        "{} {} / `{}` ({:.0}% of the box)",
+                        section_name(g.section),
+                        g.title,
+                        e.label,
+                        100.0 * other / (s.wall * nproc as f64)
+                    ));
+                }
+            }
+        }
+    }
+    if !noisy.is_empty() {
+        n.push(format!(
+            "Other processes used more than 15% of the box's CPU during these median runs, so their figures are pessimistic for whichever tool ran then: {}.",
+            noisy.join("; ")
+        ));
+    }
+    for g in &res.groups {
+        for e in &g.entries {
+            if !e.stalls.is_empty() {
+                n.push(format!(
+                    "**steward stalled**: {} {} / `{}`: {} run(s) printed nothing for 60 s and were killed (each tried once more): {}.",
+                    section_name(g.section),
+                    g.title,
+                    e.label,
+                    e.stalls.len(),
+                    e.stalls.join("; ")
+                ));
+            }
+        }
+    }
+    if let Some(p) = &res.profile {
+        match &p.error {
+            Some(e) => n.push(format!("No CPU profile of steward: {}", first_line(e))),
+            None => {
+                let dso: Vec<String> = p
+                    .dso
+                    .iter()
+                    .take(4)
+                    .map(|(x, d)| format!("{d} {x:.0}%"))
+                    .collect();
+                let sym: Vec<String> = p
+                    .symbols
+                    .iter()
+                    .take(12)
+                    .map(|(x, s)| format!("`{s}` {x:.1}%"))
+                    .collect();
+                n.push(format!(
+                    "Where steward's CPU goes (`perf record -F 2000` of {}): by object: {}. Top symbols: {}.",
+                    p.what,
+                    dso.join(", "),
+                    sym.join(", ")
+                ));
+            }
+        }
+    }
+    for g in &res.groups {
+        for e in &g.entries {
+            if let Some(err) = &e.error {
+                n.push(format!(
+                    "{} {} / `{}` failed: {}",
+                    section_name(g.section),
+                    g.title,
+                    e.label,
+                    first_line(err)
+                ));
+            }
+        }
+    }
+    for e in &res.errors {
+        n.push(format!("Error: {}", first_line(e)));
+    }
+    if n.is_empty() {
+        n.push("Nothing to report.".into());
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Sample;
+
+    fn entry(label: &str, tool: Tool, walls: &[f64], error: Option<&str>) -> Entry {
+        Entry {
+            label: label.into(),
+            tool,
+            gateways: 1,
+            samples: walls
+                .iter()
+                .map(|&w| Sample {
+                    wall: w,
+                    cpu: 0.5,
+                    maxrss_kb: 10_240,
+                    procs: vec![(Role::Gateway(0), w * 0.6), (Role::Storage(0), w * 0.5)],
+                    box_busy: 0.8,
+                    ..Default::default()
+                })
+                .collect(),
+            error: error.map(str::to_string),
+            seen: vec![],
+            note: None,
+            stalls: vec![],
+        }
+    }
+
+    #[test]
+    fn renders_ratios_targets_and_failures() {
+        let res = Results {
+            machine: crate::machine::Machine {
+                nproc: 2,
+                ..Default::default()
+            },
+            runs: 3,
+            synthetic_runs: 1,
+            groups: vec![
+                Group {
+                    section: Section::Loopback,
+                    title: "deep-check".into(),
+                    scope: "dc/".into(),
+                    objects: 1000,
+                    entries: vec![
+                        entry("tahoe deep-check", Tool::Tahoe, &[10.0, 12.0, 11.0], None),
+                        entry("steward deep-check", Tool::Steward, &[10.0, 9.0, 8.0], None),
+                        Entry {
+                            gateways: 2,
+                            ..entry(
+                                "steward deep-check, 2 gateways",
+                                Tool::Steward,
+                                &[],
+                                Some("x printed nothing for 60s (stalled): killed"),
+                            )
+                        },
+                    ],
+                },
+                Group {
+                    section: Section::Slow { rtt_ms: 20 },
+                    title: "deep-check".into(),
+                    scope: "rtt20/".into(),
+                    objects: 500,
+                    entries: vec![
+                        entry("tahoe deep-check", Tool::Tahoe, &[30.0], None),
+                        entry("steward deep-check", Tool::Steward, &[6.0], None),
+                    ],
+                },
+            ],
+            ..Default::default()
+        };
+        let md = render(&res);
+        // 11 s / 9 s.
+        assert!(md.contains("**1.22x**"), "{md}");
+        assert!(md.contains("**5.00x**"), "{md}");
+        assert!(md.contains("**stalled** (see Notes)"), "{md}");
+        assert!(md.contains("| RTT 20 ms: deep-check >= 3x Tahoe's throughput | 5.00x | met |"));
+        assert!(md.contains(
+            "Loopback, two gateways: deep-check >= 1.4x Tahoe's throughput | n/a | not measured"
+        ));
+        assert!(headline(&res).contains("1.22x Tahoe"));
+    }
+}
