@@ -116,6 +116,50 @@ fn n(t: &std::collections::BTreeMap<String, u64>, k: &str) -> u64 {
     t.get(k).copied().unwrap_or(0)
 }
 
+/// The part of `check` and `repair` that is the same: a progress bar over
+/// the input's lines, the resumable file stage, and the "already complete"
+/// notice.
+struct StageRun<'a> {
+    stage: &'static str,
+    options: String,
+    input: Option<&'a Path>,
+    output: Option<&'a Path>,
+    restart: bool,
+    jobs: usize,
+    quiet: bool,
+    count: fn(&Unit, &mut std::collections::BTreeMap<String, u64>),
+}
+
+impl StageRun<'_> {
+    async fn run(self, op: Box<steward::stage::Op>) -> Result<steward::stage::StageSummary, Error> {
+        let meter = Meter::bar(Meter::wanted(self.quiet), count_lines(self.input), "lines");
+        let mut obs = StageObserver {
+            meter: meter.clone(),
+            count: self.count,
+        };
+        let fs = FileStage {
+            stage: self.stage,
+            options: self.options,
+            input: self.input,
+            follow: None,
+            output: self.output,
+            restart: self.restart,
+            jobs: self.jobs.max(1),
+            notify: None,
+        };
+        let result = run_file_stage(fs, &*op, stop_signal(), &mut obs).await;
+        meter.finish();
+        let s = result?;
+        if s.already_done {
+            eprintln!(
+                "steward: this {} is already complete; use --restart to run it again",
+                self.stage
+            );
+        }
+        Ok(s)
+    }
+}
+
 pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
     let checker = a
         .backend
@@ -129,33 +173,19 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
             a.jobs,
         )
         .await?;
-    let op = checker.into_op();
-    let meter = Meter::bar(
-        Meter::wanted(a.quiet),
-        count_lines(a.input.as_deref()),
-        "lines",
-    );
-    let mut obs = StageObserver {
-        meter: meter.clone(),
-        count: tally_check,
-    };
-    let fs = FileStage {
+    let s = StageRun {
         stage: "check",
         options: format!("verify={},add-lease={}", a.verify, a.add_lease),
         input: a.input.as_deref(),
-        follow: None,
         output: a.output.as_deref(),
         restart: a.restart,
-        jobs: a.jobs.max(1),
-        notify: None,
-    };
-    let result = run_file_stage(fs, &*op, stop_signal(), &mut obs).await;
-    meter.finish();
-    let s = result?;
-    let t = &s.tally;
-    if s.already_done {
-        eprintln!("steward: this check is already complete; use --restart to run it again");
+        jobs: a.jobs,
+        quiet: a.quiet,
+        count: tally_check,
     }
+    .run(checker.into_op())
+    .await?;
+    let t = &s.tally;
     if !a.quiet || n(t, "healthy") != n(t, "checked") {
         eprintln!(
             "check: {} objects checked, {} healthy, {} unhealthy ({} unrecoverable), {} could not be checked{}",
@@ -215,32 +245,19 @@ pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
         policy: policy.clone(),
     }
     .into_op();
-    let meter = Meter::bar(
-        Meter::wanted(a.quiet),
-        count_lines(a.input.as_deref()),
-        "lines",
-    );
-    let mut obs = StageObserver {
-        meter: meter.clone(),
-        count: tally_repair,
-    };
-    let fs = FileStage {
+    let s = StageRun {
         stage: "repair",
         options: format!("{policy:?}"),
         input: a.input.as_deref(),
-        follow: None,
         output: a.output.as_deref(),
         restart: a.restart,
-        jobs: a.jobs.max(1),
-        notify: None,
-    };
-    let result = run_file_stage(fs, &*op, stop_signal(), &mut obs).await;
-    meter.finish();
-    let s = result?;
-    let t = &s.tally;
-    if s.already_done {
-        eprintln!("steward: this repair is already complete; use --restart to run it again");
+        jobs: a.jobs,
+        quiet: a.quiet,
+        count: tally_repair,
     }
+    .run(op)
+    .await?;
+    let t = &s.tally;
     eprintln!(
         "repair: {} repairs attempted, {} successful, {} failed; {} not repairable{}{}",
         n(t, "repair-attempted"),
