@@ -431,10 +431,7 @@ pub async fn deep_check(
                 stop.clone(),
                 on_progress,
             );
-            let check_options = format!(
-                "verify={},add-lease={}",
-                plan.checker.opts.verify, plan.checker.opts.add_lease
-            );
+            let check_options = plan.checker.checkpoint_key();
             match repair_op {
                 None => {
                     let check = run_file_stage(
@@ -480,7 +477,7 @@ pub async fn deep_check(
                     let policy = plan
                         .repairer
                         .as_ref()
-                        .map(|r| format!("{:?}", r.policy))
+                        .map(|r| r.policy.checkpoint_key())
                         .unwrap_or_default();
                     let repair = run_file_stage(
                         FileStage {

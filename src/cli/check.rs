@@ -175,7 +175,7 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
         .await?;
     let s = StageRun {
         stage: "check",
-        options: format!("verify={},add-lease={}", a.verify, a.add_lease),
+        options: checker.checkpoint_key(),
         input: a.input.as_deref(),
         output: a.output.as_deref(),
         restart: a.restart,
@@ -247,7 +247,7 @@ pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
     .into_op();
     let s = StageRun {
         stage: "repair",
-        options: format!("{policy:?}"),
+        options: policy.checkpoint_key(),
         input: a.input.as_deref(),
         output: a.output.as_deref(),
         restart: a.restart,

@@ -71,6 +71,15 @@ impl Checker {
         }
     }
 
+    /// What a checkpoint records of these options: a resume with other
+    /// options would mix results of different kinds in one output.
+    pub fn checkpoint_key(&self) -> String {
+        format!(
+            "verify={},add-lease={}",
+            self.opts.verify, self.opts.add_lease
+        )
+    }
+
     /// This checker as a stage operation for [`super::run_mapped`].
     pub fn into_op(self) -> Box<super::Op> {
         Box::new(move |u| {

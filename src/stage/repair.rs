@@ -46,6 +46,14 @@ pub struct RepairPolicy {
     pub all: bool,
 }
 
+impl RepairPolicy {
+    /// What a checkpoint records of this policy: a resume under another
+    /// policy is refused.
+    pub fn checkpoint_key(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
 /// What to do with one object, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
