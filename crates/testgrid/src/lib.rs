@@ -14,6 +14,9 @@
 //! * tearing it down: every process the harness starts dies with the
 //!   [`Grid`] (on drop or [`Grid::stop`]) *and* with the process that
 //!   started it, however that process ends (see "Cleanup" below);
+//! * reopening a grid kept in a directory of the caller's ([`Grid::open`]),
+//!   so a large tree is built once and reused by later runs (see
+//!   "Reopening" below);
 //! * small web-API helpers to build trees ([`Grid::mkdir`], [`Grid::upload`],
 //!   [`Grid::link`], ...), and damage done on purpose by editing share files
 //!   on disk ([`Grid::drop_shares`], [`Grid::make_unrecoverable`],
@@ -32,6 +35,33 @@
 //! A fresh temporary base directory is deleted on drop; ones left behind by
 //! dead processes (a `Grid` in a `static`, `kill -9`) are swept by the next
 //! [`Grid::start`].
+//!
+//! # Reopening
+//!
+//! Given `base_dir: Some(dir)`, [`Grid::start`] keeps `dir` and, once every
+//! node directory was created, records the grid's [`GridShape`] in
+//! `dir/`[`GRID_FILE`] (`testgrid.json`: node counts, encoding, Tahoe
+//! version). A later process can restart that grid with
+//! [`Grid::open`]`(dir, `[`OpenOptions`]`)` — whether the previous run
+//! stopped cleanly or was killed — and find the same node keys, shares,
+//! ports, web-API URLs and introducer FURL. [`Grid::is_reusable`] is a
+//! cheap check before trying, and [`Grid::recorded_shape`] /
+//! [`GridShape::matches`] tell whether the kept grid has the wanted shape.
+//!
+//! `open` takes each node's ports from its `tahoe.cfg`, and fails, naming
+//! the node and the port, if one is now held by another process (the
+//! caller then deletes `dir` and builds again). It removes stale
+//! `running.process` files: Tahoe 1.20's `tahoe run` deletes one whose pid
+//! is dead, but refuses to start while that pid is *any* live process
+//! (start time ignored, zombies included), and on a malformed one. It sets
+//! each storage node's `tub.location` afresh (from
+//! [`OpenOptions::storage_location_override`], e.g. new delaying proxies,
+//! else direct) and drops the nodes' cached announcements, so no gateway
+//! uses a stale location. The introducer keeps its FURL across restarts
+//! (tub id from `private/node.pem`, swissnum from `private/introducer.furl`);
+//! `open` still checks every node's `introducers.yaml` against the FURL it
+//! actually serves and rewrites stale ones. A grid from `open` never
+//! deletes its directory; dropping it stops its processes as usual.
 //!
 //! # Blocking
 //!
@@ -78,8 +108,10 @@ pub struct GridConfig {
     /// Number of gateways (web-API client nodes, default 1).
     pub gateways: usize,
     /// Where node directories go; `None` means a fresh temporary directory,
-    /// deleted when the `Grid` is dropped. A given directory is kept, and
-    /// must not already hold node directories.
+    /// deleted when the `Grid` is dropped. A given directory is kept, must
+    /// not already hold node directories, and gets a [`GRID_FILE`] once
+    /// every node was created, so that [`Grid::open`] can restart the grid
+    /// later.
     pub base_dir: Option<PathBuf>,
     /// Given a storage node's index and its real listening port, the
     /// `--location` it advertises (e.g. `tcp:127.0.0.1:<proxy port>` to put a
@@ -119,6 +151,116 @@ impl fmt::Debug for GridConfig {
     }
 }
 
+/// The file in a grid's base directory that records its [`GridShape`]
+/// (written by [`Grid::start`] when given a `base_dir`, read by
+/// [`Grid::open`]).
+pub const GRID_FILE: &str = "testgrid.json";
+
+/// The shape of a grid, as recorded in [`GRID_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridShape {
+    /// Number of storage nodes (`storage0` .. in the base directory).
+    pub storage_nodes: usize,
+    /// Number of gateways (`gateway0` ..).
+    pub gateways: usize,
+    /// Shares needed, k.
+    pub needed: u8,
+    /// Servers of happiness.
+    pub happy: u8,
+    /// Shares written, N.
+    pub total: u8,
+    /// Version of the `tahoe-lafs` package that created the grid, when it
+    /// could be told (from the virtualenv's `tahoe_lafs-*.dist-info`).
+    pub tahoe_version: Option<String>,
+}
+
+impl GridShape {
+    /// True if `cfg` asks for this shape (node counts and encoding; the
+    /// Tahoe version and everything else are not compared).
+    pub fn matches(&self, cfg: &GridConfig) -> bool {
+        self.storage_nodes == cfg.storage_nodes
+            && self.gateways == cfg.gateways
+            && (self.needed, self.happy, self.total) == (cfg.needed, cfg.happy, cfg.total)
+    }
+
+    fn to_json(&self) -> Value {
+        let mut v = serde_json::json!({
+            "storage_nodes": self.storage_nodes,
+            "gateways": self.gateways,
+            "needed": self.needed,
+            "happy": self.happy,
+            "total": self.total,
+        });
+        if let Some(t) = &self.tahoe_version {
+            v["tahoe_version"] = Value::from(t.as_str());
+        }
+        v
+    }
+
+    fn from_json(v: &Value) -> Result<GridShape> {
+        let count = |k: &str| -> Result<u64> {
+            v[k].as_u64()
+                .ok_or_else(|| anyhow!("{GRID_FILE}: {k:?} missing or not a number"))
+        };
+        let small = |k: &str| -> Result<u8> {
+            u8::try_from(count(k)?).map_err(|_| anyhow!("{GRID_FILE}: {k:?} out of range"))
+        };
+        let shape = GridShape {
+            storage_nodes: count("storage_nodes")? as usize,
+            gateways: count("gateways")? as usize,
+            needed: small("needed")?,
+            happy: small("happy")?,
+            total: small("total")?,
+            tahoe_version: v["tahoe_version"].as_str().map(str::to_string),
+        };
+        validate_shape(&shape)?;
+        Ok(shape)
+    }
+}
+
+fn validate_shape(s: &GridShape) -> Result<()> {
+    if s.storage_nodes == 0 || s.gateways == 0 {
+        bail!("a grid needs at least one storage node and one gateway");
+    }
+    if !(1 <= s.needed && s.needed <= s.happy && s.happy <= s.total) {
+        bail!(
+            "need 1 <= needed ({}) <= happy ({}) <= total ({})",
+            s.needed,
+            s.happy,
+            s.total
+        );
+    }
+    if s.happy as usize > s.storage_nodes {
+        bail!(
+            "happy = {} cannot be met by {} storage nodes",
+            s.happy,
+            s.storage_nodes
+        );
+    }
+    Ok(())
+}
+
+/// Options for [`Grid::open`].
+#[derive(Default)]
+pub struct OpenOptions {
+    /// As [`GridConfig::storage_location_override`]: given a storage node's
+    /// index and its real listening port, the location it advertises from
+    /// now on. `None`: `tcp:127.0.0.1:<port>` (so a location set by an
+    /// earlier run does not outlive the proxies it pointed at).
+    pub storage_location_override: Option<Box<dyn Fn(usize, u16) -> String + Send + Sync>>,
+}
+
+impl fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field(
+                "storage_location_override",
+                &self.storage_location_override.as_ref().map(|_| ".."),
+            )
+            .finish()
+    }
+}
+
 /// One share file on one storage node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ShareFile {
@@ -130,12 +272,19 @@ pub struct ShareFile {
     pub path: PathBuf,
 }
 
+static GIVEN_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// Keeps [`free_port`] from handing out `port` (in use by a reopened grid).
+fn claim_port(port: u16) {
+    let mut given = GIVEN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    given.get_or_insert_with(HashSet::new).insert(port);
+}
+
 /// Binds `127.0.0.1:0` and returns the port the kernel chose. Ports handed
 /// out earlier in this process are never returned again, so parallel grids
 /// in one test binary do not collide.
 pub fn free_port() -> u16 {
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut given = GIVEN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let given = given.get_or_insert_with(HashSet::new);
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -336,6 +485,7 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Grid>();
     is::<GridConfig>();
+    is::<OpenOptions>();
 }
 
 impl fmt::Debug for Grid {
@@ -393,24 +543,15 @@ impl Grid {
     ///
     /// Blocking: from async code, call it inside `spawn_blocking`.
     pub fn start(cfg: GridConfig) -> Result<Grid> {
-        if cfg.storage_nodes == 0 || cfg.gateways == 0 {
-            bail!("a grid needs at least one storage node and one gateway");
-        }
-        if !(1 <= cfg.needed && cfg.needed <= cfg.happy && cfg.happy <= cfg.total) {
-            bail!(
-                "need 1 <= needed ({}) <= happy ({}) <= total ({})",
-                cfg.needed,
-                cfg.happy,
-                cfg.total
-            );
-        }
-        if cfg.happy as usize > cfg.storage_nodes {
-            bail!(
-                "happy = {} cannot be met by {} storage nodes",
-                cfg.happy,
-                cfg.storage_nodes
-            );
-        }
+        let shape = GridShape {
+            storage_nodes: cfg.storage_nodes,
+            gateways: cfg.gateways,
+            needed: cfg.needed,
+            happy: cfg.happy,
+            total: cfg.total,
+            tahoe_version: None,
+        };
+        validate_shape(&shape)?;
         let tahoe = tahoe_bin()?;
         let (tmp, base) = match &cfg.base_dir {
             Some(b) => {
@@ -433,25 +574,15 @@ impl Grid {
         let intro_port = free_port();
         let storage_ports: Vec<u16> = (0..cfg.storage_nodes).map(|_| free_port()).collect();
         let web_ports: Vec<u16> = (0..cfg.gateways).map(|_| free_port()).collect();
-        let introducer = Node::new("introducer".into(), base.join("introducer"));
-        let storage: Vec<Node> = (0..cfg.storage_nodes)
-            .map(|i| {
-                Node::new(
-                    format!("storage node {i}"),
-                    base.join(format!("storage{i}")),
-                )
-            })
-            .collect();
-        let gateways: Vec<Node> = (0..cfg.gateways)
-            .map(|i| Node::new(format!("gateway {i}"), base.join(format!("gateway{i}"))))
-            .collect();
+        let (introducer, storage, gateways) = grid_nodes(&base, &shape);
         for n in std::iter::once(&introducer)
             .chain(&storage)
             .chain(&gateways)
         {
             if n.dir.exists() {
                 bail!(
-                    "{} already exists: base_dir must not hold a grid",
+                    "{} already exists: base_dir must not hold a grid \
+                     (Grid::open restarts one)",
                     n.dir.display()
                 );
             }
@@ -544,12 +675,15 @@ impl Grid {
                 text.replace("reserved_space = 1G", "reserved_space = 0"),
             )?;
         }
+        if cfg.base_dir.is_some() {
+            // Only now: a directory without this file is no grid to reopen.
+            let shape = GridShape {
+                tahoe_version: venv::installed_tahoe_version(&tahoe),
+                ..shape
+            };
+            write_atomically(&base.join(GRID_FILE), &shape.to_json().to_string())?;
+        }
 
-        let http = reqwest::blocking::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(600))
-            .build()
-            .context("building the HTTP client")?;
         let grid = Grid {
             base,
             tmp,
@@ -562,21 +696,207 @@ impl Grid {
             storage_ports,
             gateways,
             web_ports,
-            http: Some(http),
+            http: Some(http_client()?),
         };
         // From here on, dropping `grid` on error stops what was started.
-        grid.introducer.start(&grid.tahoe)?;
-        let furl = grid.wait_introducer_furl()?;
-        let yaml = format!("introducers:\n  default:\n    furl: '{furl}'\n");
-        for n in grid.storage.iter().chain(&grid.gateways) {
-            fs::write(n.dir.join("private").join("introducers.yaml"), &yaml)
-                .with_context(|| format!("writing introducers.yaml of {}", n.name))?;
-        }
-        for n in grid.storage.iter().chain(&grid.gateways) {
-            n.start(&grid.tahoe)?;
-        }
-        grid.wait_connected(START_TIMEOUT)?;
+        grid.boot(None)?;
         Ok(grid)
+    }
+
+    /// True if `base_dir` looks like a grid [`Grid::open`] can restart: it
+    /// holds a readable [`GRID_FILE`] and every node directory it names
+    /// (each with its `tahoe.cfg`). Cheap: starts nothing, and does not
+    /// look at ports (open can still fail if one is taken).
+    pub fn is_reusable(base_dir: &Path) -> bool {
+        let Ok(shape) = Grid::recorded_shape(base_dir) else {
+            return false;
+        };
+        let (i, s, g) = grid_nodes(base_dir, &shape);
+        std::iter::once(&i)
+            .chain(&s)
+            .chain(&g)
+            .all(|n| n.dir.join("tahoe.cfg").is_file())
+    }
+
+    /// The shape recorded in `base_dir`/[`GRID_FILE`].
+    pub fn recorded_shape(base_dir: &Path) -> Result<GridShape> {
+        let path = base_dir.join(GRID_FILE);
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let v: Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+        GridShape::from_json(&v).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Restarts the grid that [`Grid::start`] built in `base_dir` (with
+    /// `base_dir: Some(..)`) and a previous run stopped, cleanly or not:
+    /// same node directories, keys, shares, ports and introducer FURL.
+    ///
+    /// Reads [`GRID_FILE`] and each node's ports from its `tahoe.cfg`
+    /// (`tub.port` of the introducer and the storage nodes, `web.port` of
+    /// the gateways); fails, naming the node and the port, if one of them is
+    /// now taken by another process, or if a node is still running (its
+    /// `running.process` names a live `tahoe run` of that directory).
+    /// Removes stale `running.process` files (Tahoe 1.20 refuses to start
+    /// while the pid in there is *any* live process, which after a crash
+    /// may be an unrelated one that reused the pid) and the nodes'
+    /// announcement caches, sets every storage node's `tub.location` from
+    /// `opts`, then starts the introducer, checks that every node's
+    /// `private/introducers.yaml` holds its FURL (rewriting it if not),
+    /// starts the other nodes and waits as [`Grid::start`] does.
+    ///
+    /// The returned grid keeps `base_dir` when dropped; dropping it stops
+    /// the processes as usual. Blocking.
+    pub fn open(base_dir: &Path, opts: OpenOptions) -> Result<Grid> {
+        let base = base_dir
+            .canonicalize()
+            .with_context(|| format!("opening grid directory {}", base_dir.display()))?;
+        let shape = Grid::recorded_shape(&base)?;
+        let (introducer, storage, gateways) = grid_nodes(&base, &shape);
+        let mut cfgs: Vec<(PathBuf, String)> = Vec::new();
+        for n in std::iter::once(&introducer)
+            .chain(&storage)
+            .chain(&gateways)
+        {
+            let path = n.dir.join("tahoe.cfg");
+            let text = fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "{} of {}: not a complete grid, build it again",
+                    path.display(),
+                    n.name
+                )
+            })?;
+            cfgs.push((path, text));
+        }
+        let port_of = |idx: usize, name: &str, key: &str| -> Result<u16> {
+            let (path, text) = &cfgs[idx];
+            let value = cfg_get(text, "node", key)
+                .ok_or_else(|| anyhow!("{}: no [node] {key} ({name})", path.display()))?;
+            parse_port(&value).ok_or_else(|| {
+                anyhow!(
+                    "{}: cannot read the port of {name} from {key} = {value}",
+                    path.display()
+                )
+            })
+        };
+        let intro_port = port_of(0, &introducer.name, "tub.port")?;
+        let storage_ports = storage
+            .iter()
+            .enumerate()
+            .map(|(i, n)| port_of(1 + i, &n.name, "tub.port"))
+            .collect::<Result<Vec<u16>>>()?;
+        let web_ports = gateways
+            .iter()
+            .enumerate()
+            .map(|(i, n)| port_of(1 + storage.len() + i, &n.name, "web.port"))
+            .collect::<Result<Vec<u16>>>()?;
+
+        // Leftovers of a previous run: a live node is an error, a dead one's
+        // pid file is removed.
+        for n in std::iter::once(&introducer)
+            .chain(&storage)
+            .chain(&gateways)
+        {
+            clear_stale_pidfiles(n)?;
+        }
+        let ports = std::iter::once((&introducer, intro_port))
+            .chain(storage.iter().zip(storage_ports.iter().copied()))
+            .chain(gateways.iter().zip(web_ports.iter().copied()));
+        for (n, port) in ports {
+            claim_port(port);
+            if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
+                bail!(
+                    "port {port} of {} (recorded in {}) is not free ({e}): another \
+                     process holds it; the grid cannot be reopened, build it again",
+                    n.name,
+                    n.dir.join("tahoe.cfg").display()
+                );
+            }
+        }
+        for (i, n) in storage.iter().enumerate() {
+            let port = storage_ports[i];
+            let location = match &opts.storage_location_override {
+                Some(f) => f(i, port),
+                None => format!("tcp:127.0.0.1:{port}"),
+            };
+            let (path, text) = &cfgs[1 + i];
+            if cfg_get(text, "node", "tub.location").as_deref() != Some(location.as_str()) {
+                let new = cfg_set(text, "node", "tub.location", &location).ok_or_else(|| {
+                    anyhow!("{}: no [node] tub.location ({})", path.display(), n.name)
+                })?;
+                write_atomically(path, &new)?;
+            }
+        }
+        for n in storage.iter().chain(&gateways) {
+            // Announcements of an earlier run may carry locations that are
+            // gone (old proxies); only used if the introducer is not
+            // reachable at first, but then they would be used.
+            let cache = n.dir.join("private").join("introducer_default_cache.yaml");
+            match fs::remove_file(&cache) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", cache.display())),
+            }
+        }
+
+        let grid = Grid {
+            base,
+            tmp: None,
+            tahoe: tahoe_bin()?,
+            needed: shape.needed,
+            happy: shape.happy,
+            total: shape.total,
+            introducer,
+            storage,
+            storage_ports,
+            gateways,
+            web_ports,
+            http: Some(http_client()?),
+        };
+        let furl_path = grid.introducer.dir.join("private").join("introducer.furl");
+        let old_furl = fs::read_to_string(&furl_path)
+            .ok()
+            .map(|t| t.trim().to_string());
+        let old_mtime = fs::metadata(&furl_path).and_then(|m| m.modified()).ok();
+        let furl = grid.boot(old_mtime)?;
+        if let Some(old) = old_furl.filter(|o| *o != furl) {
+            // Not expected: the FURL's tub id comes from private/node.pem
+            // and its name from the old introducer.furl.
+            eprintln!("steward-testgrid: the introducer FURL changed on reopen: {old} -> {furl}");
+        }
+        Ok(grid)
+    }
+
+    /// Starts the introducer, points every other node at its FURL, starts
+    /// them and waits for the grid to connect. `old_furl_mtime`: when the
+    /// introducer's `private/introducer.furl` was last written before this
+    /// start (a reopened grid has one), so that only a rewritten one counts.
+    /// Returns the FURL.
+    fn boot(&self, old_furl_mtime: Option<std::time::SystemTime>) -> Result<String> {
+        self.introducer.start(&self.tahoe)?;
+        let furl = self.wait_introducer(old_furl_mtime)?;
+        let yaml = format!("introducers:\n  default:\n    furl: '{furl}'\n");
+        for n in self.storage.iter().chain(&self.gateways) {
+            let path = n.dir.join("private").join("introducers.yaml");
+            let holds_furl = fs::read_to_string(&path).is_ok_and(|t| {
+                t.lines().any(|l| {
+                    l.trim()
+                        .trim_start_matches("furl:")
+                        .trim()
+                        .trim_matches('\'')
+                        == furl
+                })
+            });
+            if !holds_furl {
+                fs::write(&path, &yaml)
+                    .with_context(|| format!("writing introducers.yaml of {}", n.name))?;
+            }
+        }
+        for n in self.storage.iter().chain(&self.gateways) {
+            n.start(&self.tahoe)?;
+        }
+        self.wait_connected(START_TIMEOUT)?;
+        Ok(furl)
     }
 
     fn fail(&self, node: &Node, what: String) -> anyhow::Error {
@@ -597,14 +917,37 @@ impl Grid {
         Ok(())
     }
 
-    fn wait_introducer_furl(&self) -> Result<String> {
+    /// Waits until the introducer has (re)written its FURL file (a write
+    /// newer than `old_mtime`, if given) and accepts connections on its
+    /// port; returns the FURL.
+    fn wait_introducer(&self, old_mtime: Option<std::time::SystemTime>) -> Result<String> {
         let path = self.introducer.dir.join("private").join("introducer.furl");
         let deadline = Instant::now() + START_TIMEOUT;
+        let mut furl = None;
         loop {
-            if let Ok(text) = fs::read_to_string(&path) {
-                let furl = text.trim();
-                if text.ends_with('\n') && furl.starts_with("pb://") && furl.contains('@') {
-                    return Ok(furl.to_string());
+            if furl.is_none() {
+                let fresh = match old_mtime {
+                    None => true,
+                    Some(old) => fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|m| m != old),
+                };
+                if let Some(text) = fresh.then(|| fs::read_to_string(&path).ok()).flatten() {
+                    let f = text.trim();
+                    if text.ends_with('\n') && f.starts_with("pb://") && f.contains('@') {
+                        furl = Some(f.to_string());
+                    }
+                }
+            }
+            if let Some(f) = &furl {
+                if let Some(port) = furl_port(f) {
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+                        return Ok(f.clone());
+                    }
+                } else {
+                    // Not a plain loopback hint: nothing to poll.
+                    return Ok(f.clone());
                 }
             }
             self.check_alive()?;
@@ -612,7 +955,7 @@ impl Grid {
                 return Err(self.fail(
                     &self.introducer,
                     format!(
-                        "introducer wrote no {} within {START_TIMEOUT:?}",
+                        "introducer wrote no fresh {} or did not listen within {START_TIMEOUT:?}",
                         path.display()
                     ),
                 ));
@@ -1054,6 +1397,156 @@ impl Drop for Grid {
     }
 }
 
+fn http_client() -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .context("building the HTTP client")
+}
+
+/// The node list of a grid of `shape` in `base` (nothing started).
+fn grid_nodes(base: &Path, shape: &GridShape) -> (Node, Vec<Node>, Vec<Node>) {
+    let introducer = Node::new("introducer".into(), base.join("introducer"));
+    let storage = (0..shape.storage_nodes)
+        .map(|i| {
+            Node::new(
+                format!("storage node {i}"),
+                base.join(format!("storage{i}")),
+            )
+        })
+        .collect();
+    let gateways = (0..shape.gateways)
+        .map(|i| Node::new(format!("gateway {i}"), base.join(format!("gateway{i}"))))
+        .collect();
+    (introducer, storage, gateways)
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// Value of `key` in `[section]` of an INI text as Python's configparser
+/// reads the simple files `tahoe create-*` writes (`key = value`, `#`
+/// comments).
+fn cfg_get(text: &str, section: &str, key: &str) -> Option<String> {
+    cfg_find(text, section, key).map(|(_, v)| v.to_string())
+}
+
+/// `text` with `key` in `[section]` set to `value`; `None` if it has no
+/// such key.
+fn cfg_set(text: &str, section: &str, key: &str, value: &str) -> Option<String> {
+    let (line_no, _) = cfg_find(text, section, key)?;
+    let mut out = String::with_capacity(text.len() + value.len());
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if i == line_no {
+            out.push_str(&format!("{key} = {value}\n"));
+        } else {
+            out.push_str(line);
+        }
+    }
+    Some(out)
+}
+
+fn cfg_find<'a>(text: &'a str, section: &str, key: &str) -> Option<(usize, &'a str)> {
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('#') || t.starts_with(';') || t.is_empty() {
+            continue;
+        }
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = name.trim();
+            continue;
+        }
+        if current != section {
+            continue;
+        }
+        let Some(at) = t.find(['=', ':']) else {
+            continue;
+        };
+        if t[..at].trim().eq_ignore_ascii_case(key) {
+            return Some((i, t[at + 1..].trim()));
+        }
+    }
+    None
+}
+
+/// The port of a Twisted endpoint as `tahoe create-*` writes it
+/// (`tcp:PORT:interface=127.0.0.1`), or of a bare `PORT` / `tcp:PORT`.
+fn parse_port(endpoint: &str) -> Option<u16> {
+    let mut parts = endpoint.trim().split(':');
+    let first = parts.next()?;
+    let port = if first.eq_ignore_ascii_case("tcp") {
+        parts.next()?
+    } else {
+        first
+    };
+    port.parse::<u16>().ok().filter(|&p| p != 0)
+}
+
+/// The port of a FURL's first `tcp:127.0.0.1:PORT` location hint.
+fn furl_port(furl: &str) -> Option<u16> {
+    let hints = furl.split('@').nth(1)?.split('/').next()?;
+    let first = hints.split(',').next()?;
+    let rest = first.strip_prefix("tcp:").unwrap_or(first);
+    let (host, port) = rest.rsplit_once(':')?;
+    if host != "127.0.0.1" && host != "localhost" {
+        return None;
+    }
+    port.parse().ok()
+}
+
+/// Deals with the pid file of `node` left by an earlier run: an error if
+/// that `tahoe run` of this very directory is still alive, else removed
+/// (Tahoe 1.20 would refuse to start over it if its pid now belongs to any
+/// live process, zombies included, or if it is malformed).
+fn clear_stale_pidfiles(node: &Node) -> Result<()> {
+    let path = node.dir.join("running.process");
+    if let Ok(text) = fs::read_to_string(&path) {
+        let pid = text
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid.filter(|&p| p > 0 && process_runs_node(p, &node.dir)) {
+            bail!(
+                "{} ({}) is still running as pid {pid}: is this grid open elsewhere?",
+                node.name,
+                node.dir.display()
+            );
+        }
+        fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    // Not written by `tahoe run` (it passes `--pidfile ''` to twistd), but
+    // harmless to drop if some other way of running the node left one.
+    let _ = fs::remove_file(node.dir.join("twistd.pid"));
+    Ok(())
+}
+
+/// True if `pid` is a live (not zombie) process whose command line names
+/// `dir` (i.e. `tahoe run DIR`).
+fn process_runs_node(pid: u32, dir: &Path) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    if state.starts_with('Z') || state.starts_with('X') {
+        return false;
+    }
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let dir = dir.as_os_str().as_encoded_bytes();
+    cmdline.split(|&b| b == 0).any(|arg| {
+        let arg = arg.strip_suffix(b"/").unwrap_or(arg);
+        arg == dir
+    })
+}
+
 fn remove_share(path: &Path) -> Result<()> {
     fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
     // Tahoe removes empty bucket directories itself; leave none behind.
@@ -1108,4 +1601,66 @@ fn normalize_children(children: Value) -> Result<Value> {
         out.insert(name, v);
     }
     Ok(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = "# comment\n[node]\nnickname = s0\nweb.port = \n\
+        tub.port = tcp:4567:interface=127.0.0.1\ntub.location = tcp:127.0.0.1:4567\n\
+        \n[client]\n#tub.port = 1\nshares.needed = 2\n";
+
+    #[test]
+    fn ini_get_and_set() {
+        assert_eq!(
+            cfg_get(CFG, "node", "tub.port").as_deref(),
+            Some("tcp:4567:interface=127.0.0.1")
+        );
+        assert_eq!(cfg_get(CFG, "node", "web.port").as_deref(), Some(""));
+        assert_eq!(cfg_get(CFG, "client", "tub.port"), None);
+        assert_eq!(
+            cfg_get(CFG, "client", "shares.needed").as_deref(),
+            Some("2")
+        );
+        let new = cfg_set(CFG, "node", "tub.location", "tcp:localhost:9").unwrap();
+        assert_eq!(
+            new,
+            CFG.replace("tcp:127.0.0.1:4567\n", "tcp:localhost:9\n")
+        );
+        assert_eq!(cfg_set(CFG, "client", "tub.location", "x"), None);
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port("tcp:4567:interface=127.0.0.1"), Some(4567));
+        assert_eq!(parse_port("tcp:4567"), Some(4567));
+        assert_eq!(parse_port("4567"), Some(4567));
+        assert_eq!(parse_port("disabled"), None);
+        assert_eq!(parse_port("tcp:0"), None);
+        assert_eq!(parse_port(""), None);
+        assert_eq!(furl_port("pb://abc@tcp:127.0.0.1:4000/swiss"), Some(4000));
+        assert_eq!(furl_port("pb://abc@tcp:example.org:4000/swiss"), None);
+    }
+
+    #[test]
+    fn shape_round_trip() {
+        let s = GridShape {
+            storage_nodes: 5,
+            gateways: 2,
+            needed: 2,
+            happy: 3,
+            total: 5,
+            tahoe_version: Some("1.20.0".into()),
+        };
+        assert_eq!(GridShape::from_json(&s.to_json()).unwrap(), s);
+        let s = GridShape {
+            tahoe_version: None,
+            ..s
+        };
+        assert_eq!(GridShape::from_json(&s.to_json()).unwrap(), s);
+        assert!(GridShape::from_json(&serde_json::json!({"storage_nodes": 1})).is_err());
+        let bad = GridShape { happy: 9, ..s };
+        assert!(GridShape::from_json(&bad.to_json()).is_err());
+    }
 }

@@ -153,3 +153,26 @@ fn run_quiet(cmd: &mut Command, what: &str) -> Result<()> {
 pub fn tahoe_bin() -> Result<PathBuf> {
     Ok(venv()?.join("bin").join("tahoe"))
 }
+
+/// The version of the `tahoe-lafs` distribution installed next to `tahoe`
+/// (`<venv>/bin/tahoe`), from its `tahoe_lafs-VERSION.dist-info` directory;
+/// `None` if that cannot be told.
+pub(crate) fn installed_tahoe_version(tahoe: &Path) -> Option<String> {
+    let venv = tahoe.parent()?.parent()?;
+    for lib in fs::read_dir(venv.join("lib")).ok()?.flatten() {
+        let Ok(rd) = fs::read_dir(lib.path().join("site-packages")) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if let Some(v) = name
+                .strip_prefix("tahoe_lafs-")
+                .and_then(|r| r.strip_suffix(".dist-info"))
+            {
+                return Some(v.to_string());
+            }
+        }
+    }
+    None
+}

@@ -1,14 +1,15 @@
 //! Tests against a real local grid. Most share one grid (started once, held
 //! in a static, killed by PDEATHSIG when this binary exits); the stop/start
-//! test has its own small grid, and the kill -9 test starts a grid in a
-//! child process.
+//! test has its own small grid, the kill -9 test starts a grid in a child
+//! process, and the reopen tests each build a grid in a temporary base
+//! directory, stop (or kill) it and `Grid::open` it again.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use steward_testgrid::{Grid, GridConfig};
+use steward_testgrid::{Grid, GridConfig, OpenOptions};
 
 fn grid() -> &'static Grid {
     static GRID: OnceLock<Grid> = OnceLock::new();
@@ -329,4 +330,301 @@ fn kill9_of_the_test_process_stops_the_grid() {
     if let Some(base) = base {
         let _ = std::fs::remove_dir_all(base);
     }
+}
+
+// ---- Reopening a grid kept in a base directory ----
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// `GET uri/$CAP` through the gateway at `url`.
+fn read_via(url: &str, cap: &str) -> Vec<u8> {
+    let r = http().get(format!("{url}uri/{cap}")).send().unwrap();
+    assert!(
+        r.status().is_success(),
+        "GET {cap} via {url}: {}",
+        r.status()
+    );
+    r.bytes().unwrap().to_vec()
+}
+
+/// Check results of `cap` through the gateway at `url`.
+fn check_via(url: &str, cap: &str) -> Value {
+    let r = http()
+        .post(format!("{url}uri/{cap}?t=check&output=JSON"))
+        .send()
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "check {cap} via {url}: {}",
+        r.status()
+    );
+    r.json().unwrap()
+}
+
+fn small_config(base: &std::path::Path) -> GridConfig {
+    GridConfig {
+        storage_nodes: 2,
+        needed: 1,
+        happy: 2,
+        total: 2,
+        gateways: 1,
+        base_dir: Some(base.to_path_buf()),
+        ..GridConfig::default()
+    }
+}
+
+fn node_dirs(base: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("tahoe.cfg").is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn reopen_keeps_files_shares_and_ports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("grid");
+    let g = Grid::start(GridConfig {
+        storage_nodes: 5,
+        gateways: 2,
+        base_dir: Some(base.clone()),
+        ..GridConfig::default()
+    })
+    .unwrap();
+    let shape = Grid::recorded_shape(&base).unwrap();
+    assert_eq!(
+        (
+            shape.storage_nodes,
+            shape.gateways,
+            shape.needed,
+            shape.happy,
+            shape.total
+        ),
+        (5, 2, 2, 3, 5)
+    );
+    assert_eq!(shape.tahoe_version.as_deref(), Some("1.20.0"));
+    assert!(shape.matches(&GridConfig {
+        gateways: 2,
+        ..GridConfig::default()
+    }));
+
+    let data = unique_data(30_000);
+    let cap = g.upload(&data, "CHK").unwrap();
+    let dir = g.mkdir().unwrap();
+    g.link(&dir, "file", &cap).unwrap();
+    let si = g.storage_index(&cap).unwrap();
+    let shares = g.shares(&si);
+    assert_eq!(shares.len(), 5);
+    let sharemap = results(&g.check(&cap, false).unwrap())["sharemap"].clone();
+    assert!(
+        sharemap.as_object().is_some_and(|m| m.len() == 5),
+        "{sharemap}"
+    );
+    let urls = g.gateway_urls();
+    let ports: Vec<u16> = (0..5).map(|i| g.storage_port(i)).collect();
+    let furl_path = base.join("introducer/private/introducer.furl");
+    let furl = std::fs::read_to_string(&furl_path).unwrap();
+    drop(g);
+
+    assert!(base.is_dir(), "a given base_dir survives the grid");
+    assert!(Grid::is_reusable(&base));
+    // A start over it is refused; open is the way.
+    let err = Grid::start(GridConfig {
+        base_dir: Some(base.clone()),
+        ..GridConfig::default()
+    })
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("Grid::open"), "{err:#}");
+
+    let g = Grid::open(&base, OpenOptions::default()).unwrap();
+    assert_eq!(g.gateway_urls(), urls);
+    assert_eq!((0..5).map(|i| g.storage_port(i)).collect::<Vec<_>>(), ports);
+    assert_eq!(g.encoding(), (2, 3, 5));
+    assert_eq!(std::fs::read_to_string(&furl_path).unwrap(), furl);
+    for url in &urls {
+        assert_eq!(read_via(url, &format!("{dir}/file")), data, "via {url}");
+        let v = check_via(url, &cap);
+        assert_eq!(results(&v)["healthy"], true, "{v}");
+        assert_eq!(good(&v), 5, "{v}");
+        assert_eq!(results(&v)["sharemap"], sharemap, "same servers hold them");
+        let v = check_via(url, &dir);
+        assert_eq!(results(&v)["healthy"], true, "{v}");
+    }
+    assert_eq!(g.shares(&si), shares);
+    drop(g);
+    assert!(base.join("testgrid.json").is_file());
+}
+
+/// A plain TCP forwarder on a fresh port in front of `target`; counts the
+/// connections it accepted.
+fn forwarder(target: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for inbound in l.incoming().flatten() {
+            let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+            };
+            pipe(inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+            pipe(outbound, inbound);
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn reopen_with_a_location_override() {
+    use std::sync::atomic::Ordering;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("grid");
+    let g = Grid::start(small_config(&base)).unwrap();
+    let data = unique_data(10_000);
+    let cap = g.upload(&data, "CHK").unwrap();
+    let ports: Vec<u16> = (0..2).map(|i| g.storage_port(i)).collect();
+    drop(g);
+
+    let proxies: Vec<_> = ports.iter().map(|&p| forwarder(p)).collect();
+    let proxy_ports: Vec<u16> = proxies.iter().map(|p| p.0).collect();
+    let pp = proxy_ports.clone();
+    let g = Grid::open(
+        &base,
+        OpenOptions {
+            storage_location_override: Some(Box::new(move |i, _| {
+                format!("tcp:127.0.0.1:{}", pp[i])
+            })),
+        },
+    )
+    .unwrap();
+    for i in 0..2 {
+        let cfg = std::fs::read_to_string(g.storage_dir(i).join("tahoe.cfg")).unwrap();
+        assert!(
+            cfg.contains(&format!(
+                "\ntub.location = tcp:127.0.0.1:{}\n",
+                proxy_ports[i]
+            )),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains(&format!(
+                "\ntub.port = tcp:{}:interface=127.0.0.1\n",
+                ports[i]
+            )),
+            "{cfg}"
+        );
+        assert_eq!(g.storage_port(i), ports[i]);
+    }
+    assert_eq!(download_check(&g, &cap, &data), 2);
+    for (i, (_, count)) in proxies.iter().enumerate() {
+        assert!(
+            count.load(Ordering::SeqCst) > 0,
+            "the gateway reached storage node {i} through its proxy"
+        );
+    }
+}
+
+/// Reads `cap` through gateway 0, compares it with `data`, returns the good
+/// share count of a check.
+fn download_check(g: &Grid, cap: &str, data: &[u8]) -> u64 {
+    assert_eq!(read_via(&g.gateway_url(), cap), data);
+    good(&g.check(cap, false).unwrap())
+}
+
+#[test]
+fn reopen_after_the_previous_run_was_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("grid");
+    // An equivalent location in another spelling, which open (given no
+    // override) puts back to the direct one.
+    let g = Grid::start(GridConfig {
+        storage_location_override: Some(Box::new(|_, port| format!("tcp:localhost:{port}"))),
+        ..small_config(&base)
+    })
+    .unwrap();
+    let data = unique_data(10_000);
+    let cap = g.upload(&data, "CHK").unwrap();
+    let storage_port = g.storage_port(0);
+    let web_port = g
+        .gateway_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse::<u16>()
+        .unwrap();
+    let pids = g.pids();
+    assert_eq!(pids.len(), 4);
+    for &pid in &pids {
+        // SAFETY: plain kill(2) of a child of this process (not reaped yet).
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+    drop(g); // reaps them
+
+    // Killed nodes leave their pid files behind.
+    let dirs = node_dirs(&base);
+    assert_eq!(dirs.len(), 4, "{dirs:?}");
+    for d in &dirs {
+        assert!(d.join("running.process").is_file(), "{}", d.display());
+    }
+    // And after a crash a pid may belong to another process by now, which
+    // makes `tahoe run` refuse to start: simulate with our own pid.
+    std::fs::write(
+        dirs[0].join("running.process"),
+        format!("{} 1700000000.0\n", std::process::id()),
+    )
+    .unwrap();
+
+    // A recorded port taken by someone else: a clear error.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", web_port)).unwrap();
+    let err = Grid::open(&base, OpenOptions::default()).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("gateway 0") && msg.contains(&web_port.to_string()),
+        "{msg}"
+    );
+    drop(squatter);
+
+    // Without its old FURL file the introducer makes up a new FURL (new
+    // swissnum, same tub id); open then points every node at it.
+    let furl_path = base.join("introducer/private/introducer.furl");
+    let old_furl = std::fs::read_to_string(&furl_path).unwrap();
+    std::fs::remove_file(&furl_path).unwrap();
+
+    let g = Grid::open(&base, OpenOptions::default()).unwrap();
+    assert_eq!(download_check(&g, &cap, &data), 2);
+    assert_eq!(g.pids().len(), 4);
+    let new_furl = std::fs::read_to_string(&furl_path).unwrap();
+    assert_ne!(new_furl, old_furl);
+    assert_eq!(
+        new_furl.split('/').nth(2),
+        old_furl.split('/').nth(2),
+        "same tub id and location"
+    );
+    let yaml = std::fs::read_to_string(g.gateway_dir().join("private/introducers.yaml")).unwrap();
+    assert!(yaml.contains(new_furl.trim()), "{yaml}");
+    let cfg = std::fs::read_to_string(g.storage_dir(0).join("tahoe.cfg")).unwrap();
+    assert!(
+        cfg.contains(&format!("\ntub.location = tcp:127.0.0.1:{storage_port}\n")),
+        "{cfg}"
+    );
 }
