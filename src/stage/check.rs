@@ -26,12 +26,21 @@ pub fn lit_results() -> Value {
 }
 
 /// The strongest cap a unit holds (its `cap`, `repaircap` or `verifycap`).
+///
+/// Parses no more than it must (this runs once per object): a write cap
+/// ends the search, a repair cap equal to the cap is not parsed twice, and
+/// the verify cap, the weakest there is, only when nothing else parses.
 pub fn strongest_cap(u: &ObjectUnit) -> Option<Cap> {
-    [&u.cap, &u.repaircap, &u.verifycap]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| Cap::parse(s).ok())
-        .max_by_key(|c| c.authority())
+    let parse = |s: &str| (!s.is_empty()).then(|| Cap::parse(s).ok()).flatten();
+    let mut best = parse(&u.cap);
+    if best.as_ref().map(Cap::authority) != Some(Authority::Write) && u.repaircap != u.cap {
+        if let Some(r) = parse(&u.repaircap) {
+            if best.as_ref().map_or(true, |b| r.authority() > b.authority()) {
+                best = Some(r);
+            }
+        }
+    }
+    best.or_else(|| parse(&u.verifycap))
 }
 
 /// Runs checks through a backend, handing what it cannot do (verify, for
@@ -239,6 +248,39 @@ impl<F: FnMut(&Unit) + Send> Observer for CheckObserver<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strongest_cap_prefers_write_then_read_then_verify() {
+        let key = steward_cap::base32::encode(&[7u8; 16]);
+        let fp = steward_cap::base32::encode(&[9u8; 32]);
+        let write = Cap::parse(&format!("URI:SSK:{key}:{fp}")).unwrap();
+        let read = write.weaken_to(Authority::Read).unwrap();
+        let verify = write.weaken_to(Authority::Verify).unwrap();
+        let unit = |c: &Cap, r: &Cap, v: &Cap| ObjectUnit {
+            path: vec![],
+            cap: c.expose().to_string(),
+            object_type: ObjectType::File,
+            verifycap: v.expose().to_string(),
+            repaircap: r.expose().to_string(),
+            storage_index: String::new(),
+            error: None,
+            check_results: None,
+            check_and_repair_results: None,
+            repair: None,
+        };
+        let pick = |u: &ObjectUnit| strongest_cap(u).map(|c| c.authority());
+        assert_eq!(pick(&unit(&read, &write, &verify)), Some(Authority::Write));
+        assert_eq!(pick(&unit(&write, &read, &verify)), Some(Authority::Write));
+        assert_eq!(pick(&unit(&read, &read, &verify)), Some(Authority::Read));
+        let mut only_verify = unit(&read, &read, &verify);
+        only_verify.cap.clear();
+        only_verify.repaircap.clear();
+        assert_eq!(pick(&only_verify), Some(Authority::Verify));
+        only_verify.cap = "URI:CHK:not-a-cap".into();
+        assert_eq!(pick(&only_verify), Some(Authority::Verify));
+        only_verify.verifycap.clear();
+        assert_eq!(pick(&only_verify), None);
+    }
 
     #[test]
     fn health_is_read_from_results() {

@@ -17,6 +17,7 @@ use crate::pace::{Pace, RequestKind};
 use crate::{Backend, BackendError, CheckOptions, Child, ErrorCode, Listing, NodeType, Operation};
 use async_trait::async_trait;
 use serde_json::Value;
+use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -330,8 +331,8 @@ impl Gateway {
         method: reqwest::Method,
         path_and_query: &str,
         kind: RequestKind,
-        what: &str,
-    ) -> Result<(u16, String), BackendError> {
+        what: &(dyn fmt::Display + Sync),
+    ) -> Result<(u16, bytes::Bytes), BackendError> {
         let mut attempt = 0u32;
         loop {
             let ep = self.pick();
@@ -343,7 +344,7 @@ impl Gateway {
             let outcome = match result {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    match resp.text().await {
+                    match resp.bytes().await {
                         Ok(body) => {
                             if matches!(status, 502..=504) {
                                 Err(BackendError::new(
@@ -395,7 +396,7 @@ impl Gateway {
         &self,
         path_and_query: &str,
         kind: RequestKind,
-        what: &str,
+        what: &(dyn fmt::Display + Sync),
     ) -> Result<Value, BackendError> {
         let (status, body) = self
             .request(reqwest::Method::POST, path_and_query, kind, what)
@@ -451,7 +452,7 @@ impl Backend for Gateway {
     }
 
     async fn list_directory(&self, dir: &Cap) -> Result<Listing, BackendError> {
-        let what = describe_cap(dir);
+        let what = What(dir);
         let (status, body) = self
             .request(
                 reqwest::Method::GET,
@@ -478,7 +479,7 @@ impl Backend for Gateway {
             q.push_str("&add-lease=true");
         }
         let kind = RequestKind::check(cap, opts.verify);
-        self.post_json(&q, kind, &describe_cap(cap)).await
+        self.post_json(&q, kind, &What(cap)).await
     }
 
     async fn repair(&self, cap: &Cap, opts: CheckOptions) -> Result<Value, BackendError> {
@@ -489,8 +490,18 @@ impl Backend for Gateway {
         if opts.add_lease {
             q.push_str("&add-lease=true");
         }
-        self.post_json(&q, RequestKind::repair(cap), &describe_cap(cap))
+        self.post_json(&q, RequestKind::repair(cap), &What(cap))
             .await
+    }
+}
+
+/// Names an object in a message, computed only when a message is written
+/// (deriving a storage index costs a hash per request otherwise).
+struct What<'a>(&'a Cap);
+
+impl fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&describe_cap(self.0))
     }
 }
 
@@ -503,7 +514,7 @@ fn describe_cap(cap: &Cap) -> String {
     }
 }
 
-fn transport_error(e: &reqwest::Error, base: &str, what: &str) -> BackendError {
+fn transport_error(e: &reqwest::Error, base: &str, what: &dyn fmt::Display) -> BackendError {
     let code = if e.is_timeout() {
         ErrorCode::GatewayTimeout
     } else {
@@ -541,11 +552,11 @@ pub fn describe_reqwest(e: &reqwest::Error) -> String {
 }
 
 /// Interpret a final gateway answer as JSON, mapping error statuses to codes.
-fn parse_answer(status: u16, body: &str, what: &str) -> Result<Value, BackendError> {
+fn parse_answer(status: u16, body: &[u8], what: &dyn fmt::Display) -> Result<Value, BackendError> {
     if !(200..300).contains(&status) {
-        return Err(status_error(status, body, what));
+        return Err(status_error(status, &String::from_utf8_lossy(body), what));
     }
-    serde_json::from_str(body).map_err(|e| {
+    serde_json::from_slice(body).map_err(|e| {
         BackendError::new(
             ErrorCode::BadResponse,
             format!("gateway answer for {what} is not JSON ({e})"),
@@ -553,7 +564,7 @@ fn parse_answer(status: u16, body: &str, what: &str) -> Result<Value, BackendErr
     })
 }
 
-fn status_error(status: u16, body: &str, what: &str) -> BackendError {
+fn status_error(status: u16, body: &str, what: &dyn fmt::Display) -> BackendError {
     // Tahoe's error bodies are plain text or {"error": "..."}; keep the first line.
     let text = serde_json::from_str::<Value>(body)
         .ok()
@@ -662,19 +673,19 @@ mod tests {
 
     #[test]
     fn status_errors_map_to_codes_and_hide_caps() {
-        let e = status_error(410, "UnrecoverableFileError: the directory\nmore", "SI abc");
+        let e = status_error(410, "UnrecoverableFileError: the directory\nmore", &"SI abc");
         assert_eq!(e.code, ErrorCode::Unrecoverable);
         assert!(!e.message.contains('\n'));
-        let e = status_error(405, "", "x");
+        let e = status_error(405, "", &"x");
         assert_eq!(e.code, ErrorCode::InsufficientAuthority);
         let e = status_error(
             404,
             "No such child: URI:CHK:abcdefghijklmnopqrstuvwxyz:abcdefghij:2:5:100",
-            "x",
+            &"x",
         );
         assert_eq!(e.code, ErrorCode::GatewayHttp4xx);
         assert!(!e.message.contains("abcdefghijklmnop"), "{}", e.message);
-        let e = status_error(500, "{\"error\": \"boom\"}", "x");
+        let e = status_error(500, "{\"error\": \"boom\"}", &"x");
         assert_eq!(e.code, ErrorCode::GatewayHttp5xx);
         assert!(e.message.contains("boom"));
     }
