@@ -87,7 +87,7 @@ mod tree;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use measure::{Out, Procs, Sample};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -133,6 +133,11 @@ struct Args {
     /// The report says which were skipped.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Only serve a synthetic tree of this many objects (answers delayed
+    /// by `--synthetic-delay-ms`), print its URL and root cap, and wait for
+    /// end of input: for profiling steward by hand. Measures nothing.
+    #[arg(long = "serve-synthetic", value_name = "OBJECTS")]
+    serve_synthetic: Option<u64>,
 }
 
 impl Args {
@@ -616,12 +621,53 @@ fn build_tree(grid: &Grid, parts: &Parts) -> Result<BuiltTree> {
     })
 }
 
-/// Leaves 3 of 5 shares of each damaged object (unhealthy, recoverable).
+/// Share numbers each damaged object keeps: fewer than N (unhealthy), at
+/// least k (recoverable).
+const KEEP_SHARES: usize = 3;
+
+/// Leaves [`KEEP_SHARES`] distinct share numbers of each damaged object,
+/// one file each, and deletes every other share file.
+///
+/// Counting share *files* is not enough: Tahoe's repairer may place copies
+/// of one share number on several servers (seen in 1.20: `sh0` on three
+/// servers after a repair), so "keep 3 files" could keep one share number
+/// and leave the file unrecoverable, which stops `tahoe deep-check --repair`
+/// at that file. Each run therefore starts from the same damage.
 fn damage(grid: &Grid, sis: &[String]) -> Result<()> {
     for si in sis {
-        let n = grid.shares(si).len();
-        if n > 3 {
-            grid.drop_shares(si, n - 3)?;
+        let mut keep: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut nodes_used = BTreeSet::new();
+        let shares = grid.shares(si);
+        // Lowest share numbers first, one copy each, on distinct nodes
+        // where possible.
+        let mut by_num: BTreeMap<u32, Vec<&steward_testgrid::ShareFile>> = BTreeMap::new();
+        for s in &shares {
+            by_num.entry(s.shnum).or_default().push(s);
+        }
+        for (num, copies) in &by_num {
+            if keep.len() == KEEP_SHARES {
+                break;
+            }
+            let pick = copies
+                .iter()
+                .position(|c| !nodes_used.contains(&c.node))
+                .unwrap_or(0);
+            nodes_used.insert(copies[pick].node);
+            keep.insert(*num, pick);
+        }
+        if keep.len() < KEEP_SHARES {
+            bail!(
+                "{si} has only {} distinct share numbers before damage: the tree is already damaged",
+                keep.len()
+            );
+        }
+        for (num, copies) in &by_num {
+            for (i, c) in copies.iter().enumerate() {
+                if keep.get(num) != Some(&i) {
+                    fs::remove_file(&c.path)
+                        .with_context(|| format!("removing {}", c.path.display()))?;
+                }
+            }
         }
     }
     Ok(())
@@ -1216,6 +1262,23 @@ fn polling_api(
     p
 }
 
+/// `--serve-synthetic`: the synthetic gateway alone, until stdin closes.
+fn serve_synthetic(n: u64, delay_ms: u64) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("synthetic-gateway")
+        .enable_all()
+        .build()?;
+    let syn = synth::start(rt.handle(), n, Duration::from_millis(delay_ms))?;
+    println!("{} {}", syn.url, syn.root_cap);
+    eprintln!(
+        "synthetic gateway (no Tahoe code): {} objects, answers delayed {delay_ms} ms; end of input stops it",
+        syn.counts.objects()
+    );
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+    Ok(())
+}
+
 fn synthetic(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1344,6 +1407,9 @@ fn build_steward(ws: &Path) -> Result<PathBuf> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.serve_synthetic {
+        return serve_synthetic(n, args.synthetic_delay_ms);
+    }
     let ws = workspace_root();
     let t_build = Instant::now();
     let steward = match &args.steward {

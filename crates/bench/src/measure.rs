@@ -354,6 +354,17 @@ pub fn run(
             tail.join("\n")
         );
     }
+    // Tahoe's CLI reports a traversal that its node abandoned (for
+    // instance `deep-check --repair` stopping at an unrecoverable file)
+    // with an `ERROR:` line, not always with an exit code of its own: such
+    // a run did not do the work it is compared on.
+    let err = fs::read_to_string(stderr_log).unwrap_or_default();
+    if let Some(line) = err.lines().find(|l| l.starts_with("ERROR:")) {
+        bail!(
+            "{desc} stopped early (exit {code}): {}",
+            line.chars().take(300).collect::<String>()
+        );
+    }
     let procs_cpu = before
         .iter()
         .zip(&after)
@@ -508,5 +519,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("exited with 3"), "{err:#}");
+        // An accepted exit code with Tahoe's `ERROR:` line is a failed run.
+        let err = run(
+            Command::new("sh").args(["-c", "echo 'ERROR: NotEnoughSharesError(x)' >&2; exit 1"]),
+            &Procs::default(),
+            &log,
+            Limits {
+                timeout: Duration::from_secs(10),
+                stall: None,
+            },
+            &[1],
+            Out::Capture,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("stopped early"), "{err:#}");
     }
 }
