@@ -70,10 +70,11 @@
 //!    measured on the real grid (on a third gateway, untouched by the other
 //!    runs, after a warm-up operation) and extrapolated to 1,000,000.
 //!
-//! The real grid is built afresh on every run: `steward-testgrid` cannot
-//! restart a grid from existing node directories, and building is fast
-//! (uploads from 16 threads spread over two gateways, one request per
-//! directory), about 3 minutes for 10,000 objects on 2 cores.
+//! The real grid and its tree are built once (uploads from 16 threads
+//! spread over two gateways, one request per directory: about 3 minutes
+//! for 10,000 objects on 2 cores) in `target/bench-grid` and kept: a later
+//! run with the same plan reopens that grid ([`steward_testgrid::Grid::open`])
+//! and reuses the tree; `--fresh` builds again. The report says which.
 //!
 //! Targets are reported as met or not met; nothing here is tuned to them.
 
@@ -138,6 +139,14 @@ struct Args {
     /// end of input: for profiling steward by hand. Measures nothing.
     #[arg(long = "serve-synthetic", value_name = "OBJECTS")]
     serve_synthetic: Option<u64>,
+    /// Where the real grid and its tree are kept between runs [default:
+    /// target/bench-grid, with --quick target/bench-grid-quick]. A later run with the same tree size reopens the
+    /// grid there instead of building the tree again.
+    #[arg(long = "grid-dir")]
+    grid_dir: Option<PathBuf>,
+    /// Build the grid and tree afresh even if a kept one fits.
+    #[arg(long)]
+    fresh: bool,
 }
 
 impl Args {
@@ -242,8 +251,11 @@ pub struct Results {
     pub elapsed: Duration,
     /// `cargo build --release -p steward` at the start.
     pub build_steward_secs: f64,
-    /// Building the tree on the real grid.
+    /// Building the tree on the real grid (this run, or the run that built
+    /// a reused tree).
     pub build_secs: f64,
+    /// When the tree was reused from an earlier run: when that run built it.
+    pub tree_reused_from: Option<String>,
     pub tree: Option<tree::Counts>,
     pub parts: Vec<(String, tree::Counts)>,
     pub groups: Vec<Group>,
@@ -537,6 +549,25 @@ struct Parts {
 }
 
 impl Parts {
+    /// Names the plan (and the builder's format): a kept tree is reused
+    /// only by a run that would build the same one.
+    fn key(&self, n: u64, quick: bool) -> String {
+        let rtt: Vec<String> = self
+            .rtt
+            .iter()
+            .map(|(r, s)| format!("rtt{r}={s}"))
+            .collect();
+        format!(
+            "format {TREE_FORMAT}: {n} objects{}, dc={} verify={} repair={} {} rest={}",
+            if quick { " (quick)" } else { "" },
+            self.dc,
+            self.verify,
+            self.repair,
+            rtt.join(" "),
+            self.rest
+        )
+    }
+
     fn plan(n: u64, quick: bool, rtts: &[u64]) -> Parts {
         let f = |frac: f64, min: u64| ((n as f64 * frac).round() as u64).max(min);
         let (dc, verify, repair) = if quick {
@@ -569,11 +600,96 @@ impl Parts {
     }
 }
 
-/// The loopback grid's tree: root write cap and its parts.
+/// The loopback grid's tree: root write cap and its parts. Saved next to
+/// the grid ([`TREE_FILE`]) so that a later run can reuse both.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct BuiltTree {
+    /// [`Parts::key`] of the plan it was built to.
+    plan: String,
+    /// When and how fast it was built.
+    built_at: String,
+    build_secs: f64,
+    /// Set when read back by a later run (not saved).
+    #[serde(skip)]
+    reused_from: Option<String>,
     root: String,
     parts: Vec<(String, tree::Built)>,
     total: tree::Counts,
+}
+
+/// The saved [`BuiltTree`], in the grid directory.
+const TREE_FILE: &str = "bench-tree.json";
+/// Bump when the tree builder changes what a plan produces.
+const TREE_FORMAT: u32 = 1;
+
+/// The grid and its built tree: reopened from `dir` when a kept grid there
+/// holds a tree of the same plan, else built afresh in `dir` (a few
+/// minutes) and saved for the next run.
+///
+/// A reused tree is in the state the last run left it: the `repair/`
+/// damage is redone before each repair run anyway, leases only get renewed,
+/// and nothing else writes to the tree.
+fn grid_and_tree(dir: &Path, parts: &Parts, plan: &str, fresh: bool) -> Result<(Grid, BuiltTree)> {
+    let config = || GridConfig {
+        gateways: 3,
+        base_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    };
+    if !fresh && Grid::is_reusable(dir) {
+        let reuse = (|| -> Result<(Grid, BuiltTree)> {
+            if !Grid::recorded_shape(dir)?.matches(&config()) {
+                bail!("its grid has another shape");
+            }
+            let text = fs::read_to_string(dir.join(TREE_FILE))
+                .with_context(|| format!("no finished tree ({TREE_FILE})"))?;
+            let mut tree: BuiltTree = serde_json::from_str(&text)?;
+            if tree.plan != plan {
+                bail!("its tree was built to another plan ({})", tree.plan);
+            }
+            eprintln!("== reopening the kept grid in {} ==", dir.display());
+            let t = Instant::now();
+            let grid = Grid::open(dir, Default::default())?;
+            eprintln!(
+                "  grid up in {:.1?}; reusing its tree, built {} in {:.0} s",
+                t.elapsed(),
+                tree.built_at,
+                tree.build_secs
+            );
+            tree.reused_from = Some(tree.built_at.clone());
+            Ok((grid, tree))
+        })();
+        match reuse {
+            Ok(r) => return Ok(r),
+            Err(e) => eprintln!("  not reusing {}: {e:#}; building afresh", dir.display()),
+        }
+    }
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    eprintln!(
+        "== starting a grid in {}: 5 storage nodes, 3 gateways ==",
+        dir.display()
+    );
+    let t = Instant::now();
+    let grid = Grid::start(config())?;
+    eprintln!("  grid up in {:.1?}", t.elapsed());
+    eprintln!("== building the tree ({plan}) ==");
+    let t = Instant::now();
+    let (root, built, total) = build_tree(&grid, parts)?;
+    let tree = BuiltTree {
+        plan: plan.to_string(),
+        built_at: machine::utc_now(),
+        build_secs: t.elapsed().as_secs_f64(),
+        reused_from: None,
+        root,
+        parts: built,
+        total,
+    };
+    eprintln!("  {} in {:.0} s", total.describe(), tree.build_secs);
+    let tmp = dir.join(format!("{TREE_FILE}.tmp"));
+    fs::write(&tmp, serde_json::to_vec_pretty(&tree)?)?;
+    fs::rename(&tmp, dir.join(TREE_FILE))?;
+    Ok((grid, tree))
 }
 
 impl BuiltTree {
@@ -587,7 +703,10 @@ impl BuiltTree {
     }
 }
 
-fn build_tree(grid: &Grid, parts: &Parts) -> Result<BuiltTree> {
+fn build_tree(
+    grid: &Grid,
+    parts: &Parts,
+) -> Result<(String, Vec<(String, tree::Built)>, tree::Counts)> {
     let mut specs: Vec<(String, u64)> = vec![
         ("dc".into(), parts.dc),
         ("verify".into(), parts.verify),
@@ -614,11 +733,7 @@ fn build_tree(grid: &Grid, parts: &Parts) -> Result<BuiltTree> {
         .map(|(n, b)| (n.clone(), b.cap.clone()))
         .collect();
     let root = tree::Builder::new(grid)?.mkdir(&children, false)?;
-    Ok(BuiltTree {
-        root,
-        parts: built,
-        total,
-    })
+    Ok((root, built, total))
 }
 
 /// Share numbers each damaged object keeps: fewer than N (unhealthy), at
@@ -736,33 +851,26 @@ fn make_manifest(ctx: &Ctx, gateway: &str, cap: &str, caps: &str, path: &Path) -
 fn loopback_and_slow(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
     let n = args.objects();
     let parts = Parts::plan(n, args.quick, &args.rtt_ms);
-    eprintln!("== starting a grid: 5 storage nodes, 3 gateways ==");
-    let t = Instant::now();
-    let mut grid = Grid::start(GridConfig {
-        gateways: 3,
-        ..Default::default()
-    })?;
-    eprintln!(
-        "  grid up in {:.1?} in {}",
-        t.elapsed(),
-        grid.base_dir().display()
-    );
+    let dir = args.grid_dir.clone().unwrap_or_else(|| {
+        workspace_root().join("target").join(if args.quick {
+            "bench-grid-quick"
+        } else {
+            "bench-grid"
+        })
+    });
+    let (mut grid, built) = grid_and_tree(&dir, &parts, &parts.key(n, args.quick), args.fresh)?;
+    res.build_secs = built.build_secs;
+    res.tree_reused_from = built.reused_from.clone();
     let procs = Procs::of(&grid)?;
     let gws = grid.gateway_urls();
     let gw0 = gws[0].clone();
     let gw01 = format!("{},{}", gws[0], gws[1]);
-
-    eprintln!("== building the tree ({n} objects) ==");
-    let t = Instant::now();
-    let built = build_tree(&grid, &parts)?;
-    res.build_secs = t.elapsed().as_secs_f64();
     res.tree = Some(built.total);
     res.parts = built
         .parts
         .iter()
         .map(|(n, b)| (n.clone(), b.counts))
         .collect();
-    eprintln!("  {} in {:.0} s", built.total.describe(), res.build_secs);
 
     // The damaged files of repair/: every 4th file that has shares.
     let damaged: Vec<String> = built
@@ -932,7 +1040,7 @@ fn loopback_and_slow(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
 
         let rp = built.part("repair");
         let scope = format!(
-            "repair/, {} of its {} objects damaged (2 of 5 shares deleted) before each run",
+            "repair/, {} of its {} objects damaged (left with 3 of their 5 share numbers, one copy each) before each run",
             damaged.len(),
             rp.counts.objects()
         );

@@ -281,8 +281,8 @@ pub fn render(res: &Results) -> String {
     let _ = writeln!(w, "# Benchmarks\n");
     let _ = writeln!(
         w,
-        "Written by `steward-bench` (crates/bench), which starts its own Tahoe-LAFS grid, builds its own tree and measures everything below in one run. \
-         Regenerate with `cargo run --release -p steward-bench` (under 20 minutes; `-- --quick` for a smoke run in under 3). \
+        "Written by `steward-bench` (crates/bench), which starts its own Tahoe-LAFS grid, builds its own tree (kept in target/bench-grid and reused by later runs of the same size) and measures everything below in one run. \
+         Regenerate with `cargo run --release -p steward-bench` (under 20 minutes from a fresh clone; `-- --quick` for a smoke run in under 3). \
          The method is described in the crate documentation of crates/bench/src/main.rs and summarized at the end of this file.\n"
     );
     if res.quick {
@@ -307,11 +307,17 @@ pub fn render(res: &Results) -> String {
     let _ = writeln!(w, "| Load average when it started | {} |", m.loadavg);
     let _ = writeln!(w, "| Tahoe-LAFS | {} |", m.tahoe);
     let _ = writeln!(w, "| steward | {} (release build) |", m.steward_rev);
+    let tree = match &res.tree_reused_from {
+        Some(when) => format!(
+            "the tree was reused from the kept grid (built {when} in {:.0} s)",
+            res.build_secs
+        ),
+        None => format!("of which building the tree {:.0} s", res.build_secs),
+    };
     let _ = writeln!(
         w,
-        "| Duration | {:.1} min, of which building the tree {:.0} s (before that, `cargo build --release -p steward`: {:.0} s) |",
+        "| Duration | {:.1} min, {tree} (before that, `cargo build --release -p steward`: {:.0} s) |",
         res.elapsed.as_secs_f64() / 60.0,
-        res.build_secs,
         res.build_steward_secs
     );
     let _ = writeln!(

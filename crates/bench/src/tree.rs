@@ -23,7 +23,7 @@ const FILES_IN_INNER: u64 = 4;
 /// Most subdirectories per directory.
 const MAX_SUBDIRS: u64 = 10;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Chk,
     Lit,
@@ -45,7 +45,7 @@ struct DirPlan {
 }
 
 /// Counts of what a tree holds.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub dirs: u64,
     pub immutable_dirs: u64,
@@ -187,7 +187,7 @@ impl Plan {
 }
 
 /// A tree built on a grid.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Built {
     /// Write cap of the root directory.
     pub cap: String,
