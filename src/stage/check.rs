@@ -35,7 +35,10 @@ pub fn strongest_cap(u: &ObjectUnit) -> Option<Cap> {
     let mut best = parse(&u.cap);
     if best.as_ref().map(Cap::authority) != Some(Authority::Write) && u.repaircap != u.cap {
         if let Some(r) = parse(&u.repaircap) {
-            if best.as_ref().map_or(true, |b| r.authority() > b.authority()) {
+            if best
+                .as_ref()
+                .map_or(true, |b| r.authority() > b.authority())
+            {
                 best = Some(r);
             }
         }

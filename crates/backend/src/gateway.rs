@@ -673,7 +673,11 @@ mod tests {
 
     #[test]
     fn status_errors_map_to_codes_and_hide_caps() {
-        let e = status_error(410, "UnrecoverableFileError: the directory\nmore", &"SI abc");
+        let e = status_error(
+            410,
+            "UnrecoverableFileError: the directory\nmore",
+            &"SI abc",
+        );
         assert_eq!(e.code, ErrorCode::Unrecoverable);
         assert!(!e.message.contains('\n'));
         let e = status_error(405, "", &"x");

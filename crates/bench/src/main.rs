@@ -613,9 +613,12 @@ struct BuiltTree {
     #[serde(skip)]
     reused_from: Option<String>,
     root: String,
-    parts: Vec<(String, tree::Built)>,
+    parts: NamedParts,
     total: tree::Counts,
 }
+
+/// The parts of a built tree, by name.
+type NamedParts = Vec<(String, tree::Built)>;
 
 /// The saved [`BuiltTree`], in the grid directory.
 const TREE_FILE: &str = "bench-tree.json";
@@ -703,10 +706,7 @@ impl BuiltTree {
     }
 }
 
-fn build_tree(
-    grid: &Grid,
-    parts: &Parts,
-) -> Result<(String, Vec<(String, tree::Built)>, tree::Counts)> {
+fn build_tree(grid: &Grid, parts: &Parts) -> Result<(String, NamedParts, tree::Counts)> {
     let mut specs: Vec<(String, u64)> = vec![
         ("dc".into(), parts.dc),
         ("verify".into(), parts.verify),
