@@ -54,6 +54,12 @@ impl RequestKind {
         }
     }
 
+    /// One kind of request a backend sends to a storage server (`n`: the
+    /// backend's own numbering), for a [`Pace`] per server.
+    pub const fn storage(n: u8) -> RequestKind {
+        RequestKind(100 + n as u16)
+    }
+
     /// A check-and-repair of `cap`.
     pub fn repair(cap: &Cap) -> RequestKind {
         RequestKind(if cap.is_mutable() { 5 } else { 4 })
@@ -98,6 +104,11 @@ pub struct Permit<'a> {
 }
 
 impl Permit<'_> {
+    /// Time since the permit was given.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// The request succeeded: count its latency.
     pub fn done(mut self) {
         self.done = true;
@@ -152,6 +163,21 @@ impl Pace {
             max,
             adaptive,
         }
+    }
+
+    /// Starts adaptive growth at `start` requests in flight instead of one
+    /// (at most the maximum). For servers where opening a connection costs
+    /// round trips (a new TLS connection per extra request in flight):
+    /// growing from one would open connections one doubling at a time. The
+    /// baselines are still the lowest latencies seen, and are measured
+    /// again at one request in flight every so often.
+    pub fn starting_at(self, start: usize) -> Pace {
+        if self.adaptive {
+            let mut s = self.state.lock().unwrap();
+            s.limit = start.clamp(1, self.max) as f64;
+            s.saved_limit = s.limit;
+        }
+        self
     }
 
     /// The current limit.
@@ -237,13 +263,23 @@ impl Pace {
             return;
         }
         let mean = s.ratios.iter().sum::<f64>() / s.ratios.len() as f64;
+        // The typical request of the round: a few slow ones (an object
+        // needing more round trips, a server opening a new connection)
+        // lift the mean but not the median; a queue lifts both.
+        s.ratios.sort_by(f64::total_cmp);
+        let median = s.ratios[s.ratios.len() / 2];
         s.ratios.clear();
         let queued = s.limit * (1.0 - 1.0 / mean.max(1.0));
-        if queued < 0.5 {
-            // Nothing queued: grow fast, as TCP's slow start does.
+        if s.slow_start {
+            // Grow fast, as TCP's slow start does, until the typical
+            // request waits in a queue.
+            if median < Self::TOLERANCE {
+                s.limit *= 2.0;
+            } else {
+                s.slow_start = false;
+            }
+        } else if queued < 0.5 {
             s.limit *= 2.0;
-        } else if s.slow_start {
-            s.slow_start = false;
         } else if mean < Self::TOLERANCE {
             // Latencies within the spread a far grid shows without any
             // queue (some checks take more round trips than others): keep
@@ -300,6 +336,25 @@ mod tests {
             32,
             "not adaptive: the maximum"
         );
+    }
+
+    #[test]
+    fn a_far_server_with_slow_outliers_is_still_ramped_up_fast() {
+        // 100 ms away, one request in five takes two round trips more (a
+        // new connection): the mean is 1.4 x the baseline with no queue at
+        // all. Slow start must not end on that.
+        let p = Pace::new(64, true);
+        for n in 0..200 {
+            let c = p.limit().max(1) as f64;
+            let outlier = n % 5 == 4;
+            let latency = 0.100 * if outlier { 3.0 } else { 1.0 } + c * 0.0005;
+            let mut s = p.state.lock().unwrap();
+            p.record(&mut s, RequestKind(1), latency);
+        }
+        // 1 + 2 + 4 + 8 + 16 + 32 = 63 samples reach 64 in slow start; at
+        // 64 the 0.5 ms per request in flight is a real queue (32 ms), so
+        // it may give back a little after that.
+        assert!(p.limit() >= 56, "{}", p.limit());
     }
 
     #[tokio::test]
