@@ -29,9 +29,10 @@ pub struct GridArgs {
     /// reset, 502/503/504, timeout), with exponential backoff.
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub retries: u32,
-    /// Keep exactly --jobs requests in flight per gateway, instead of
+    /// Keep exactly --jobs requests in flight per gateway (and, with
+    /// --backend native, --per-server per storage server), instead of
     /// finding the best number below it (steward measures latencies and
-    /// backs off when the gateway only queues requests).
+    /// backs off when a server only queues requests).
     #[arg(long = "fixed-jobs")]
     pub fixed_jobs: bool,
 }
@@ -61,8 +62,10 @@ pub struct BackendArgs {
     /// file (default: the node directory's private/secret).
     #[arg(long = "lease-secret", value_name = "FILE")]
     pub lease_secret: Option<PathBuf>,
-    /// With --backend native: requests in flight to one storage server.
-    #[arg(long = "per-server", value_name = "N", default_value_t = 8)]
+    /// With --backend native: the most requests in flight to one storage
+    /// server (steward finds the best number below it from the latencies
+    /// it sees, unless --fixed-jobs).
+    #[arg(long = "per-server", value_name = "N", default_value_t = 64)]
     pub per_server: usize,
 }
 
@@ -94,6 +97,7 @@ impl BackendArgs {
             BackendArg::Native => {
                 let mut nopts = steward_native::NativeOptions {
                     per_server_in_flight: self.per_server.max(1),
+                    adaptive: !grid.fixed_jobs,
                     ..Default::default()
                 };
                 if let Some(f) = &self.lease_secret {

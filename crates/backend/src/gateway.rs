@@ -364,6 +364,14 @@ impl Gateway {
                 Err(e) => Err(transport_error(&e, &ep.base, what)),
             };
             drop(guard);
+            tracing::debug!(
+                gateway = %ep.base,
+                ?kind,
+                ms = permit.elapsed().as_millis() as u64,
+                limit = ep.pace.limit(),
+                ok = outcome.is_ok(),
+                "request answered"
+            );
             match outcome {
                 Ok(answer) => {
                     permit.done();

@@ -57,9 +57,12 @@
 //!   certificate**: Tahoe's certificates are X.509 version 1, which webpki
 //!   refuses. See [`tls`].
 //! * **Concurrency**: every server is asked at once for each object; each
-//!   server's [`tokio::sync::Semaphore`] bounds the requests in flight to it
-//!   over all objects being checked concurrently
-//!   ([`NativeOptions::per_server_in_flight`]).
+//!   server has its own adaptive limit on requests in flight over all
+//!   objects being checked ([`steward_backend::pace::Pace`], the one the
+//!   gateway client uses): on loopback the servers' CPU is the limit and a
+//!   few in flight keep them busy, at 100 ms round trips it takes dozens;
+//!   [`NativeOptions::per_server_in_flight`] is the most it may reach
+//!   (exactly that with `adaptive: false`).
 //! * **Cheap mutable checks**: one ranged read per share (the first 1,000
 //!   bytes for SDMF, as Tahoe's check mode reads, 2,500 for MDMF, where the
 //!   key and signature sit behind the encrypted private key) gives the
@@ -117,8 +120,13 @@ use steward_cap::{Authority, Cap, Format, StorageIndex};
 /// How to talk to the storage servers.
 #[derive(Clone)]
 pub struct NativeOptions {
-    /// Requests in flight to one server at most, over all objects (default 8).
+    /// Requests in flight to one server at most, over all objects
+    /// (default 64).
     pub per_server_in_flight: usize,
+    /// Find the best number of requests in flight to each server below
+    /// `per_server_in_flight` from the latencies seen (default), or keep
+    /// exactly that many.
+    pub adaptive: bool,
     /// Time allowed for one request, connection included (default 20 s).
     pub timeout: Duration,
     /// Attempts after the first for a transient failure (default 2).
@@ -138,7 +146,8 @@ pub struct NativeOptions {
 impl Default for NativeOptions {
     fn default() -> Self {
         NativeOptions {
-            per_server_in_flight: 8,
+            per_server_in_flight: 64,
+            adaptive: true,
             timeout: Duration::from_secs(20),
             retries: 2,
             backoff: Duration::from_millis(100),
@@ -152,6 +161,7 @@ impl fmt::Debug for NativeOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NativeOptions")
             .field("per_server_in_flight", &self.per_server_in_flight)
+            .field("adaptive", &self.adaptive)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("backoff", &self.backoff)

@@ -12,8 +12,8 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use steward_backend::pace::{Pace, RequestKind};
 use steward_cap::StorageIndex;
-use tokio::sync::Semaphore;
 
 const CBOR: &str = "application/cbor";
 
@@ -68,7 +68,8 @@ pub struct Server {
     client: reqwest::Client,
     auth: HeaderValue,
     pin: Arc<PinState>,
-    permits: Semaphore,
+    /// Requests in flight to this server, adaptive (see the crate doc).
+    pace: Pace,
     health: Mutex<Health>,
     requests: AtomicU32,
     in_flight: AtomicU32,
@@ -78,6 +79,17 @@ pub struct Server {
     backoff: Duration,
     set_aside: Duration,
 }
+
+/// The kinds of request sent to a server, each with its own latency
+/// baseline in the server's [`Pace`].
+const LIST_SHARES: RequestKind = RequestKind::storage(0);
+const READ_MUTABLE: RequestKind = RequestKind::storage(1);
+const ADD_LEASE: RequestKind = RequestKind::storage(2);
+const VERSION: RequestKind = RequestKind::storage(3);
+/// Requests in flight to a server at first: each one needs its own HTTPS
+/// connection, and at 100 ms round trips opening one costs about three,
+/// so they are opened together rather than one doubling at a time.
+const INITIAL_IN_FLIGHT: usize = 8;
 
 impl Server {
     pub fn new(info: ServerInfo, opts: &NativeOptions) -> Result<Server, String> {
@@ -106,7 +118,8 @@ impl Server {
             client,
             auth,
             pin,
-            permits: Semaphore::new(opts.per_server_in_flight.max(1)),
+            pace: Pace::new(opts.per_server_in_flight.max(1), opts.adaptive)
+                .starting_at(INITIAL_IN_FLIGHT),
             health: Mutex::new(Health {
                 consecutive_failures: 0,
                 down_until: None,
@@ -197,6 +210,7 @@ impl Server {
     async fn request(
         &self,
         method: Method,
+        kind: RequestKind,
         path: &str,
         extra: &[(&'static str, String)],
     ) -> Result<(StatusCode, Vec<u8>), Failure> {
@@ -209,11 +223,7 @@ impl Server {
                 )));
             }
             let outcome = {
-                let _permit = self
-                    .permits
-                    .acquire()
-                    .await
-                    .expect("semaphore never closed");
+                let permit = self.pace.acquire(kind).await;
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
                 self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
@@ -226,7 +236,7 @@ impl Server {
                 for (k, v) in extra {
                     req = req.header(*k, v.as_str());
                 }
-                match req.send().await {
+                let answer = match req.send().await {
                     Ok(resp) => {
                         let status = resp.status();
                         match resp.bytes().await {
@@ -235,7 +245,20 @@ impl Server {
                         }
                     }
                     Err(e) => Err(describe(&e, self.timeout)),
+                };
+                tracing::debug!(
+                    server = %self.info.describe(),
+                    ?kind,
+                    ms = permit.elapsed().as_millis() as u64,
+                    limit = self.pace.limit(),
+                    ok = answer.is_ok(),
+                    "request answered"
+                );
+                // Only answers count towards the latency baseline.
+                if answer.is_ok() {
+                    permit.done();
                 }
+                answer
             };
             let transient = match outcome {
                 Ok((status, body)) => {
@@ -286,7 +309,7 @@ impl Server {
         si: &StorageIndex,
     ) -> Result<BTreeSet<u32>, Failure> {
         let path = format!("/storage/v1/{}/{si}/shares", kind.path());
-        let (status, body) = self.request(Method::GET, &path, &[]).await?;
+        let (status, body) = self.request(Method::GET, LIST_SHARES, &path, &[]).await?;
         if status != StatusCode::OK {
             return Err(self.bad("a share listing", format!("HTTP {}", status.as_u16())));
         }
@@ -307,7 +330,12 @@ impl Server {
         let path = format!("/storage/v1/mutable/{si}/{shnum}");
         let header = format!("bytes={}-{}", range.start, range.end - 1);
         let (status, mut body) = self
-            .request(Method::GET, &path, &[(RANGE.as_str(), header)])
+            .request(
+                Method::GET,
+                READ_MUTABLE,
+                &path,
+                &[(RANGE.as_str(), header)],
+            )
             .await?;
         match status.as_u16() {
             206 => Ok(body),
@@ -343,7 +371,9 @@ impl Server {
                 format!("lease-cancel-secret {}", BASE64.encode(cancel)),
             ),
         ];
-        let (status, _) = self.request(Method::PUT, &path, &headers).await?;
+        let (status, _) = self
+            .request(Method::PUT, ADD_LEASE, &path, &headers)
+            .await?;
         match status.as_u16() {
             200 | 204 => Ok(true),
             404 => Ok(false),
@@ -355,7 +385,7 @@ impl Server {
     /// pinned one).
     pub async fn probe(&self) -> Result<(), Failure> {
         let (status, _) = self
-            .request(Method::GET, "/storage/v1/version", &[])
+            .request(Method::GET, VERSION, "/storage/v1/version", &[])
             .await?;
         if status != StatusCode::OK {
             return Err(self.bad("its version request", format!("HTTP {}", status.as_u16())));
