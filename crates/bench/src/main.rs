@@ -826,6 +826,37 @@ fn has_native(ctx: &Ctx) -> bool {
         .unwrap_or(false)
 }
 
+/// `steward deep-check --backend native`: listings through `gateway`,
+/// checks straight to the storage servers found in `node_dir`.
+fn native_deep_check<'a>(
+    ctx: &'a Ctx,
+    gateway: &'a str,
+    node_dir: PathBuf,
+    cap: &'a str,
+) -> Job<'a> {
+    Job::new(
+        "steward deep-check --backend native",
+        Tool::Steward,
+        1,
+        move || {
+            let mut c = steward_cmd(
+                ctx,
+                &[
+                    "deep-check",
+                    "-q",
+                    "--backend",
+                    "native",
+                    "--gateway",
+                    gateway,
+                    "-d",
+                ],
+            );
+            c.arg(&node_dir).arg(cap);
+            c
+        },
+    )
+}
+
 /// Writes a manifest of `cap` with `caps` (read|verify) caps to `path`.
 fn make_manifest(ctx: &Ctx, gateway: &str, cap: &str, caps: &str, path: &Path) -> Result<()> {
     let _ = fs::remove_file(path);
@@ -963,6 +994,7 @@ fn loopback_and_slow(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
                 })
                 .lines(),
             );
+            jobs.push(native_deep_check(ctx, &gw0, gwdir.clone(), &dc.cap));
             jobs.push(
                 Job::new(
                     "steward check --backend native (verify caps)",
@@ -1126,6 +1158,7 @@ fn loopback_and_slow(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
                 make_manifest(ctx, &gw0, &p.cap, "verify", &vm)?;
                 let gwdir = grid.gateway_dir().to_path_buf();
                 let vm = vm.clone();
+                jobs.push(native_deep_check(ctx, &gw0, gwdir.clone(), &p.cap));
                 jobs.push(
                     Job::new(
                         "steward check --backend native (verify caps)",
@@ -1141,6 +1174,26 @@ fn loopback_and_slow(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
                     .lines(),
                 );
             }
+            // How many connections each run opened to the storage servers
+            // (through the proxies): Tahoe's gateway keeps 10 idle HTTPS
+            // connections per server and opens a new one (TCP + TLS, about
+            // three round trips) for every request beyond those in flight.
+            let seen = std::cell::Cell::new(0usize);
+            let jobs = jobs
+                .into_iter()
+                .map(|j| {
+                    let seen = &seen;
+                    let delay = &delay;
+                    j.prep(move || {
+                        seen.set(delay.accepted());
+                        Ok(())
+                    })
+                    .post(move |_| {
+                        let made = delay.accepted() - seen.get();
+                        Ok(format!("{made} connections opened to the storage servers"))
+                    })
+                })
+                .collect();
             res.groups.push(run_group(
                 ctx,
                 &procs,

@@ -591,7 +591,7 @@ pub fn render(res: &Results) -> String {
         }
         let _ = writeln!(
             w,
-            "| RTT | Objects (part) | Tool | Wall s | obj/s | vs Tahoe | Gateway 0 CPU | Storage CPU | Client CPU |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+            "| RTT | Objects (part) | Tool | Wall s | obj/s | vs Tahoe | Gateway 0 CPU | Storage CPU | Client CPU | Connections to the storage servers (last run) |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"
         );
         for g in &slow {
             let Section::Slow { rtt_ms } = g.section else {
@@ -601,7 +601,7 @@ pub fn render(res: &Results) -> String {
                 let s = e.median();
                 let _ = writeln!(
                     w,
-                    "| {rtt_ms} ms | {} ({}) | `{}` | {} | {} | {} | {} | {} | {} |",
+                    "| {rtt_ms} ms | {} ({}) | `{}` | {} | {} | {} | {} | {} | {} | {} |",
                     g.objects,
                     g.scope,
                     e.label,
@@ -621,10 +621,20 @@ pub fn render(res: &Results) -> String {
                     s.map(|s| format!("{} s", secs(s.storage_cpu())))
                         .unwrap_or_default(),
                     s.map(|s| format!("{} s", secs(s.cpu))).unwrap_or_default(),
+                    e.note
+                        .as_deref()
+                        .map(|n| n.trim_end_matches(" connections opened to the storage servers"))
+                        .unwrap_or_default(),
                 );
             }
         }
         let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "Connections: TCP connections the proxies accepted during the run (each is a new HTTPS connection: TCP and TLS handshakes, about three round trips before its first request). \
+             Tahoe's gateway keeps at most 10 idle connections per storage server (`maxPersistentPerHost = 10` in allmydata/storage/http_client.py) and closes the others after their answer, so with more than 10 requests in flight to a server it opens new connections over and over; \
+             the native backend keeps one connection per request in flight and reuses them.\n"
+        );
     }
     match &res.native {
         Some(n) if n == "available" => {}
