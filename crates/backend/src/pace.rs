@@ -69,6 +69,8 @@ impl RequestKind {
 struct State {
     limit: f64,
     in_flight: usize,
+    /// Directory listings waiting for a place (they go first).
+    urgent_waiting: usize,
     /// Lowest latency seen per kind: the "no queue" baseline.
     base: HashMap<RequestKind, f64>,
     /// Samples since the baselines were last measured.
@@ -89,7 +91,9 @@ struct State {
 /// An adaptive limit on requests in flight (see the module doc).
 pub struct Pace {
     state: Mutex<State>,
+    /// Wakes waiting checks; `notify_urgent` wakes waiting listings.
     notify: Notify,
+    notify_urgent: Notify,
     min: usize,
     max: usize,
     adaptive: bool,
@@ -124,6 +128,29 @@ impl Drop for Permit<'_> {
     }
 }
 
+/// A listing counted as waiting; uncounted if its `acquire` is dropped
+/// before it got a place (and the checks it held back are woken).
+struct Waiting<'a> {
+    pace: &'a Pace,
+    counted: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            let (room, urgent) = {
+                let mut s = self.pace.state.lock().unwrap();
+                s.urgent_waiting -= 1;
+                (
+                    (s.limit.floor().max(1.0) as usize).saturating_sub(s.in_flight),
+                    s.urgent_waiting,
+                )
+            };
+            self.pace.wake(room, urgent);
+        }
+    }
+}
+
 impl Pace {
     /// Fewer queued requests than this: raise the limit.
     pub const LOW: f64 = 2.0;
@@ -150,6 +177,7 @@ impl Pace {
             state: Mutex::new(State {
                 limit: if adaptive { 1.0 } else { max as f64 },
                 in_flight: 0,
+                urgent_waiting: 0,
                 base: HashMap::new(),
                 base_samples: 0,
                 probe_left: 0,
@@ -159,6 +187,7 @@ impl Pace {
                 slow_start: true,
             }),
             notify: Notify::new(),
+            notify_urgent: Notify::new(),
             min: 1,
             max,
             adaptive,
@@ -186,17 +215,39 @@ impl Pace {
     }
 
     /// Wait for room for one more request.
+    ///
+    /// Directory listings ([`RequestKind::LIST`]) go before everything
+    /// else waiting: each one unlocks more work, and on a far grid a
+    /// listing queued behind a round of checks lengthens the walk's
+    /// critical path (one listing per level of the tree) by a round trip
+    /// per level.
     pub async fn acquire(&self, kind: RequestKind) -> Permit<'_> {
+        let urgent = kind == RequestKind::LIST;
+        let mut waiting = Waiting {
+            pace: self,
+            counted: false,
+        };
         loop {
             // Registered before looking, so that a release in between is
             // not missed.
-            let notified = self.notify.notified();
+            let notified = if urgent {
+                self.notify_urgent.notified()
+            } else {
+                self.notify.notified()
+            };
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut s = self.state.lock().unwrap();
-                if (s.in_flight as f64) < s.limit.floor().max(1.0) {
+                let places = s.limit.floor().max(1.0) as usize;
+                // A check leaves room for the listings waiting.
+                let ahead = if urgent { 0 } else { s.urgent_waiting };
+                if s.in_flight + ahead < places {
                     s.in_flight += 1;
+                    if waiting.counted {
+                        s.urgent_waiting -= 1;
+                        waiting.counted = false;
+                    }
                     return Permit {
                         pace: self,
                         kind,
@@ -204,23 +255,39 @@ impl Pace {
                         done: false,
                     };
                 }
+                if urgent && !waiting.counted {
+                    s.urgent_waiting += 1;
+                    waiting.counted = true;
+                }
             }
             notified.await;
         }
     }
 
     fn release(&self, sample: Option<(RequestKind, Duration)>) {
-        let room = {
+        let (room, urgent) = {
             let mut s = self.state.lock().unwrap();
             s.in_flight -= 1;
             if let (true, Some((kind, latency))) = (self.adaptive, sample) {
                 self.record(&mut s, kind, latency.as_secs_f64().max(1e-6));
             }
-            (s.limit.floor().max(1.0) as usize).saturating_sub(s.in_flight)
+            (
+                (s.limit.floor().max(1.0) as usize).saturating_sub(s.in_flight),
+                s.urgent_waiting,
+            )
         };
-        // Wake as many waiters as there are places, not all of them.
-        for _ in 0..room {
-            self.notify.notify_one();
+        self.wake(room, urgent);
+    }
+
+    /// Wakes as many waiters as there are places, listings first, not all
+    /// of them.
+    fn wake(&self, room: usize, urgent: usize) {
+        for i in 0..room {
+            if i < urgent {
+                self.notify_urgent.notify_one();
+            } else {
+                self.notify.notify_one();
+            }
         }
     }
 
@@ -355,6 +422,48 @@ mod tests {
         // 64 the 0.5 ms per request in flight is a real queue (32 ms), so
         // it may give back a little after that.
         assert!(p.limit() >= 56, "{}", p.limit());
+    }
+
+    #[tokio::test]
+    async fn listings_go_before_waiting_checks() {
+        let p = std::sync::Arc::new(Pace::new(1, false));
+        let held = p.acquire(RequestKind(1)).await;
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, kind) in [RequestKind(1), RequestKind(1), RequestKind::LIST]
+            .into_iter()
+            .enumerate()
+        {
+            let (p, order) = (p.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let permit = p.acquire(kind).await;
+                order.lock().unwrap().push(i);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                permit.done();
+            }));
+            // The checks start waiting first.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(order.lock().unwrap()[0], 2, "the listing first");
+        assert_eq!(order.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_gives_up_waiting_does_not_hold_back_checks() {
+        let p = Pace::new(1, false);
+        let held = p.acquire(RequestKind(1)).await;
+        // A listing waits, then is cancelled.
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(20), p.acquire(RequestKind::LIST)).await;
+        assert!(gave_up.is_err());
+        drop(held);
+        let check =
+            tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind(1))).await;
+        assert!(check.is_ok(), "the place is free for a check");
     }
 
     #[tokio::test]
