@@ -1130,6 +1130,9 @@ fn loopback_and_slow(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
                 Job::new("steward deep-check", Tool::Steward, 1, || {
                     steward_cmd(ctx, &["deep-check", "-q", "--gateway", &gw0, &p.cap])
                 }),
+                Job::new("steward deep-check, 2 gateways", Tool::Steward, 2, || {
+                    steward_cmd(ctx, &["deep-check", "-q", "--gateway", &gw01, &p.cap])
+                }),
             ];
             if fixed_jobs {
                 // Diagnostic: is the adaptive number of requests in flight
