@@ -115,6 +115,22 @@ fn met_text(m: Option<bool>) -> &'static str {
     }
 }
 
+/// The ratios of the same walk spread over more connection pools (two
+/// gateways, or the storage servers directly), as "`label` 1.23x".
+fn other_configurations(g: &Group) -> Vec<String> {
+    [
+        "steward deep-check, 2 gateways",
+        "steward deep-check --backend native",
+    ]
+    .iter()
+    .filter_map(|l| {
+        g.entry(l)
+            .and_then(|e| ratio(g, e))
+            .map(|r| format!("`{l}` {r:.2}x"))
+    })
+    .collect()
+}
+
 fn targets(res: &Results) -> Vec<Target> {
     let mut t = Vec::new();
     let dc = loopback(res, "deep-check");
@@ -145,17 +161,7 @@ fn targets(res: &Results) -> Vec<Target> {
         let r = g.entry("steward deep-check").and_then(|e| ratio(g, e));
         // The same walk in the other configurations, for the record: the
         // target is judged on one gateway's deep-check.
-        let others: Vec<String> = [
-            "steward deep-check, 2 gateways",
-            "steward deep-check --backend native",
-        ]
-        .iter()
-        .filter_map(|l| {
-            g.entry(l)
-                .and_then(|e| ratio(g, e))
-                .map(|r| format!("`{l}` {r:.2}x"))
-        })
-        .collect();
+        let others = other_configurations(g);
         t.push(Target {
             what: format!("RTT {rtt_ms} ms: deep-check >= {want:.0}x Tahoe's throughput"),
             measured: r
@@ -876,17 +882,7 @@ fn notes(res: &Results) -> Vec<String> {
             ),
             _ => String::new(),
         };
-        let alternatives: Vec<String> = [
-            "steward deep-check, 2 gateways",
-            "steward deep-check --backend native",
-        ]
-        .iter()
-        .filter_map(|l| {
-            g.entry(l)
-                .and_then(|e| ratio(g, e))
-                .map(|r| format!("`{l}` {r:.2}x"))
-        })
-        .collect();
+        let alternatives = other_configurations(g);
         let alternatives = if alternatives.is_empty() {
             String::new()
         } else {
