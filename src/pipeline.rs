@@ -1,7 +1,9 @@
 //! Wiring stages to files and checkpoints: what `steward manifest -o FILE`
 //! (and later `check`, `repair`, `deep-check`) does before and after the
 //! stage runs: decide between a fresh run, a resume and a refusal, open the
-//! output at the right length, and run the stage.
+//! output at the right length, and run the stage. A one-shot deep check
+//! runs one chain of stages, joined either by channels or by followed files
+//! ([`DeepCheckOutput`]).
 
 use crate::error::{Error, Result};
 use crate::input::{Committed, LineSource};
@@ -12,10 +14,11 @@ use crate::output::Output;
 use crate::stage::traverse::{
     listing_cap, root_identity, Traversal, TraverseCounts, TraverseOptions, TraverseSummary,
 };
-use crate::stage::{run_mapped, Checkpointing, Observer, StageInput, StageSummary};
+use crate::stage::{run_mapped, Checkpointing, Observer, Op, StageInput, StageSummary};
 use crate::unit::Unit;
 use crate::unit::UnitSink;
-use std::path::Path;
+use futures::future::OptionFuture;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use steward_backend::Backend;
 use steward_cap::{Authority, Cap};
@@ -296,13 +299,16 @@ pub async fn run_file_stage(
 /// The files of a resumable one-shot deep check: the final units in `FILE`,
 /// the manifest and (with repair) the check units beside it, each with its
 /// own checkpoint.
-pub fn deep_check_files(output: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let side = |suffix: &str| {
-        let mut s = output.as_os_str().to_owned();
-        s.push(suffix);
-        std::path::PathBuf::from(s)
-    };
-    (side(".manifest"), side(".check"))
+pub fn deep_check_files(output: &Path) -> (PathBuf, PathBuf) {
+    (beside(output, "manifest"), beside(output, "check"))
+}
+
+/// `FILE.stage`: where a resumable deep check keeps the units of `stage`.
+fn beside(output: &Path, stage: &str) -> PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".");
+    s.push(stage);
+    PathBuf::from(s)
 }
 
 /// What a one-shot deep check runs.
@@ -313,9 +319,23 @@ pub struct DeepCheck {
     pub checker: crate::stage::check::Checker,
     pub check_jobs: usize,
     pub repairer: Option<crate::stage::repair::Repairer>,
-    /// Final units file (resumable); `None`: the units go to `sink`.
-    pub output: Option<std::path::PathBuf>,
-    pub restart: bool,
+}
+
+/// Where the final units of a one-shot deep check go, which decides how its
+/// stages are joined.
+pub enum DeepCheckOutput<'a> {
+    /// To `sink`, with the stages joined by bounded channels: one run, not
+    /// resumable.
+    Sink(&'a mut dyn UnitSink),
+    /// To the file `path` (mode 0600), with each stage writing its own
+    /// checkpointed file ([`deep_check_files`]) and the next following it as
+    /// it is committed, so the whole run resumes after a crash. The caller
+    /// reads the final units from `path`.
+    File {
+        path: &'a Path,
+        /// Forget every checkpoint of the run and start over.
+        restart: bool,
+    },
 }
 
 /// What a one-shot deep check did.
@@ -336,173 +356,264 @@ impl Observer for Counting {
 }
 
 /// Run traversal, check and (optionally) repair as concurrent stages of one
-/// process. Without an output file they are joined by bounded channels and
-/// the final units go to `sink`; with one, each stage writes its own
-/// checkpointed file and the next follows it as it is committed, so the
-/// whole run resumes after a crash.
+/// process, each handing its units to the next as `output` decides: through
+/// bounded channels, or through checkpointed files.
 pub async fn deep_check(
     plan: DeepCheck,
     root: &Cap,
+    output: DeepCheckOutput<'_>,
     stop: watch::Receiver<bool>,
-    sink: &mut dyn UnitSink,
+    observer: &mut dyn Observer,
+    on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
+) -> Result<DeepCheckSummary> {
+    match output {
+        DeepCheckOutput::Sink(sink) => {
+            let transport = Channels { sink };
+            run_chain(transport, plan, root, stop, observer, on_progress).await
+        }
+        DeepCheckOutput::File { path, restart } => {
+            if restart {
+                let (manifest_path, check_path) = deep_check_files(path);
+                for p in [path, manifest_path.as_path(), check_path.as_path()] {
+                    remove_checkpoint(&checkpoint_path(p))?;
+                }
+            }
+            let transport = Files {
+                output: path,
+                restart,
+            };
+            run_chain(transport, plan, root, stop, observer, on_progress).await
+        }
+    }
+}
+
+/// The stages of a deep check: traverse -> check -> (repair) -> the final
+/// units, joined by `transport`. The last stage reports its units to
+/// `observer`; a check stage followed by repair only counts.
+async fn run_chain<T: Transport>(
+    transport: T,
+    plan: DeepCheck,
+    root: &Cap,
+    stop: watch::Receiver<bool>,
     observer: &mut dyn Observer,
     on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
 ) -> Result<DeepCheckSummary> {
     use crate::stage::check::tally_check;
-    let check_op = plan.checker.clone().into_op();
-    let repair_op = plan.repairer.clone().map(|r| r.into_op());
-    match &plan.output {
-        None => {
-            let (tx_m, rx_m) = mpsc::channel::<Unit>(1024);
-            let traverse = async {
-                let mut chan = ChannelSink(tx_m);
-                let t =
-                    Traversal::new(plan.lister.clone(), root, plan.traverse.clone(), None, None)?;
-                t.run(&mut chan, stop.clone(), on_progress).await
+    let (manifest_out, manifest_in) = transport.link("manifest");
+    let repair_link = plan.repairer.as_ref().map(|r| (r, transport.link("check")));
+    let last = transport.end();
+    let mut counting = Counting(tally_check);
+    let (check_out, check_observer, repair) = match repair_link {
+        None => (last, observer, None),
+        Some((repairer, (check_out, repair_in))) => {
+            let repair = MappedStage {
+                name: "repair",
+                options: repairer.policy.checkpoint_key(),
+                op: repairer.clone().into_op(),
+                jobs: plan.check_jobs,
+                observer,
             };
-            match repair_op {
-                None => {
-                    let check = run_mapped(
-                        StageInput::Channel(rx_m),
-                        plan.check_jobs,
-                        &*check_op,
-                        sink,
-                        None,
-                        stop.clone(),
-                        observer,
-                    );
-                    let (t, c) = tokio::try_join!(traverse, check)?;
-                    Ok(DeepCheckSummary {
-                        traverse: t,
-                        check: c,
-                        repair: None,
-                    })
-                }
-                Some(rop) => {
-                    let (tx_c, rx_c) = mpsc::channel::<Unit>(1024);
-                    let check = async {
-                        let mut chan = ChannelSink(tx_c);
-                        run_mapped(
-                            StageInput::Channel(rx_m),
-                            plan.check_jobs,
-                            &*check_op,
-                            &mut chan,
-                            None,
-                            stop.clone(),
-                            &mut Counting(tally_check),
-                        )
-                        .await
-                    };
-                    let repair = run_mapped(
-                        StageInput::Channel(rx_c),
-                        plan.check_jobs,
-                        &*rop,
-                        sink,
-                        None,
-                        stop.clone(),
-                        observer,
-                    );
-                    let (t, c, r) = tokio::try_join!(traverse, check, repair)?;
-                    Ok(DeepCheckSummary {
-                        traverse: t,
-                        check: c,
-                        repair: Some(r),
-                    })
-                }
-            }
+            let repair = T::map(repair, repair_in, last, stop.clone());
+            (check_out, &mut counting as &mut dyn Observer, Some(repair))
         }
-        Some(out) => {
-            let (manifest_path, check_path) = deep_check_files(out);
-            if plan.restart {
-                for p in [out.as_path(), manifest_path.as_path(), check_path.as_path()] {
-                    remove_checkpoint(&checkpoint_path(p))?;
-                }
-            }
-            let (tx_m, rx_m) = watch::channel(Committed::default());
-            let traverse = manifest(
-                plan.lister.clone(),
-                root,
-                plan.traverse.clone(),
-                ManifestDest {
-                    path: Some(&manifest_path),
-                    restart: plan.restart,
-                    notify: Some(tx_m),
-                },
-                stop.clone(),
-                on_progress,
-            );
-            let check_options = plan.checker.checkpoint_key();
-            match repair_op {
-                None => {
-                    let check = run_file_stage(
-                        FileStage {
-                            stage: "check",
-                            options: check_options,
-                            input: Some(&manifest_path),
-                            follow: Some(rx_m),
-                            output: Some(out),
-                            restart: plan.restart,
-                            jobs: plan.check_jobs,
-                            notify: None,
-                        },
-                        &*check_op,
-                        stop.clone(),
-                        observer,
-                    );
-                    let (t, c) = tokio::try_join!(traverse, check)?;
-                    Ok(DeepCheckSummary {
-                        traverse: t,
-                        check: c,
-                        repair: None,
-                    })
-                }
-                Some(rop) => {
-                    let (tx_c, rx_c) = watch::channel(Committed::default());
-                    let mut counting = Counting(tally_check);
-                    let check = run_file_stage(
-                        FileStage {
-                            stage: "check",
-                            options: check_options,
-                            input: Some(&manifest_path),
-                            follow: Some(rx_m),
-                            output: Some(&check_path),
-                            restart: plan.restart,
-                            jobs: plan.check_jobs,
-                            notify: Some(tx_c),
-                        },
-                        &*check_op,
-                        stop.clone(),
-                        &mut counting,
-                    );
-                    let policy = plan
-                        .repairer
-                        .as_ref()
-                        .map(|r| r.policy.checkpoint_key())
-                        .unwrap_or_default();
-                    let repair = run_file_stage(
-                        FileStage {
-                            stage: "repair",
-                            options: policy,
-                            input: Some(&check_path),
-                            follow: Some(rx_c),
-                            output: Some(out),
-                            restart: plan.restart,
-                            jobs: plan.check_jobs,
-                            notify: None,
-                        },
-                        &*rop,
-                        stop.clone(),
-                        observer,
-                    );
-                    let (t, c, r) = tokio::try_join!(traverse, check, repair)?;
-                    Ok(DeepCheckSummary {
-                        traverse: t,
-                        check: c,
-                        repair: Some(r),
-                    })
-                }
-            }
+    };
+    let check = MappedStage {
+        name: "check",
+        options: plan.checker.checkpoint_key(),
+        op: plan.checker.clone().into_op(),
+        jobs: plan.check_jobs,
+        observer: check_observer,
+    };
+    let traverse = T::traverse(&plan, root, manifest_out, stop.clone(), on_progress);
+    let check = T::map(check, manifest_in, check_out, stop);
+    let repair = async { OptionFuture::from(repair).await.transpose() };
+    let (traverse, check, repair) = tokio::try_join!(traverse, check, repair)?;
+    Ok(DeepCheckSummary {
+        traverse,
+        check,
+        repair,
+    })
+}
+
+/// A check or repair stage of a deep check.
+struct MappedStage<'o> {
+    /// `check` or `repair`, as a file's checkpoint records it.
+    name: &'static str,
+    /// The options a resume from a file must match.
+    options: String,
+    op: Box<Op>,
+    jobs: usize,
+    observer: &'o mut dyn Observer,
+}
+
+/// How stage N's units reach stage N+1 of a deep check: the only thing in
+/// which the one-shot and the resumable run differ.
+trait Transport {
+    /// Where a stage writes: a link to the next stage, or the final units.
+    type Writer;
+    /// Where a stage reads: a link from the stage before.
+    type Reader;
+    /// A link from stage `from` (`manifest` or `check`) to the next.
+    fn link(&self, from: &str) -> (Self::Writer, Self::Reader);
+    /// Where the last stage writes.
+    fn end(self) -> Self::Writer;
+    async fn traverse(
+        plan: &DeepCheck,
+        root: &Cap,
+        out: Self::Writer,
+        stop: watch::Receiver<bool>,
+        on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
+    ) -> Result<TraverseSummary>;
+    async fn map(
+        stage: MappedStage<'_>,
+        input: Self::Reader,
+        out: Self::Writer,
+        stop: watch::Receiver<bool>,
+    ) -> Result<StageSummary>;
+}
+
+/// Bounded channels in memory; the final units go to `sink`.
+struct Channels<'s> {
+    sink: &'s mut dyn UnitSink,
+}
+
+/// The writing end of a channel (closed when the stage that owns it ends),
+/// or the final sink.
+enum ChannelWriter<'s> {
+    Next(ChannelSink),
+    Last(&'s mut dyn UnitSink),
+}
+
+impl ChannelWriter<'_> {
+    fn sink(&mut self) -> &mut dyn UnitSink {
+        match self {
+            ChannelWriter::Next(chan) => chan,
+            ChannelWriter::Last(sink) => &mut **sink,
         }
+    }
+}
+
+impl<'s> Transport for Channels<'s> {
+    type Writer = ChannelWriter<'s>;
+    type Reader = mpsc::Receiver<Unit>;
+
+    fn link(&self, _from: &str) -> (Self::Writer, Self::Reader) {
+        let (tx, rx) = mpsc::channel::<Unit>(1024);
+        (ChannelWriter::Next(ChannelSink(tx)), rx)
+    }
+    fn end(self) -> Self::Writer {
+        ChannelWriter::Last(self.sink)
+    }
+    async fn traverse(
+        plan: &DeepCheck,
+        root: &Cap,
+        mut out: Self::Writer,
+        stop: watch::Receiver<bool>,
+        on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
+    ) -> Result<TraverseSummary> {
+        let t = Traversal::new(plan.lister.clone(), root, plan.traverse.clone(), None, None)?;
+        t.run(out.sink(), stop, on_progress).await
+    }
+    async fn map(
+        stage: MappedStage<'_>,
+        input: Self::Reader,
+        mut out: Self::Writer,
+        stop: watch::Receiver<bool>,
+    ) -> Result<StageSummary> {
+        run_mapped(
+            StageInput::Channel(input),
+            stage.jobs,
+            &*stage.op,
+            out.sink(),
+            None,
+            stop,
+            stage.observer,
+        )
+        .await
+    }
+}
+
+/// Checkpointed files, each followed by the next stage as it is committed;
+/// the final units go to `output`, the others beside it.
+struct Files<'a> {
+    output: &'a Path,
+    restart: bool,
+}
+
+/// A file a stage writes (and checkpoints), telling the stage that follows
+/// it, if any, how much of it is committed.
+struct FileWriter {
+    path: PathBuf,
+    restart: bool,
+    notify: Option<watch::Sender<Committed>>,
+}
+
+/// A file an earlier stage is writing, read as it is committed.
+struct FileReader {
+    path: PathBuf,
+    follow: watch::Receiver<Committed>,
+}
+
+impl Transport for Files<'_> {
+    type Writer = FileWriter;
+    type Reader = FileReader;
+
+    fn link(&self, from: &str) -> (Self::Writer, Self::Reader) {
+        let path = beside(self.output, from);
+        let (tx, rx) = watch::channel(Committed::default());
+        let writer = FileWriter {
+            path: path.clone(),
+            restart: self.restart,
+            notify: Some(tx),
+        };
+        (writer, FileReader { path, follow: rx })
+    }
+    fn end(self) -> Self::Writer {
+        FileWriter {
+            path: self.output.to_path_buf(),
+            restart: self.restart,
+            notify: None,
+        }
+    }
+    async fn traverse(
+        plan: &DeepCheck,
+        root: &Cap,
+        out: Self::Writer,
+        stop: watch::Receiver<bool>,
+        on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
+    ) -> Result<TraverseSummary> {
+        let dest = ManifestDest {
+            path: Some(&out.path),
+            restart: out.restart,
+            notify: out.notify,
+        };
+        manifest(
+            plan.lister.clone(),
+            root,
+            plan.traverse.clone(),
+            dest,
+            stop,
+            on_progress,
+        )
+        .await
+    }
+    async fn map(
+        stage: MappedStage<'_>,
+        input: Self::Reader,
+        out: Self::Writer,
+        stop: watch::Receiver<bool>,
+    ) -> Result<StageSummary> {
+        let fs = FileStage {
+            stage: stage.name,
+            options: stage.options,
+            input: Some(&input.path),
+            follow: Some(input.follow),
+            output: Some(&out.path),
+            restart: out.restart,
+            jobs: stage.jobs,
+            notify: out.notify,
+        };
+        run_file_stage(fs, &*stage.op, stop, stage.observer).await
     }
 }
 
@@ -643,13 +754,12 @@ mod tests {
             },
             check_jobs: 16,
             repairer: None,
-            output: None,
-            restart: false,
         };
         let (_tx, stop) = watch::channel(false);
         let mut sink = Collect(vec![]);
         let mut obs = Counting(crate::stage::check::tally_check);
-        let run = deep_check(plan, &root, stop, &mut sink, &mut obs, &|_| {});
+        let output = DeepCheckOutput::Sink(&mut sink);
+        let run = deep_check(plan, &root, output, stop, &mut obs, &|_| {});
         let summary = tokio::time::timeout(std::time::Duration::from_secs(60), run)
             .await
             .expect("the pipeline finished (no deadlock)")

@@ -5,13 +5,12 @@ use super::common::{stop_signal, BackendArgs, CapsArg, GridArgs};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
 use steward::config;
 use steward::error::{Error, Exit};
 use steward::input::{parse_line, LineSource};
 use steward::output::Output;
-use steward::pipeline::{deep_check, DeepCheck};
+use steward::pipeline::{deep_check, DeepCheck, DeepCheckOutput};
 use steward::progress::Meter;
 use steward::report::Report;
 use steward::stage::repair::{tally_repair, RepairPolicy, Repairer};
@@ -71,10 +70,11 @@ pub struct DeepCheckArgs {
     pub backend: BackendArgs,
 }
 
-/// Hands the final units to the report (or to stdout with --raw).
+/// Hands the final units to the report (or to stdout with --raw), when
+/// they are not kept in a file.
 struct FinalSink {
     raw: Option<Output>,
-    report: Arc<Mutex<Report>>,
+    report: Report,
     meter: Meter,
 }
 
@@ -84,7 +84,7 @@ impl UnitSink for FinalSink {
         // The report always counts; it prints only when the units do not
         // go to standard output themselves.
         let mut buf = Vec::new();
-        self.report.lock().unwrap().add(&unit, &mut buf);
+        self.report.add(&unit, &mut buf);
         match &mut self.raw {
             Some(out) => out.write_line(&unit.to_line()),
             None => {
@@ -128,6 +128,25 @@ impl Observer for Progressing {
     fn bad_line(&mut self, _bad: &BadLine) {}
 }
 
+/// The report of the final units in `out`: made from the whole file, which
+/// a resumed run only partly produced. With `raw` it only counts (for the
+/// exit code): the units are the output.
+async fn report_of_file(out: &Path, repair: bool, raw: bool) -> Result<Report, Error> {
+    let mut src = LineSource::open(Some(out)).await?;
+    let mut rep = Report::new(repair, true);
+    let mut print: Box<dyn Write> = if raw {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    while let Some(line) = src.next_line().await? {
+        if let Ok(Some(u)) = parse_line(&line) {
+            rep.add(&u, &mut print);
+        }
+    }
+    Ok(rep)
+}
+
 pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
     let gateway = a.grid.gateway(a.jobs).await?;
@@ -141,7 +160,6 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     let meter = Meter::bar(enabled, Some(1), "objects");
     let m2 = meter.clone();
     let on_progress = move |c: TraverseCounts| m2.set_length(c.objects.max(1));
-    let report = Arc::new(Mutex::new(Report::new(a.repair, !enabled)));
     let plan = DeepCheck {
         lister: gateway.clone(),
         traverse: TraverseOptions {
@@ -172,48 +190,30 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
                 all: true,
             },
         }),
-        output: a.output.clone(),
-        restart: a.restart,
     };
     let mut sink = FinalSink {
         raw: (a.raw && a.output.is_none()).then(Output::stdout),
-        report: report.clone(),
+        report: Report::new(a.repair, !enabled),
         meter: meter.clone(),
+    };
+    let output = match &a.output {
+        Some(path) => DeepCheckOutput::File {
+            path,
+            restart: a.restart,
+        },
+        None => DeepCheckOutput::Sink(&mut sink),
     };
     let mut obs = Progressing {
         meter: meter.clone(),
         count: if a.repair { tally_repair } else { tally_check },
     };
-    let result = deep_check(
-        plan,
-        &root,
-        stop_signal(),
-        &mut sink,
-        &mut obs,
-        &on_progress,
-    )
-    .await;
+    let result = deep_check(plan, &root, output, stop_signal(), &mut obs, &on_progress).await;
     meter.finish();
     let summary = result?;
-    // With a file, the report is made from the whole file, which a resumed
-    // run only partly produced. With --raw it only counts (for the exit
-    // code): the units are the output.
-    if let Some(out) = &a.output {
-        let mut src = LineSource::open(Some(out)).await?;
-        let mut rep = Report::new(a.repair, true);
-        let mut print: Box<dyn Write> = if a.raw {
-            Box::new(std::io::sink())
-        } else {
-            Box::new(std::io::stdout())
-        };
-        while let Some(line) = src.next_line().await? {
-            if let Ok(Some(u)) = parse_line(&line) {
-                rep.add(&u, &mut print);
-            }
-        }
-        *report.lock().unwrap() = rep;
-    }
-    let rep = report.lock().unwrap();
+    let rep = match &a.output {
+        Some(out) => report_of_file(out, a.repair, a.raw).await?,
+        None => sink.report,
+    };
     if !a.raw {
         rep.finish(&mut std::io::stdout());
     }
