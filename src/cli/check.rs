@@ -1,6 +1,6 @@
 //! `steward check [INPUT] [-o FILE]` and `steward repair [INPUT] [-o FILE]`.
 
-use super::common::{stop_signal, BackendArgs, GridArgs};
+use super::common::{stop_signal, BackendArgs, CheckRunArgs, GridArgs};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use steward::error::{Error, Exit};
@@ -10,7 +10,6 @@ use steward::stage::check::tally_check;
 use steward::stage::repair::{tally_repair, RepairPolicy, Repairer};
 use steward::stage::{BadLine, Observer};
 use steward::unit::Unit;
-use steward_backend::CheckOptions;
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -22,22 +21,12 @@ pub struct CheckArgs {
     /// FILE.steward-ckpt) instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Download and verify every share.
-    #[arg(long)]
-    pub verify: bool,
-    /// Renew the lease on every share found.
-    #[arg(long = "add-lease")]
-    pub add_lease: bool,
+    #[command(flatten)]
+    pub run: CheckRunArgs,
     /// Checks in flight at most (per gateway, steward finds the best number
     /// below it unless --fixed-jobs).
     #[arg(long, short = 'j', default_value_t = 64)]
     pub jobs: usize,
-    /// Forget any checkpoint and start over.
-    #[arg(long)]
-    pub restart: bool,
-    /// No progress bar.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
     #[command(flatten)]
     pub grid: GridArgs,
     #[command(flatten)]
@@ -163,30 +152,22 @@ impl StageRun<'_> {
 pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
     let checker = a
         .backend
-        .checker(
-            &a.grid,
-            CheckOptions {
-                verify: a.verify,
-                add_lease: a.add_lease,
-            },
-            None,
-            a.jobs,
-        )
+        .checker(&a.grid, a.run.check_options(), None, a.jobs)
         .await?;
     let s = StageRun {
         stage: "check",
         options: checker.checkpoint_key(),
         input: a.input.as_deref(),
         output: a.output.as_deref(),
-        restart: a.restart,
+        restart: a.run.restart,
         jobs: a.jobs,
-        quiet: a.quiet,
+        quiet: a.run.quiet,
         count: tally_check,
     }
     .run(checker.into_op())
     .await?;
     let t = &s.tally;
-    if !a.quiet || n(t, "healthy") != n(t, "checked") {
+    if !a.run.quiet || n(t, "healthy") != n(t, "checked") {
         eprintln!(
             "check: {} objects checked, {} healthy, {} unhealthy ({} unrecoverable), {} could not be checked{}",
             n(t, "checked"),

@@ -37,6 +37,33 @@ pub struct GridArgs {
     pub fixed_jobs: bool,
 }
 
+/// The options `check` and `deep-check` share: what each check does, and
+/// how the run starts and shows itself.
+#[derive(Args, Clone, Debug)]
+pub struct CheckRunArgs {
+    /// Download and verify every share.
+    #[arg(long)]
+    pub verify: bool,
+    /// Renew the lease on every share found.
+    #[arg(long = "add-lease")]
+    pub add_lease: bool,
+    /// Forget any checkpoint and start over.
+    #[arg(long)]
+    pub restart: bool,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl CheckRunArgs {
+    pub fn check_options(&self) -> steward_backend::CheckOptions {
+        steward_backend::CheckOptions {
+            verify: self.verify,
+            add_lease: self.add_lease,
+        }
+    }
+}
+
 /// Where checks and lease renewals go.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendArg {

@@ -1,7 +1,7 @@
 //! `steward deep-check ROOT [--verify] [--add-lease] [--repair] [--raw] [-o FILE]`.
 
 use super::check::happy_from_node;
-use super::common::{stop_signal, BackendArgs, CapsArg, GridArgs};
+use super::common::{stop_signal, BackendArgs, CapsArg, CheckRunArgs, GridArgs};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,19 +17,14 @@ use steward::stage::repair::{tally_repair, RepairPolicy, Repairer};
 use steward::stage::traverse::{TraverseCounts, TraverseOptions};
 use steward::stage::{check::tally_check, BadLine, Observer};
 use steward::unit::{Unit, UnitSink};
-use steward_backend::CheckOptions;
 use steward_cap::Authority;
 
 #[derive(Args, Debug)]
 pub struct DeepCheckArgs {
     /// Root directory: a cap or an alias (tahoe: or tahoe:some/dir).
     pub root: String,
-    /// Download and verify every share.
-    #[arg(long)]
-    pub verify: bool,
-    /// Renew the lease on every share found.
-    #[arg(long = "add-lease")]
-    pub add_lease: bool,
+    #[command(flatten)]
+    pub run: CheckRunArgs,
     /// Repair what is not healthy.
     #[arg(long)]
     pub repair: bool,
@@ -58,12 +53,6 @@ pub struct DeepCheckArgs {
     /// (default: the node's shares.happy).
     #[arg(long, value_name = "N")]
     pub happy: Option<u64>,
-    /// Forget any checkpoint and start over.
-    #[arg(long)]
-    pub restart: bool,
-    /// No progress bar.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
     #[command(flatten)]
     pub grid: GridArgs,
     #[command(flatten)]
@@ -156,7 +145,7 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     } else {
         Authority::Read
     });
-    let enabled = Meter::wanted(a.quiet);
+    let enabled = Meter::wanted(a.run.quiet);
     let meter = Meter::bar(enabled, Some(1), "objects");
     let m2 = meter.clone();
     let on_progress = move |c: TraverseCounts| m2.set_length(c.objects.max(1));
@@ -171,10 +160,7 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
             .backend
             .checker(
                 &a.grid,
-                CheckOptions {
-                    verify: a.verify,
-                    add_lease: a.add_lease,
-                },
+                a.run.check_options(),
                 Some(gateway.clone()),
                 a.jobs,
             )
@@ -185,7 +171,7 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
             policy: RepairPolicy {
                 repair_below: a.repair_below,
                 happy: a.happy.or_else(|| happy_from_node(&a.grid.node_dir())),
-                verify: a.verify,
+                verify: a.run.verify,
                 dry_run: false,
                 all: true,
             },
@@ -199,7 +185,7 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     let output = match &a.output {
         Some(path) => DeepCheckOutput::File {
             path,
-            restart: a.restart,
+            restart: a.run.restart,
         },
         None => DeepCheckOutput::Sink(&mut sink),
     };
