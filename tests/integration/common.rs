@@ -92,6 +92,23 @@ pub fn by_path(os: &[ObjectUnit]) -> BTreeMap<String, ObjectUnit> {
     os.iter().map(|o| (o.path.join("/"), o.clone())).collect()
 }
 
+/// Units by object: storage index, or path for literal objects (which have
+/// none). For comparing two walks of one tree: an object reached by two
+/// paths (a shared directory and what is under it) is reported once, under
+/// whichever path the walk took first, so paths can differ between runs.
+pub fn by_object(os: &[ObjectUnit]) -> BTreeMap<String, ObjectUnit> {
+    os.iter()
+        .map(|o| {
+            let key = if o.storage_index.is_empty() {
+                o.path.join("/")
+            } else {
+                o.storage_index.clone()
+            };
+            (key, o.clone())
+        })
+        .collect()
+}
+
 /// A unique tag per call, so that trees never share content.
 pub fn tag(name: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
