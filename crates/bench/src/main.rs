@@ -124,7 +124,8 @@ struct Args {
     /// "slow answers" run over 10,000 objects, in ms (0: no such run).
     #[arg(long = "synthetic-delay-ms", default_value_t = 20)]
     synthetic_delay_ms: u64,
-    /// Where to write the report [default: BENCHMARKS.md at the workspace root].
+    /// Where to write the report [default: BENCHMARKS.md at the workspace
+    /// root; with --quick, target/BENCHMARKS.quick.md].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Use this steward binary instead of building target/release/steward.
@@ -1633,7 +1634,14 @@ fn main() -> Result<()> {
         res.skipped.push("synthetic gateway".into());
     }
     res.elapsed = t0.elapsed();
-    let out = args.out.clone().unwrap_or_else(|| ws.join("BENCHMARKS.md"));
+    // A smoke run never replaces the real table.
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.quick {
+            ws.join("target").join("BENCHMARKS.quick.md")
+        } else {
+            ws.join("BENCHMARKS.md")
+        }
+    });
     let md = report::render(&res);
     fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(

@@ -89,6 +89,32 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Tries of [`Grid::start`] when a chosen port is taken before a node binds it.
+pub const START_ATTEMPTS: u32 = 3;
+
+/// Whether a failed start failed because a node could not bind its port.
+fn is_port_taken(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("Address already in use") || text.contains("CannotListenError")
+}
+
+/// Removes the node directories (and the shape file) a failed
+/// [`Grid::start`] left in a caller's `base_dir`, nothing else.
+fn remove_grid_dirs(base: &Path, storage_nodes: usize, gateways: usize) -> Result<()> {
+    let mut names = vec!["introducer".to_string(), GRID_FILE.to_string()];
+    names.extend((0..storage_nodes).map(|i| format!("storage{i}")));
+    names.extend((0..gateways).map(|i| format!("gateway{i}")));
+    for n in names {
+        let p = base.join(n);
+        if p.is_dir() {
+            fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+        } else if p.exists() {
+            fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// How long a node may take to come up before [`Grid::start`] gives up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -542,7 +568,33 @@ impl Grid {
     /// a node does not come up within [`START_TIMEOUT`].
     ///
     /// Blocking: from async code, call it inside `spawn_blocking`.
+    ///
+    /// Ports are picked free, then bound by the nodes a moment later; in
+    /// between, another process (or one of the grid's own outgoing
+    /// connections, which take ports from the same ephemeral range) may
+    /// take one. A node that fails with "Address already in use" makes the
+    /// whole start be tried again on new ports, up to [`START_ATTEMPTS`]
+    /// times.
     pub fn start(cfg: GridConfig) -> Result<Grid> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&cfg) {
+                Ok(g) => return Ok(g),
+                Err(e) if attempt < START_ATTEMPTS && is_port_taken(&e) => {
+                    eprintln!(
+                        "steward-testgrid: a port was taken before its node bound it; starting the grid again on new ports"
+                    );
+                    if let Some(b) = &cfg.base_dir {
+                        remove_grid_dirs(b, cfg.storage_nodes, cfg.gateways)?;
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn start_once(cfg: &GridConfig) -> Result<Grid> {
         let shape = GridShape {
             storage_nodes: cfg.storage_nodes,
             gateways: cfg.gateways,
@@ -1606,6 +1658,27 @@ fn normalize_children(children: Value) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_taken_port_is_told_apart_and_only_grid_dirs_are_removed() {
+        assert!(is_port_taken(&anyhow!(
+            "gateway 1 exited unexpectedly\ntwisted.internet.error.CannotListenError: Couldn't listen on 127.0.0.1:33383: [Errno 98] Address already in use."
+        )));
+        assert!(!is_port_taken(&anyhow!("introducer wrote no FURL")));
+        let d = tempfile::tempdir().unwrap();
+        for n in ["introducer", "storage0", "gateway0", "keep"] {
+            fs::create_dir_all(d.path().join(n).join("private")).unwrap();
+        }
+        fs::write(d.path().join(GRID_FILE), "{}").unwrap();
+        fs::write(d.path().join("bench-tree.json"), "{}").unwrap();
+        remove_grid_dirs(d.path(), 1, 1).unwrap();
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["bench-tree.json", "keep"]);
+    }
 
     const CFG: &str = "# comment\n[node]\nnickname = s0\nweb.port = \n\
         tub.port = tcp:4567:interface=127.0.0.1\ntub.location = tcp:127.0.0.1:4567\n\
