@@ -17,6 +17,14 @@
 //! benchmark at 100 ms held the limit where the gateway was 23% busy.) On loopback it settles at a handful; at
 //! 100 ms round trips, at the dozens that keep the gateway busy.
 //!
+//! Slow start (doubling once per round) ends when the round's *median*
+//! latency shows a queue: a few slow requests (an object needing more round
+//! trips, a Tahoe gateway opening a new connection to a storage server)
+//! lift the mean without any queue, and at 100 ms ended slow start at 8 in
+//! flight. Directory listings waiting for a place go before waiting checks:
+//! each listing unlocks more work, and the walk's critical path is one
+//! listing per level of the tree.
+//!
 //! Latencies are compared with the baseline of their own kind
 //! ([`RequestKind`]: a listing, a check of an immutable or of a mutable
 //! object, a verify by file size, a repair) so that a mix of fast and slow
