@@ -96,6 +96,22 @@ struct State {
     slow_start: bool,
 }
 
+impl State {
+    /// Requests that may be in flight now: the whole part of the limit,
+    /// at least one.
+    fn places(&self) -> usize {
+        self.limit.floor().max(1.0) as usize
+    }
+
+    /// Places free now, and the listings waiting that get them first.
+    fn free(&self) -> (usize, usize) {
+        (
+            self.places().saturating_sub(self.in_flight),
+            self.urgent_waiting,
+        )
+    }
+}
+
 /// An adaptive limit on requests in flight (see the module doc).
 pub struct Pace {
     state: Mutex<State>,
@@ -146,15 +162,12 @@ struct Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         if self.counted {
-            let (room, urgent) = {
+            let free = {
                 let mut s = self.pace.state.lock().unwrap();
                 s.urgent_waiting -= 1;
-                (
-                    (s.limit.floor().max(1.0) as usize).saturating_sub(s.in_flight),
-                    s.urgent_waiting,
-                )
+                s.free()
             };
-            self.pace.wake(room, urgent);
+            self.pace.wake(free);
         }
     }
 }
@@ -247,7 +260,7 @@ impl Pace {
             notified.as_mut().enable();
             {
                 let mut s = self.state.lock().unwrap();
-                let places = s.limit.floor().max(1.0) as usize;
+                let places = s.places();
                 // A check leaves room for the listings waiting.
                 let ahead = if urgent { 0 } else { s.urgent_waiting };
                 if s.in_flight + ahead < places {
@@ -273,23 +286,20 @@ impl Pace {
     }
 
     fn release(&self, sample: Option<(RequestKind, Duration)>) {
-        let (room, urgent) = {
+        let free = {
             let mut s = self.state.lock().unwrap();
             s.in_flight -= 1;
             if let (true, Some((kind, latency))) = (self.adaptive, sample) {
                 self.record(&mut s, kind, latency.as_secs_f64().max(1e-6));
             }
-            (
-                (s.limit.floor().max(1.0) as usize).saturating_sub(s.in_flight),
-                s.urgent_waiting,
-            )
+            s.free()
         };
-        self.wake(room, urgent);
+        self.wake(free);
     }
 
     /// Wakes as many waiters as there are places, listings first, not all
     /// of them.
-    fn wake(&self, room: usize, urgent: usize) {
+    fn wake(&self, (room, urgent): (usize, usize)) {
         for i in 0..room {
             if i < urgent {
                 self.notify_urgent.notify_one();
