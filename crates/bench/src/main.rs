@@ -88,7 +88,7 @@ mod tree;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use measure::{Out, Procs, Sample};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -742,49 +742,13 @@ fn build_tree(grid: &Grid, parts: &Parts) -> Result<(String, NamedParts, tree::C
 const KEEP_SHARES: usize = 3;
 
 /// Leaves [`KEEP_SHARES`] distinct share numbers of each damaged object,
-/// one file each, and deletes every other share file.
-///
-/// Counting share *files* is not enough: Tahoe's repairer may place copies
-/// of one share number on several servers (seen in 1.20: `sh0` on three
-/// servers after a repair), so "keep 3 files" could keep one share number
-/// and leave the file unrecoverable, which stops `tahoe deep-check --repair`
-/// at that file. Each run therefore starts from the same damage.
+/// one file each ([`Grid::keep_share_numbers`]: counting files instead
+/// could keep copies of one number that Tahoe's repairer spread, and leave
+/// the object unrecoverable), so each run starts from the same damage.
 fn damage(grid: &Grid, sis: &[String]) -> Result<()> {
     for si in sis {
-        let mut keep: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut nodes_used = BTreeSet::new();
-        let shares = grid.shares(si);
-        // Lowest share numbers first, one copy each, on distinct nodes
-        // where possible.
-        let mut by_num: BTreeMap<u32, Vec<&steward_testgrid::ShareFile>> = BTreeMap::new();
-        for s in &shares {
-            by_num.entry(s.shnum).or_default().push(s);
-        }
-        for (num, copies) in &by_num {
-            if keep.len() == KEEP_SHARES {
-                break;
-            }
-            let pick = copies
-                .iter()
-                .position(|c| !nodes_used.contains(&c.node))
-                .unwrap_or(0);
-            nodes_used.insert(copies[pick].node);
-            keep.insert(*num, pick);
-        }
-        if keep.len() < KEEP_SHARES {
-            bail!(
-                "{si} has only {} distinct share numbers before damage: the tree is already damaged",
-                keep.len()
-            );
-        }
-        for (num, copies) in &by_num {
-            for (i, c) in copies.iter().enumerate() {
-                if keep.get(num) != Some(&i) {
-                    fs::remove_file(&c.path)
-                        .with_context(|| format!("removing {}", c.path.display()))?;
-                }
-            }
-        }
+        grid.keep_share_numbers(si, KEEP_SHARES)
+            .with_context(|| format!("damaging {si}: the tree is already damaged"))?;
     }
     Ok(())
 }

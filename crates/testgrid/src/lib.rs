@@ -1349,6 +1349,49 @@ impl Grid {
         Ok(dropped)
     }
 
+    /// Leaves exactly `keep` distinct share numbers of `si`, one file each:
+    /// the lowest numbers, each copy taken from a node not yet keeping one
+    /// where possible; every other share file is deleted. Returns how many
+    /// files were deleted.
+    ///
+    /// Counting share *numbers*, not files, matters after a repair: Tahoe's
+    /// repairer may place copies of one share number on several servers
+    /// (seen in 1.20: `sh0` on three servers), so "keep three files" could
+    /// keep one number and leave the object unrecoverable. Fails, deleting
+    /// nothing, if `si` has fewer than `keep` distinct share numbers.
+    pub fn keep_share_numbers(&self, si: &str, keep: usize) -> Result<usize> {
+        let mut by_num: BTreeMap<u32, Vec<ShareFile>> = BTreeMap::new();
+        for s in self.shares(si) {
+            by_num.entry(s.shnum).or_default().push(s);
+        }
+        if by_num.len() < keep {
+            bail!(
+                "{si} has {} distinct share numbers, fewer than the {keep} to keep",
+                by_num.len()
+            );
+        }
+        let mut nodes_keeping = BTreeSet::new();
+        let mut deleted = 0;
+        for (i, copies) in by_num.values().enumerate() {
+            let kept = (i < keep).then(|| {
+                copies
+                    .iter()
+                    .position(|c| !nodes_keeping.contains(&c.node))
+                    .unwrap_or(0)
+            });
+            if let Some(k) = kept {
+                nodes_keeping.insert(copies[k].node);
+            }
+            for (j, c) in copies.iter().enumerate() {
+                if Some(j) != kept {
+                    remove_share(&c.path)?;
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Leaves fewer than k (`needed`) distinct share numbers of `si`: keeps
     /// the lowest `needed - 1` share numbers, deletes every other share file.
     pub fn make_unrecoverable(&self, si: &str) -> Result<()> {

@@ -140,6 +140,34 @@ fn dropped_shares_reduce_good_count() {
 }
 
 #[test]
+fn share_numbers_are_kept_one_copy_each() {
+    let g = grid();
+    let cap = g.upload(&unique_data(20_000), "CHK").unwrap();
+    let si = g.storage_index(&cap).unwrap();
+    let shares = g.shares(&si);
+    assert_eq!(shares.len(), 5, "{shares:?}");
+    // A copy of the lowest share number on two more nodes, as Tahoe's
+    // repairer leaves them.
+    let sh0 = shares.iter().find(|s| s.shnum == 0).unwrap();
+    for other in shares.iter().filter(|s| s.node != sh0.node).take(2) {
+        let dest = other.path.with_file_name("0");
+        std::fs::copy(&sh0.path, dest).unwrap();
+    }
+    assert_eq!(g.shares(&si).len(), 7);
+    assert_eq!(g.keep_share_numbers(&si, 3).unwrap(), 4);
+    let left = g.shares(&si);
+    let nums: std::collections::BTreeSet<_> = left.iter().map(|s| s.shnum).collect();
+    let nodes: std::collections::BTreeSet<_> = left.iter().map(|s| s.node).collect();
+    assert_eq!(nums.into_iter().collect::<Vec<_>>(), [0, 1, 2], "{left:?}");
+    assert_eq!(nodes.len(), 3, "on distinct nodes: {left:?}");
+    let v = g.check(&cap, false).unwrap();
+    assert_eq!(good(&v), 3, "{v}");
+    assert_eq!(results(&v)["recoverable"], true);
+    assert!(g.keep_share_numbers(&si, 4).is_err(), "only 3 numbers left");
+    assert_eq!(g.shares(&si).len(), 3, "a refused call deletes nothing");
+}
+
+#[test]
 fn mutable_shares_can_be_dropped_too() {
     let g = grid();
     let cap = g.upload(&unique_data(2_000), "SDMF").unwrap();
