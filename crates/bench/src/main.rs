@@ -1197,25 +1197,7 @@ fn go_slow(
         let real = grid.storage_port(i);
         let pport = proxy::start(rt, real, delay.clone())?;
         pairs.push((real, pport));
-        grid.stop_storage_node(i)?;
-        let cfg = grid.storage_dir(i).join("tahoe.cfg");
-        let text = fs::read_to_string(&cfg)?;
-        let mut out = String::new();
-        let mut found = false;
-        for line in text.lines() {
-            if line.trim_start().starts_with("tub.location") {
-                out.push_str(&format!("tub.location = tcp:127.0.0.1:{pport}\n"));
-                found = true;
-            } else {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        if !found {
-            bail!("no tub.location in {}", cfg.display());
-        }
-        fs::write(&cfg, out)?;
-        grid.start_storage_node(i)?;
+        grid.relocate_storage_node(i, &format!("tcp:127.0.0.1:{pport}"))?;
     }
     // The gateways learn the new locations from the introducer; wait until
     // none of their sockets goes straight to a storage server.

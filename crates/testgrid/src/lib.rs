@@ -1464,6 +1464,21 @@ impl Grid {
         self.wait_connected(START_TIMEOUT)
     }
 
+    /// Restarts storage node `i` advertising `location` (its `tub.location`,
+    /// e.g. `tcp:127.0.0.1:<proxy port>` to put a proxy in front of it),
+    /// and waits until every gateway sees it connected again. Its listening
+    /// port stays the same.
+    pub fn relocate_storage_node(&self, i: usize, location: &str) -> Result<()> {
+        self.stop_storage_node(i)?;
+        let path = self.storage_dir(i).join("tahoe.cfg");
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let new = cfg_set(&text, "node", "tub.location", location)
+            .ok_or_else(|| anyhow!("{}: no [node] tub.location", path.display()))?;
+        write_atomically(&path, &new)?;
+        self.start_storage_node(i)
+    }
+
     /// Stops every process of this grid (idempotent). The temporary base
     /// directory, if any, is removed on drop.
     pub fn stop(&mut self) {

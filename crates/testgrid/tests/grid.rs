@@ -168,6 +168,26 @@ fn share_numbers_are_kept_one_copy_each() {
 }
 
 #[test]
+fn a_storage_node_can_be_relocated() {
+    let g = steward_testgrid::Grid::start(Default::default()).unwrap();
+    let port = g.storage_port(1);
+    let location = format!("tcp:localhost:{port}");
+    g.relocate_storage_node(1, &location).unwrap();
+    let cfg = std::fs::read_to_string(g.storage_dir(1).join("tahoe.cfg")).unwrap();
+    assert!(
+        cfg.lines()
+            .any(|l| l == format!("tub.location = {location}")),
+        "{cfg}"
+    );
+    // relocate waited until the gateway saw it again: an upload reaches
+    // all five servers.
+    let cap = g.upload(&unique_data(20_000), "CHK").unwrap();
+    let si = g.storage_index(&cap).unwrap();
+    let nodes: std::collections::BTreeSet<_> = g.shares(&si).iter().map(|s| s.node).collect();
+    assert!(nodes.contains(&1), "{nodes:?}");
+}
+
+#[test]
 fn mutable_shares_can_be_dropped_too() {
     let g = grid();
     let cap = g.upload(&unique_data(2_000), "SDMF").unwrap();
