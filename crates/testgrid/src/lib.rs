@@ -1350,8 +1350,9 @@ impl Grid {
     }
 
     /// Leaves exactly `keep` distinct share numbers of `si`, one file each:
-    /// the lowest numbers, each copy taken from a node not yet keeping one
-    /// where possible; every other share file is deleted. Returns how many
+    /// the lowest numbers, each kept on a node not yet keeping one where
+    /// possible (numbers with fewer copies choose first); every other share
+    /// file is deleted. Returns how many
     /// files were deleted.
     ///
     /// Counting share *numbers*, not files, matters after a repair: Tahoe's
@@ -1370,20 +1371,26 @@ impl Grid {
                 by_num.len()
             );
         }
+        // Which copy of each kept number stays: numbers with fewer copies
+        // choose first, so a number found on several nodes does not take
+        // the only node of another.
+        let mut kept_nums: Vec<u32> = by_num.keys().take(keep).copied().collect();
+        kept_nums.sort_by_key(|n| by_num[n].len());
         let mut nodes_keeping = BTreeSet::new();
+        let mut kept: BTreeMap<u32, usize> = BTreeMap::new();
+        for n in kept_nums {
+            let copies = &by_num[&n];
+            let k = copies
+                .iter()
+                .position(|c| !nodes_keeping.contains(&c.node))
+                .unwrap_or(0);
+            nodes_keeping.insert(copies[k].node);
+            kept.insert(n, k);
+        }
         let mut deleted = 0;
-        for (i, copies) in by_num.values().enumerate() {
-            let kept = (i < keep).then(|| {
-                copies
-                    .iter()
-                    .position(|c| !nodes_keeping.contains(&c.node))
-                    .unwrap_or(0)
-            });
-            if let Some(k) = kept {
-                nodes_keeping.insert(copies[k].node);
-            }
+        for (n, copies) in &by_num {
             for (j, c) in copies.iter().enumerate() {
-                if Some(j) != kept {
+                if kept.get(n) != Some(&j) {
                     remove_share(&c.path)?;
                     deleted += 1;
                 }
