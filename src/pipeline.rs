@@ -699,21 +699,24 @@ mod tests {
                 .collect();
             Ok(Listing { children })
         }
+        fn for_tenant(&self, _t: steward_backend::Tenant) -> Arc<dyn Backend> {
+            unreachable!()
+        }
         async fn check(
             &self,
             _cap: &Cap,
             _o: CheckOptions,
-        ) -> std::result::Result<serde_json::Value, BackendError> {
+        ) -> std::result::Result<steward_backend::CheckResults, BackendError> {
             let _p = self.permit.acquire().await.unwrap();
-            Ok(
+            Ok(steward_backend::CheckResults::from_json(
                 serde_json::json!({"storage-index": "x", "summary": "Healthy", "results": {"healthy": true, "recoverable": true}}),
-            )
+            ).unwrap())
         }
         async fn repair(
             &self,
             _cap: &Cap,
             _o: CheckOptions,
-        ) -> std::result::Result<serde_json::Value, BackendError> {
+        ) -> std::result::Result<steward_backend::RepairResults, BackendError> {
             unreachable!()
         }
     }

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use steward::error::{Error, ErrorKind, Exit};
 use steward::{config, output};
-use steward_backend::{Gateway, GatewayOptions};
+use steward_backend::retry::RetryPolicy;
+use steward_backend::Scheduler;
 use steward_cap::Authority;
+use steward_gateway::{Gateway, GatewayOptions};
 use tokio::sync::watch;
 
 /// How to reach the grid.
@@ -139,8 +141,14 @@ impl BackendArgs {
                     nopts.lease_secret = Some(secret);
                 }
                 let native = match &self.servers {
-                    Some(f) => steward_native::NativeBackend::from_servers_file(f, nopts),
-                    None => steward_native::NativeBackend::from_node_dir(&grid.node_dir(), nopts),
+                    Some(f) => {
+                        steward_native::NativeBackend::from_servers_file(f, nopts, &scheduler())
+                    }
+                    None => steward_native::NativeBackend::from_node_dir(
+                        &grid.node_dir(),
+                        nopts,
+                        &scheduler(),
+                    ),
                 }
                 .map_err(|e| Error::config(e.message))?;
                 if opts.add_lease {
@@ -213,17 +221,29 @@ impl GridArgs {
     /// gateway, probed: a gateway that is down fails here, at once.
     pub async fn gateway(&self, jobs: usize) -> Result<Arc<Gateway>, Error> {
         let urls = config::gateway_urls(&self.gateway, &self.node_dir())?;
-        let gw = Gateway::new(GatewayOptions {
-            urls,
-            timeout: Duration::from_secs(self.timeout.max(1)),
-            retries: self.retries,
-            max_in_flight: jobs.max(1),
-            adaptive: !self.fixed_jobs,
-            ..Default::default()
-        })?;
+        let gw = Gateway::new(
+            GatewayOptions {
+                urls,
+                timeout: Duration::from_secs(self.timeout.max(1)),
+                retry: RetryPolicy {
+                    retries: self.retries,
+                    ..Default::default()
+                },
+                max_in_flight: jobs.max(1),
+                adaptive: !self.fixed_jobs,
+                ..Default::default()
+            },
+            scheduler(),
+        )?;
         gw.probe().await?;
         Ok(Arc::new(gw))
     }
+}
+
+/// The process's request scheduler: every client of the grid shares it.
+pub fn scheduler() -> Arc<Scheduler> {
+    static SCHED: std::sync::OnceLock<Arc<Scheduler>> = std::sync::OnceLock::new();
+    SCHED.get_or_init(|| Scheduler::new(4096)).clone()
 }
 
 /// Log to stderr, filtered by STEWARD_LOG (default: warnings).

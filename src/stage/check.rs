@@ -134,7 +134,14 @@ impl Checker {
                 return Ok(Unit::Object(u));
             }
         };
-        let need = backend.check_authority();
+        let op = if self.opts.verify {
+            Operation::Verify
+        } else if self.opts.add_lease {
+            Operation::AddLease
+        } else {
+            Operation::Check
+        };
+        let need = backend.authority_for(op);
         let Some(use_cap) = cap.weaken_to(need).filter(|c| c.authority() >= need) else {
             u.error = Some(UnitError {
                 code: ErrorCode::InsufficientAuthority.as_str().into(),
@@ -152,7 +159,7 @@ impl Checker {
                 // A fresh result replaces an earlier error on this object
                 // (for example a directory that could not be listed keeps its
                 // listing error, which is about the traversal, not the check).
-                u.check_results = Some(v);
+                u.check_results = Some(v.into_json());
             }
             Err(e) if e.is_fatal() => return Err(Error::from(e)),
             Err(e) => u.error = Some(UnitError::from(&e)),

@@ -188,6 +188,7 @@ impl Repairer {
                     };
                     match self.backend.repair(&cap, opts).await {
                         Ok(v) => {
+                            let v = v.into_json();
                             let corrupt_left = v
                                 .pointer("/post-repair-results/results/count-corrupt-shares")
                                 .and_then(Value::as_u64)

@@ -285,16 +285,19 @@ fn a_file_root_is_one_unit_and_stats() {
 
 #[test]
 fn the_gateway_client_reads_tahoes_own_streams_line_by_line() {
-    use steward_backend::gateway::StreamItem;
+    use steward_gateway::StreamItem;
     let g = grid();
     let tree = build_tree(g, "manifest-stream");
     let broken = build_tree(g, "manifest-stream-broken");
     g.make_unrecoverable(&broken.si("broken")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let gw = steward_backend::Gateway::new(steward_backend::GatewayOptions {
-        urls: vec![g.gateway_url()],
-        ..Default::default()
-    })
+    let gw = steward_gateway::Gateway::new(
+        steward_gateway::GatewayOptions {
+            urls: vec![g.gateway_url()],
+            ..Default::default()
+        },
+        steward_backend::Scheduler::new(64),
+    )
     .unwrap();
     let read_all = |cap: &str, t: &str| {
         let cap = steward_cap::Cap::parse(cap).unwrap();

@@ -1,36 +1,47 @@
-//! The grid operations every steward stage needs, behind one interface.
+//! The grid operations every steward stage needs, behind one interface,
+//! and the request path every client of the grid shares.
 //!
 //! A stage never talks HTTP itself: it holds an `Arc<dyn Backend>` and asks it
 //! to list a directory, check an object (optionally verifying every share and
-//! renewing its leases) or repair it. Two implementations are planned:
+//! renewing its leases) or repair it. The implementations live in their own
+//! crates: `steward-gateway` (Tahoe's web API on one or more gateways) and
+//! `steward-native` (the storage servers' HTTPS protocol). [`route::Routes`]
+//! combines them: each operation goes to the backend configured for it (for
+//! example native checks with gateway listings).
 //!
-//! * [`gateway::Gateway`]: the Tahoe-LAFS web API of one or more gateway nodes
-//!   of the same grid (`t=json`, `t=check`, `repair=true`), with retries,
-//!   timeouts and least-busy load spreading. It also reads Tahoe's own
-//!   `t=stream-manifest` / `t=stream-deep-check` streams line by line
-//!   ([`gateway::Gateway::stream`]), which the tests use as the reference.
-//! * a native backend (a later crate) that asks the storage servers directly
-//!   over their HTTP storage protocol; it can check with a verify cap, but
-//!   cannot list directories, verify or repair, which it says through
-//!   [`Backend::supports`].
+//! Both clients send every request through the same stack of layers, each
+//! written once ([`retry::Stack::call`]):
 //!
-//! Results are passed through as the JSON objects Tahoe defines
-//! (`json_check_results` and `json_check_and_repair_results` in
-//! `allmydata/web/check_results.py`), so every later stage and report reads
-//! them unchanged whichever backend produced them.
+//! * [`retry`]: retries and backoff, slow-request warnings;
+//! * [`sched`]: the process-wide scheduler: a budget of requests in flight,
+//!   weighted fair shares between [`sched::Tenant`]s (operations,
+//!   accounts, clients), and the endpoint chosen at admission;
+//! * [`pace`]: one adaptive limit per endpoint;
+//! * [`endpoint`]: endpoints named once per process, and setting aside
+//!   those that stop answering (with a record of [`endpoint::Outage`]s).
+//!
+//! Results are typed once ([`results`]): the JSON Tahoe defines is kept,
+//! unchanged, for the units, beside a [`results::CheckSummary`] that every
+//! decision reads.
 //!
 //! Errors are [`BackendError`]s: a stable machine [`ErrorCode`], a one-line
-//! message that never contains a whole cap, and whether a retry may help.
+//! message that never contains a whole cap, and whether the run can go on.
 
-pub mod gateway;
+pub mod endpoint;
+pub mod http;
 pub mod pace;
+pub mod results;
+pub mod retry;
+pub mod route;
+pub mod sched;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 use steward_cap::{Authority, Cap};
 
-pub use gateway::{Gateway, GatewayOptions};
+pub use results::{CheckResults, CheckSummary, RepairResults};
+pub use sched::{Scheduler, Tenant};
 
 /// What a check should do beyond counting shares.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -180,8 +191,8 @@ impl BackendError {
 /// The grid operations the stages need.
 ///
 /// Implementations are shared between many concurrent tasks, so every method
-/// takes `&self`; concurrency limits and retries are the implementation's
-/// business.
+/// takes `&self`; their requests go through the process's
+/// [`retry::Stack`], which paces, shares and retries them.
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// A short human description for logs (`gateway http://127.0.0.1:3456/`).
@@ -190,26 +201,30 @@ pub trait Backend: Send + Sync {
     /// Whether this backend can perform `op` at all.
     fn supports(&self, op: Operation) -> bool;
 
-    /// The weakest cap this backend accepts for a check: a gateway needs a
-    /// read cap, the storage servers only a verify cap.
-    fn check_authority(&self) -> Authority {
+    /// The weakest cap this backend accepts for `op`: a gateway needs a
+    /// read cap to check, the storage servers only a verify cap.
+    fn authority_for(&self, _op: Operation) -> Authority {
         Authority::Read
     }
+
+    /// This backend, with its requests counted for `tenant` by the
+    /// scheduler (a cheap handle sharing everything else).
+    fn for_tenant(&self, tenant: Tenant) -> Arc<dyn Backend>;
 
     /// List a directory's children.
     async fn list_directory(&self, dir: &Cap) -> Result<Listing, BackendError>;
 
-    /// Check one object; returns Tahoe's check-results JSON object
-    /// (`storage-index`, `summary`, `results`).
-    async fn check(&self, cap: &Cap, opts: CheckOptions) -> Result<Value, BackendError>;
+    /// Check one object: Tahoe's check results (`storage-index`,
+    /// `summary`, `results`), typed.
+    async fn check(&self, cap: &Cap, opts: CheckOptions) -> Result<CheckResults, BackendError>;
 
-    /// Check and, if needed, repair one object; returns Tahoe's
-    /// check-and-repair-results JSON object (`repair-attempted`,
-    /// `repair-successful`, `pre-repair-results`, `post-repair-results`).
-    async fn repair(&self, cap: &Cap, opts: CheckOptions) -> Result<Value, BackendError>;
+    /// Check and, if needed, repair one object: Tahoe's
+    /// check-and-repair results (`repair-attempted`, `repair-successful`,
+    /// `pre-repair-results`, `post-repair-results`), typed.
+    async fn repair(&self, cap: &Cap, opts: CheckOptions) -> Result<RepairResults, BackendError>;
 
     /// Verify every share of one object (a check with `verify`).
-    async fn verify(&self, cap: &Cap) -> Result<Value, BackendError> {
+    async fn verify(&self, cap: &Cap) -> Result<CheckResults, BackendError> {
         self.check(
             cap,
             CheckOptions {
@@ -221,7 +236,7 @@ pub trait Backend: Send + Sync {
     }
 
     /// Renew the leases on every share of one object (a check with `add_lease`).
-    async fn add_lease(&self, cap: &Cap) -> Result<Value, BackendError> {
+    async fn add_lease(&self, cap: &Cap) -> Result<CheckResults, BackendError> {
         self.check(
             cap,
             CheckOptions {

@@ -21,9 +21,8 @@
 //! latency shows a queue: a few slow requests (an object needing more round
 //! trips, a Tahoe gateway opening a new connection to a storage server)
 //! lift the mean without any queue, and at 100 ms ended slow start at 8 in
-//! flight. Directory listings waiting for a place go before waiting checks:
-//! each listing unlocks more work, and the walk's critical path is one
-//! listing per level of the tree.
+//! flight. (Which waiting request gets a place the pace allows, listings
+//! first, is the scheduler's business: [`crate::sched`].)
 //!
 //! Latencies are compared with the baseline of their own kind
 //! ([`RequestKind`]: a listing, a check of an immutable or of a mutable
@@ -31,10 +30,8 @@
 //! requests is not mistaken for queueing. Failed requests are not counted.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 use steward_cap::Cap;
-use tokio::sync::Notify;
 
 /// What a request does, closely enough that requests of one kind take
 /// about as long as each other without a queue: each kind has its own
@@ -74,11 +71,13 @@ impl RequestKind {
     }
 }
 
-struct State {
+/// An adaptive limit on requests in flight at one endpoint (see the
+/// module doc). Only the limit: admitting requests under it, and waking
+/// those that wait, is the scheduler's business ([`crate::sched`]), which
+/// holds one `Pace` per endpoint.
+#[derive(Clone, Debug)]
+pub struct Pace {
     limit: f64,
-    in_flight: usize,
-    /// Directory listings waiting for a place (they go first).
-    urgent_waiting: usize,
     /// Lowest latency seen per kind: the "no queue" baseline.
     base: HashMap<RequestKind, f64>,
     /// Samples since the baselines were last measured.
@@ -94,82 +93,9 @@ struct State {
     /// the limit is adjusted after every `limit` samples, so that it grows
     /// once per round trip, as TCP's slow start does.
     slow_start: bool,
-}
-
-impl State {
-    /// Requests that may be in flight now: the whole part of the limit,
-    /// at least one.
-    fn places(&self) -> usize {
-        self.limit.floor().max(1.0) as usize
-    }
-
-    /// Places free now, and the listings waiting that get them first.
-    fn free(&self) -> (usize, usize) {
-        (
-            self.places().saturating_sub(self.in_flight),
-            self.urgent_waiting,
-        )
-    }
-}
-
-/// An adaptive limit on requests in flight (see the module doc).
-pub struct Pace {
-    state: Mutex<State>,
-    /// Wakes waiting checks; `notify_urgent` wakes waiting listings.
-    notify: Notify,
-    notify_urgent: Notify,
     min: usize,
     max: usize,
     adaptive: bool,
-}
-
-/// Held while a request is in flight; give back with [`Permit::done`].
-pub struct Permit<'a> {
-    pace: &'a Pace,
-    kind: RequestKind,
-    started: std::time::Instant,
-    done: bool,
-}
-
-impl Permit<'_> {
-    /// Time since the permit was given.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// The request succeeded: count its latency.
-    pub fn done(mut self) {
-        self.done = true;
-        self.pace.release(Some((self.kind, self.started.elapsed())));
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.pace.release(None);
-        }
-    }
-}
-
-/// A listing counted as waiting; uncounted if its `acquire` is dropped
-/// before it got a place (and the checks it held back are woken).
-struct Waiting<'a> {
-    pace: &'a Pace,
-    counted: bool,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        if self.counted {
-            let free = {
-                let mut s = self.pace.state.lock().unwrap();
-                s.urgent_waiting -= 1;
-                s.free()
-            };
-            self.pace.wake(free);
-        }
-    }
 }
 
 impl Pace {
@@ -195,20 +121,14 @@ impl Pace {
     pub fn new(max: usize, adaptive: bool) -> Pace {
         let max = max.max(1);
         Pace {
-            state: Mutex::new(State {
-                limit: if adaptive { 1.0 } else { max as f64 },
-                in_flight: 0,
-                urgent_waiting: 0,
-                base: HashMap::new(),
-                base_samples: 0,
-                probe_left: 0,
-                saved_limit: 1.0,
-                probe_min: HashMap::new(),
-                ratios: Vec::new(),
-                slow_start: true,
-            }),
-            notify: Notify::new(),
-            notify_urgent: Notify::new(),
+            limit: if adaptive { 1.0 } else { max as f64 },
+            base: HashMap::new(),
+            base_samples: 0,
+            probe_left: 0,
+            saved_limit: 1.0,
+            probe_min: HashMap::new(),
+            ratios: Vec::new(),
+            slow_start: true,
             min: 1,
             max,
             adaptive,
@@ -221,95 +141,40 @@ impl Pace {
     /// growing from one would open connections one doubling at a time. The
     /// baselines are still the lowest latencies seen, and are measured
     /// again at one request in flight every so often.
-    pub fn starting_at(self, start: usize) -> Pace {
+    pub fn starting_at(mut self, start: usize) -> Pace {
         if self.adaptive {
-            let mut s = self.state.lock().unwrap();
-            s.limit = start.clamp(1, self.max) as f64;
-            s.saved_limit = s.limit;
+            self.limit = start.clamp(1, self.max) as f64;
+            self.saved_limit = self.limit;
         }
         self
     }
 
     /// The current limit.
     pub fn limit(&self) -> usize {
-        self.state.lock().unwrap().limit as usize
+        self.limit as usize
     }
 
-    /// Wait for room for one more request.
-    ///
-    /// Directory listings ([`RequestKind::LIST`]) go before everything
-    /// else waiting: each one unlocks more work, and on a far grid a
-    /// listing queued behind a round of checks lengthens the walk's
-    /// critical path (one listing per level of the tree) by a round trip
-    /// per level.
-    pub async fn acquire(&self, kind: RequestKind) -> Permit<'_> {
-        let urgent = kind == RequestKind::LIST;
-        let mut waiting = Waiting {
-            pace: self,
-            counted: false,
-        };
-        loop {
-            // Registered before looking, so that a release in between is
-            // not missed.
-            let notified = if urgent {
-                self.notify_urgent.notified()
-            } else {
-                self.notify.notified()
-            };
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut s = self.state.lock().unwrap();
-                let places = s.places();
-                // A check leaves room for the listings waiting.
-                let ahead = if urgent { 0 } else { s.urgent_waiting };
-                if s.in_flight + ahead < places {
-                    s.in_flight += 1;
-                    if waiting.counted {
-                        s.urgent_waiting -= 1;
-                        waiting.counted = false;
-                    }
-                    return Permit {
-                        pace: self,
-                        kind,
-                        started: std::time::Instant::now(),
-                        done: false,
-                    };
-                }
-                if urgent && !waiting.counted {
-                    s.urgent_waiting += 1;
-                    waiting.counted = true;
-                }
-            }
-            notified.await;
+    /// The most this pace may ever allow.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Requests that may be in flight now: the whole part of the limit,
+    /// at least one.
+    pub fn places(&self) -> usize {
+        self.limit.floor().max(1.0) as usize
+    }
+
+    /// A request of `kind` was answered after `latency`: adjust the limit
+    /// (failed requests are not recorded).
+    pub fn record(&mut self, kind: RequestKind, latency: Duration) {
+        if self.adaptive {
+            self.sample(kind, latency.as_secs_f64().max(1e-6));
         }
     }
 
-    fn release(&self, sample: Option<(RequestKind, Duration)>) {
-        let free = {
-            let mut s = self.state.lock().unwrap();
-            s.in_flight -= 1;
-            if let (true, Some((kind, latency))) = (self.adaptive, sample) {
-                self.record(&mut s, kind, latency.as_secs_f64().max(1e-6));
-            }
-            s.free()
-        };
-        self.wake(free);
-    }
-
-    /// Wakes as many waiters as there are places, listings first, not all
-    /// of them.
-    fn wake(&self, (room, urgent): (usize, usize)) {
-        for i in 0..room {
-            if i < urgent {
-                self.notify_urgent.notify_one();
-            } else {
-                self.notify.notify_one();
-            }
-        }
-    }
-
-    fn record(&self, s: &mut State, kind: RequestKind, latency: f64) {
+    fn sample(&mut self, kind: RequestKind, latency: f64) {
+        let s = self;
         if s.probe_left > 0 {
             // Re-measuring: requests drain down to one in flight; the
             // lowest latencies seen are the new baselines.
@@ -335,7 +200,7 @@ impl Pace {
             s.saved_limit = s.limit;
             s.probe_left = s.limit as usize + Self::PROBE_SAMPLES;
             s.probe_min.clear();
-            s.limit = self.min as f64;
+            s.limit = s.min as f64;
             return;
         }
         s.ratios.push(latency / base);
@@ -375,7 +240,7 @@ impl Pace {
         } else if queued > Self::HIGH && mean > Self::SLOW {
             s.limit -= 1.0;
         }
-        s.limit = s.limit.clamp(self.min as f64, self.max as f64);
+        s.limit = s.limit.clamp(s.min as f64, s.max as f64);
         tracing::debug!(limit = s.limit, queued, "pace");
     }
 }
@@ -386,38 +251,37 @@ mod tests {
 
     /// A server that serves one request at a time in `service` seconds,
     /// plus a fixed network delay: latency = delay + queue.
-    fn simulate(pace: &Pace, delay: f64, service: f64, rounds: usize) -> usize {
+    fn simulate(pace: &mut Pace, delay: f64, service: f64, rounds: usize) -> usize {
         for _ in 0..rounds {
             let c = pace.limit().max(1) as f64;
             // Closed system: c requests in flight; the server is the
             // bottleneck once c * service > delay + service.
             let latency = (delay + service).max(c * service);
-            let mut s = pace.state.lock().unwrap();
-            pace.record(&mut s, RequestKind(1), latency);
+            pace.sample(RequestKind(1), latency);
         }
         pace.limit()
     }
 
     #[test]
     fn settles_low_on_a_busy_local_server_and_high_on_a_far_one() {
-        let local = Pace::new(128, true);
-        let l = simulate(&local, 0.001, 0.010, 5000);
+        let mut local = Pace::new(128, true);
+        let l = simulate(&mut local, 0.001, 0.010, 5000);
         assert!((2..=7).contains(&l), "loopback, CPU-bound server: {l}");
-        let far = Pace::new(128, true);
-        let f = simulate(&far, 0.200, 0.010, 20000);
+        let mut far = Pace::new(128, true);
+        let f = simulate(&mut far, 0.200, 0.010, 20000);
         assert!(
             (18..=34).contains(&f),
             "200 ms away, 10 ms per request: about 21 keep it busy (and up to 50% more only queue); got {f}"
         );
-        let capped = Pace::new(12, true);
+        let mut capped = Pace::new(12, true);
         assert_eq!(
-            simulate(&capped, 0.200, 0.010, 20000),
+            simulate(&mut capped, 0.200, 0.010, 20000),
             12,
             "never above the maximum"
         );
-        let fixed = Pace::new(32, false);
+        let mut fixed = Pace::new(32, false);
         assert_eq!(
-            simulate(&fixed, 0.001, 0.010, 1000),
+            simulate(&mut fixed, 0.001, 0.010, 1000),
             32,
             "not adaptive: the maximum"
         );
@@ -428,71 +292,16 @@ mod tests {
         // 100 ms away, one request in five takes two round trips more (a
         // new connection): the mean is 1.4 x the baseline with no queue at
         // all. Slow start must not end on that.
-        let p = Pace::new(64, true);
+        let mut p = Pace::new(64, true);
         for n in 0..200 {
             let c = p.limit().max(1) as f64;
             let outlier = n % 5 == 4;
             let latency = 0.100 * if outlier { 3.0 } else { 1.0 } + c * 0.0005;
-            let mut s = p.state.lock().unwrap();
-            p.record(&mut s, RequestKind(1), latency);
+            p.sample(RequestKind(1), latency);
         }
         // 1 + 2 + 4 + 8 + 16 + 32 = 63 samples reach 64 in slow start; at
         // 64 the 0.5 ms per request in flight is a real queue (32 ms), so
         // it may give back a little after that.
         assert!(p.limit() >= 56, "{}", p.limit());
-    }
-
-    #[tokio::test]
-    async fn listings_go_before_waiting_checks() {
-        let p = std::sync::Arc::new(Pace::new(1, false));
-        let held = p.acquire(RequestKind(1)).await;
-        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for (i, kind) in [RequestKind(1), RequestKind(1), RequestKind::LIST]
-            .into_iter()
-            .enumerate()
-        {
-            let (p, order) = (p.clone(), order.clone());
-            tasks.push(tokio::spawn(async move {
-                let permit = p.acquire(kind).await;
-                order.lock().unwrap().push(i);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                permit.done();
-            }));
-            // The checks start waiting first.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        drop(held);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(order.lock().unwrap()[0], 2, "the listing first");
-        assert_eq!(order.lock().unwrap().len(), 3);
-    }
-
-    #[tokio::test]
-    async fn a_listing_that_gives_up_waiting_does_not_hold_back_checks() {
-        let p = Pace::new(1, false);
-        let held = p.acquire(RequestKind(1)).await;
-        // A listing waits, then is cancelled.
-        let gave_up =
-            tokio::time::timeout(Duration::from_millis(20), p.acquire(RequestKind::LIST)).await;
-        assert!(gave_up.is_err());
-        drop(held);
-        let check =
-            tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind(1))).await;
-        assert!(check.is_ok(), "the place is free for a check");
-    }
-
-    #[tokio::test]
-    async fn acquire_waits_for_room() {
-        let p = Pace::new(1, true);
-        let a = p.acquire(RequestKind::LIST).await;
-        let waiting =
-            tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind::LIST)).await;
-        assert!(waiting.is_err(), "a second request waits");
-        drop(a);
-        let b = tokio::time::timeout(Duration::from_millis(50), p.acquire(RequestKind::LIST)).await;
-        assert!(b.is_ok());
     }
 }

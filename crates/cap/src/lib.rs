@@ -947,5 +947,42 @@ pub fn redact(input: &str) -> String {
     keep_chars(t, 12)
 }
 
+/// Replace everything in `text` that looks like a cap, plain (`URI:...`) or
+/// URL-escaped as in a request path (`URI%3A...`), with its redacted form,
+/// so that a server's error text, a URL or a log line can be shown safely.
+pub fn redact_caps(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let plain = rest.find("URI:");
+        let escaped = find_ascii_ci(rest, "URI%3A");
+        let (pos, escaped) = match (plain, escaped) {
+            (Some(p), Some(e)) if e < p => (e, true),
+            (Some(p), _) => (p, false),
+            (None, Some(e)) => (e, true),
+            (None, None) => break,
+        };
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '%')))
+            .unwrap_or(tail.len());
+        let cap = &tail[..end];
+        if escaped {
+            out.push_str(&redact(&cap.replace("%3A", ":").replace("%3a", ":")));
+        } else {
+            out.push_str(&redact(cap));
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    (0..h.len().saturating_sub(n.len() - 1)).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+}
+
 #[cfg(test)]
 mod tests;

@@ -675,3 +675,22 @@ fn storage_index_text() {
     sis.dedup();
     assert_eq!(sis.len(), 4, "CHK, CHK(key2), SSK and MDMF objects");
 }
+
+#[test]
+fn caps_in_text_are_redacted_plain_and_escaped() {
+    let cap =
+        "URI:CHK:abcdefghijklmnopqrstuvwxyz:abcdefghijklmnopqrstuvwxyz234567abcdefghijkl:2:5:100";
+    let t = crate::redact_caps(&format!("No such child: {cap}, sorry"));
+    assert!(!t.contains("abcdefghijklmnop"), "{t}");
+    assert!(
+        t.starts_with("No such child: URI:CHK:abcd") && t.ends_with(", sorry"),
+        "{t}"
+    );
+    let path = format!("/uri/{}?t=json", cap.replace(':', "%3A"));
+    let t = crate::redact_caps(&path);
+    assert!(!t.contains("abcdefghijklmnop"), "{t}");
+    assert!(t.ends_with("?t=json"), "{t}");
+    let t = crate::redact_caps(&path.to_lowercase().replace("uri%3a", "URI%3a"));
+    assert!(!t.contains("abcdefghijklmnop"), "{t}");
+    assert_eq!(crate::redact_caps("no caps here"), "no caps here");
+}

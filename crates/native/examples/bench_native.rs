@@ -5,8 +5,9 @@
 //! (default 300 CHK files and 40 SDMF files).
 use futures::stream::{self, StreamExt};
 use std::time::Instant;
-use steward_backend::{Backend, CheckOptions, Gateway, GatewayOptions};
+use steward_backend::{Backend, CheckOptions};
 use steward_cap::Cap;
+use steward_gateway::{Gateway, GatewayOptions};
 use steward_native::{NativeBackend, NativeOptions};
 use steward_testgrid::{Grid, GridConfig};
 
@@ -50,11 +51,15 @@ fn main() -> anyhow::Result<()> {
         t.elapsed()
     );
     let rt = tokio::runtime::Runtime::new()?;
-    let gateway = Gateway::new(GatewayOptions {
-        urls: vec![grid.gateway_url()],
-        ..Default::default()
-    })?;
-    let native = NativeBackend::from_node_dir(grid.gateway_dir(), NativeOptions::default())?;
+    let gateway = Gateway::new(
+        GatewayOptions {
+            urls: vec![grid.gateway_url()],
+            ..Default::default()
+        },
+        sched(),
+    )?;
+    let native =
+        NativeBackend::from_node_dir(grid.gateway_dir(), NativeOptions::default(), &sched())?;
     // Warm up connections.
     rate(&native, &rt, &caps[..5.min(caps.len())], 4);
     rate(&gateway, &rt, &caps[..5.min(caps.len())], 4);
@@ -81,4 +86,9 @@ fn main() -> anyhow::Result<()> {
         native.connections_made()
     );
     Ok(())
+}
+
+/// A scheduler of its own for each backend a test makes.
+fn sched() -> std::sync::Arc<steward_backend::Scheduler> {
+    steward_backend::Scheduler::new(4096)
 }

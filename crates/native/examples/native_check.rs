@@ -16,7 +16,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: native_check [--add-lease] NODE_DIR CAP...");
         std::process::exit(2);
     };
-    let b = NativeBackend::from_node_dir(dir.as_ref(), NativeOptions::default())?;
+    let b = NativeBackend::from_node_dir(dir.as_ref(), NativeOptions::default(), &sched())?;
     for c in &args[1..] {
         let cap = Cap::parse(c)?;
         let opts = CheckOptions {
@@ -29,4 +29,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// A scheduler of its own for each backend a test makes.
+fn sched() -> std::sync::Arc<steward_backend::Scheduler> {
+    steward_backend::Scheduler::new(4096)
 }

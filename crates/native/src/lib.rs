@@ -95,27 +95,28 @@
 //! * Of several NURLs announced by one server only the first is used
 //!   (Tahoe races them all).
 
+mod check;
 pub mod discovery;
 pub mod lease;
 pub mod mutable;
 pub mod nurl;
 pub mod results;
 pub mod server;
+mod servermap;
+mod servers;
 pub mod tls;
 
 use async_trait::async_trait;
-use discovery::ServerInfo;
-use futures::future::join_all;
 use lease::LeaseSecrets;
-use serde_json::Value;
-use server::{Failure, Server, ShareKind};
-use std::collections::{BTreeMap, BTreeSet};
+use server::Server;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_backend::{Backend, BackendError, CheckOptions, ErrorCode, Listing, Operation};
-use steward_cap::{Authority, Cap, Format, StorageIndex};
+use steward_backend::sched::Tenant;
+use steward_backend::{
+    Backend, BackendError, CheckOptions, CheckResults, ErrorCode, Listing, Operation, RepairResults,
+};
+use steward_cap::{Authority, Cap, Format};
 
 /// How to talk to the storage servers.
 #[derive(Clone)]
@@ -171,8 +172,16 @@ impl fmt::Debug for NativeOptions {
     }
 }
 
-/// The native backend. See the crate documentation.
+/// The native backend, its requests counted for one tenant. See the crate
+/// documentation. Cheap to clone ([`Backend::for_tenant`]).
+#[derive(Clone)]
 pub struct NativeBackend {
+    set: Arc<ServerSet>,
+    tenant: Tenant,
+}
+
+/// The servers, and the account's lease secrets.
+pub(crate) struct ServerSet {
     servers: Vec<Arc<Server>>,
     lease: Option<LeaseSecrets>,
     source: String,
@@ -182,488 +191,15 @@ pub struct NativeBackend {
 impl fmt::Debug for NativeBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NativeBackend")
-            .field("source", &self.source)
-            .field("servers", &self.servers.len())
-            .field("lease_secret", &self.lease.is_some())
+            .field("source", &self.set.source)
+            .field("servers", &self.set.servers.len())
+            .field("lease_secret", &self.set.lease.is_some())
             .finish()
     }
 }
 
 fn setup_error(msg: impl Into<String>) -> BackendError {
     BackendError::new(ErrorCode::ServerError, msg)
-}
-
-/// Bytes read from the start of each mutable share.
-fn first_read_len(format: Format) -> u64 {
-    match format {
-        Format::Mdmf => 2500,
-        _ => 1000,
-    }
-}
-
-/// What one server said about one object.
-struct Answer<T> {
-    listing: Result<T, Failure>,
-    /// `None` when no lease was asked for there.
-    lease: Option<Result<bool, Failure>>,
-}
-
-/// A mutable share as read: its number, first bytes and parsed header.
-struct ShareRead {
-    shnum: u32,
-    data: Vec<u8>,
-    header: Result<mutable::ShareHeader, String>,
-}
-
-impl NativeBackend {
-    /// A backend for these servers. `opts.lease_secret` is kept for
-    /// add-lease; without it [`NativeBackend::require_add_lease`] and every
-    /// add-lease check fail at once with a clear message.
-    pub fn new(
-        servers: Vec<ServerInfo>,
-        opts: NativeOptions,
-        source: impl Into<String>,
-    ) -> Result<NativeBackend, BackendError> {
-        let source = source.into();
-        if servers.is_empty() {
-            return Err(setup_error(format!(
-                "no storage server with an HTTPS storage NURL found in {source}"
-            )));
-        }
-        let mut built = Vec::with_capacity(servers.len());
-        for s in servers {
-            built.push(Arc::new(Server::new(s, &opts).map_err(setup_error)?));
-        }
-        Ok(NativeBackend {
-            servers: built,
-            lease: opts.lease_secret.as_deref().map(LeaseSecrets::new),
-            source,
-            skipped: Vec::new(),
-        })
-    }
-
-    /// Servers from a Tahoe node directory's
-    /// `private/introducer_default_cache.yaml` (read only). If
-    /// `opts.lease_secret` is `None`, the node's `private/secret` is used
-    /// for add-lease when the file exists.
-    pub fn from_node_dir(
-        path: &Path,
-        mut opts: NativeOptions,
-    ) -> Result<NativeBackend, BackendError> {
-        let cache = path.join("private").join("introducer_default_cache.yaml");
-        let text = std::fs::read_to_string(&cache).map_err(|e| {
-            setup_error(format!(
-                "cannot read {}: {e} (is {} a Tahoe client node directory that has connected to its introducer?)",
-                cache.display(),
-                path.display()
-            ))
-        })?;
-        let found = discovery::parse_introducer_cache(&text)
-            .map_err(|e| setup_error(format!("{}: {e}", cache.display())))?;
-        for s in &found.skipped {
-            tracing::warn!(
-                "{}: storage server not usable natively: {s}",
-                cache.display()
-            );
-        }
-        if opts.lease_secret.is_none() {
-            let secret = path.join("private").join("secret");
-            if secret.exists() {
-                opts.lease_secret = Some(discovery::read_lease_secret(path).map_err(setup_error)?);
-            }
-        }
-        let mut b = NativeBackend::new(found.servers, opts, cache.display().to_string())?;
-        b.skipped = found.skipped;
-        Ok(b)
-    }
-
-    /// Servers from a servers file: one `[<server id>] <NURL>` per line,
-    /// `#` comments (see [`ServerInfo::from_servers_line`]).
-    pub fn from_servers_file(
-        path: &Path,
-        opts: NativeOptions,
-    ) -> Result<NativeBackend, BackendError> {
-        let servers = discovery::read_servers_file(path).map_err(setup_error)?;
-        NativeBackend::new(servers, opts, path.display().to_string())
-    }
-
-    /// The servers this backend talks to.
-    pub fn servers(&self) -> Vec<&ServerInfo> {
-        self.servers.iter().map(|s| &s.info).collect()
-    }
-
-    /// Announced servers left out because they offer no usable NURL.
-    pub fn skipped_servers(&self) -> &[String] {
-        &self.skipped
-    }
-
-    /// Requests sent to each server so far, in [`NativeBackend::servers`] order.
-    pub fn requests_sent(&self) -> Vec<u32> {
-        self.servers.iter().map(|s| s.requests_sent()).collect()
-    }
-
-    /// TLS connections made to each server so far, in
-    /// [`NativeBackend::servers`] order.
-    pub fn connections_made(&self) -> Vec<u32> {
-        self.servers.iter().map(|s| s.connections_made()).collect()
-    }
-
-    /// The most requests ever in flight at once to each server, in
-    /// [`NativeBackend::servers`] order (never above
-    /// [`NativeOptions::per_server_in_flight`]).
-    pub fn peak_in_flight(&self) -> Vec<u32> {
-        self.servers.iter().map(|s| s.peak_in_flight()).collect()
-    }
-
-    /// Whether add-lease is possible (a lease secret was given).
-    pub fn can_add_lease(&self) -> bool {
-        self.lease.is_some()
-    }
-
-    /// Fails, with a message saying what to do, unless add-lease is possible.
-    /// Call it before starting an add-lease run.
-    pub fn require_add_lease(&self) -> Result<(), BackendError> {
-        if self.lease.is_some() {
-            return Ok(());
-        }
-        Err(BackendError::new(
-            ErrorCode::NotSupported,
-            format!(
-                "add-lease with the native backend needs the account's lease secret (the node directory's private/secret), and none was given for {}: without it, leases would be added under a stranger's secret instead of renewing the account's",
-                self.source
-            ),
-        ))
-    }
-
-    /// Ask every server for its version: `(server id, outcome)` for each, so
-    /// that a run can report unreachable servers, or refuse a server whose
-    /// certificate does not match its NURL, before any work.
-    pub async fn probe(&self) -> Vec<(String, Result<(), BackendError>)> {
-        join_all(self.servers.iter().map(|s| async move {
-            let r = s.probe().await.map_err(|f| setup_error(f.message()));
-            (s.info.id.clone(), r)
-        }))
-        .await
-    }
-
-    /// Before a run: refuse it if any server's certificate does not match
-    /// its NURL (never trust it, never quietly skip it), and return a
-    /// warning for each server that does not answer (it will be counted as
-    /// not responding, as Tahoe does).
-    pub async fn preflight(&self) -> Result<Vec<String>, BackendError> {
-        let outcomes = join_all(
-            self.servers
-                .iter()
-                .map(|s| async move { (s.info.id.clone(), s.probe().await) }),
-        )
-        .await;
-        let mut warnings = Vec::new();
-        for (id, r) in outcomes {
-            match r {
-                Ok(()) => {}
-                Err(Failure::PinMismatch(m)) => {
-                    return Err(setup_error(format!(
-                        "storage server {id} refused: {m}"
-                    )))
-                }
-                Err(f) => warnings.push(format!(
-                    "storage server {id} does not answer ({}); it will be counted as not responding",
-                    f.message()
-                )),
-            }
-        }
-        if warnings.len() == self.servers.len() {
-            return Err(setup_error(format!(
-                "none of the {} storage servers of {} answers: is the grid up? {}",
-                self.servers.len(),
-                self.source,
-                warnings.first().cloned().unwrap_or_default()
-            )));
-        }
-        Ok(warnings)
-    }
-
-    async fn renew(&self, s: &Server, si: &StorageIndex) -> Result<bool, Failure> {
-        let secrets = self.lease.as_ref().expect("checked before");
-        let seed = s.lease_seed().ok_or_else(|| {
-            Failure::BadAnswer(format!(
-                "no lease seed known for storage server {} (no FURL, and no TLS handshake made yet)",
-                s.info.describe()
-            ))
-        })?;
-        let (renew, cancel) = secrets.for_bucket(si.as_bytes(), &seed);
-        s.renew_lease(si, &renew, &cancel).await
-    }
-
-    /// Run `query` on one server, renewing the lease there too if asked:
-    /// in parallel when the lease seed is known in advance (as Tahoe sends
-    /// add-lease alongside its queries), else after a listing that found
-    /// shares (the TLS handshake has then taught us the seed).
-    async fn ask<T, F>(
-        &self,
-        s: &Server,
-        si: &StorageIndex,
-        add_lease: bool,
-        has_shares: fn(&T) -> bool,
-        query: F,
-    ) -> Answer<T>
-    where
-        F: std::future::Future<Output = Result<T, Failure>>,
-    {
-        if add_lease && s.lease_seed().is_some() {
-            let (listing, lease) = tokio::join!(query, self.renew(s, si));
-            return Answer {
-                listing,
-                lease: Some(lease),
-            };
-        }
-        let listing = query.await;
-        let lease = match &listing {
-            Ok(t) if add_lease && has_shares(t) => Some(self.renew(s, si).await),
-            _ => None,
-        };
-        Answer { listing, lease }
-    }
-
-    /// Refused certificates and failed lease renewals make the check an
-    /// error; servers that did not answer are merely not responding.
-    fn judge<T>(
-        &self,
-        si: &StorageIndex,
-        answers: &[Answer<T>],
-        has_shares: fn(&T) -> bool,
-    ) -> Result<(), BackendError> {
-        let mut lease_failures = Vec::new();
-        for (s, a) in self.servers.iter().zip(answers) {
-            let lease_failure = a.lease.as_ref().and_then(|l| l.as_ref().err());
-            for f in [a.listing.as_ref().err(), lease_failure]
-                .into_iter()
-                .flatten()
-            {
-                if let Failure::PinMismatch(m) = f {
-                    return Err(BackendError::new(ErrorCode::ServerError, m.as_str()));
-                }
-            }
-            match (&a.listing, &a.lease) {
-                (Ok(t), Some(Err(f))) if has_shares(t) => {
-                    lease_failures.push(f.message().to_string())
-                }
-                (Err(f), _) => {
-                    tracing::debug!(si = %si, server = %s.info.describe(), "not responding: {}", f.message())
-                }
-                _ => {}
-            }
-        }
-        if lease_failures.is_empty() {
-            return Ok(());
-        }
-        Err(BackendError::new(
-            ErrorCode::ServerError,
-            format!(
-                "lease renewal failed for SI {si} on {} server(s): {}",
-                lease_failures.len(),
-                lease_failures.join("; ")
-            ),
-        ))
-    }
-
-    async fn check_immutable(
-        &self,
-        si: &StorageIndex,
-        k: u16,
-        n: u16,
-        add_lease: bool,
-    ) -> Result<Value, BackendError> {
-        fn nonempty(s: &BTreeSet<u32>) -> bool {
-            !s.is_empty()
-        }
-        let answers: Vec<Answer<BTreeSet<u32>>> = join_all(self.servers.iter().map(|s| {
-            self.ask(
-                s,
-                si,
-                add_lease,
-                nonempty,
-                s.list_shares(ShareKind::Immutable, si),
-            )
-        }))
-        .await;
-        self.judge(si, &answers, nonempty)?;
-        let mut responding = Vec::new();
-        let mut listings = Vec::new();
-        for (s, a) in self.servers.iter().zip(answers) {
-            if let Ok(shares) = a.listing {
-                responding.push(s.info.id.clone());
-                listings.push(results::Listing {
-                    server: s.info.id.clone(),
-                    shares,
-                });
-            }
-        }
-        Ok(results::immutable(
-            &si.to_string(),
-            k,
-            n,
-            &responding,
-            &listings,
-        ))
-    }
-
-    /// One server's mutable shares: the listing, then the first bytes of
-    /// every share. As in Tahoe's `slot_readv`, a failed read makes the whole
-    /// server count as not responding.
-    async fn read_mutable_server(
-        s: &Server,
-        si: &StorageIndex,
-        read_len: u64,
-    ) -> Result<Vec<ShareRead>, Failure> {
-        let shares = s.list_shares(ShareKind::Mutable, si).await?;
-        let reads = join_all(
-            shares
-                .iter()
-                .map(|&sh| async move { (sh, s.read_mutable(si, sh, 0..read_len).await) }),
-        )
-        .await;
-        let mut out = Vec::with_capacity(reads.len());
-        for (shnum, r) in reads {
-            let data = r?;
-            let header = mutable::parse_header(&data);
-            out.push(ShareRead {
-                shnum,
-                data,
-                header,
-            });
-        }
-        Ok(out)
-    }
-
-    async fn check_mutable(
-        &self,
-        si: &StorageIndex,
-        fingerprint: &[u8; 32],
-        format: Format,
-        add_lease: bool,
-    ) -> Result<Value, BackendError> {
-        #[allow(clippy::ptr_arg)] // must match Answer<Vec<ShareRead>>
-        fn nonempty(s: &Vec<ShareRead>) -> bool {
-            !s.is_empty()
-        }
-        let read_len = first_read_len(format);
-        let answers: Vec<Answer<Vec<ShareRead>>> = join_all(self.servers.iter().map(|s| {
-            self.ask(
-                s,
-                si,
-                add_lease,
-                nonempty,
-                Self::read_mutable_server(s, si, read_len),
-            )
-        }))
-        .await;
-        self.judge(si, &answers, nonempty)?;
-
-        let mut responding = Vec::new();
-        // version -> candidate shares (server index, share)
-        let mut by_version: BTreeMap<mutable::Version, Vec<(usize, &ShareRead)>> = BTreeMap::new();
-        for (i, (s, a)) in self.servers.iter().zip(&answers).enumerate() {
-            let Ok(reads) = &a.listing else { continue };
-            responding.push(s.info.id.clone());
-            for r in reads {
-                match &r.header {
-                    Ok(h) => by_version
-                        .entry(h.version.clone())
-                        .or_default()
-                        .push((i, r)),
-                    Err(e) => tracing::warn!(
-                        si = %si, server = %s.info.describe(), shnum = r.shnum,
-                        "bad mutable share header: {e}"
-                    ),
-                }
-            }
-        }
-
-        let mut pubkey: Option<rsa::RsaPublicKey> = None;
-        let mut good = Vec::new();
-        for (version, candidates) in by_version.iter().rev() {
-            let mut bad: BTreeSet<(usize, u32)> = BTreeSet::new();
-            let mut valid = false;
-            for &(i, r) in candidates {
-                let server = &self.servers[i];
-                match self
-                    .validate_version(server, si, r, fingerprint, &mut pubkey)
-                    .await
-                {
-                    Ok(()) => {
-                        valid = true;
-                        break;
-                    }
-                    Err(why) => {
-                        tracing::warn!(
-                            si = %si, server = %server.info.describe(), shnum = r.shnum,
-                            version = %version.summary(), "bad mutable share: {why}"
-                        );
-                        bad.insert((i, r.shnum));
-                    }
-                }
-            }
-            if !valid {
-                continue;
-            }
-            for &(i, r) in candidates {
-                if !bad.contains(&(i, r.shnum)) {
-                    good.push(results::MutableShare {
-                        server: self.servers[i].info.id.clone(),
-                        shnum: r.shnum,
-                        version: version.clone(),
-                    });
-                }
-            }
-        }
-        Ok(results::mutable(&si.to_string(), &responding, &good))
-    }
-
-    /// Check one share's claim to its version: its verification key must
-    /// match the fingerprint (until a key has been accepted) and its
-    /// signature must verify over the version's signed prefix.
-    async fn validate_version(
-        &self,
-        server: &Server,
-        si: &StorageIndex,
-        r: &ShareRead,
-        fingerprint: &[u8; 32],
-        pubkey: &mut Option<rsa::RsaPublicKey>,
-    ) -> Result<(), String> {
-        let h = r.header.as_ref().map_err(Clone::clone)?;
-        let span = h.key_and_signature_span();
-        let fetched;
-        let (bytes, base): (&[u8], u64) = if (r.data.len() as u64) >= span.end {
-            (&r.data, 0)
-        } else {
-            fetched = server
-                .read_mutable(si, r.shnum, span.clone())
-                .await
-                .map_err(|f| f.message().to_string())?;
-            (&fetched, span.start)
-        };
-        let slice = |range: &std::ops::Range<u64>| -> Result<&[u8], String> {
-            let (a, b) = ((range.start - base) as usize, (range.end - base) as usize);
-            bytes
-                .get(a..b)
-                .ok_or_else(|| format!("share ends before byte {}", range.end))
-        };
-        if pubkey.is_none() {
-            let key = slice(&h.pubkey)?;
-            if !mutable::pubkey_matches_fingerprint(key, fingerprint) {
-                return Err("verification key does not match the cap's fingerprint".into());
-            }
-            *pubkey = Some(mutable::parse_pubkey(key)?);
-        }
-        let sig = slice(&h.signature)?;
-        if mutable::signature_is_valid(pubkey.as_ref().expect("set above"), sig, &h.version.prefix)
-        {
-            Ok(())
-        } else {
-            Err("signature is invalid".into())
-        }
-    }
 }
 
 fn not_supported(what: &str) -> BackendError {
@@ -678,21 +214,28 @@ impl Backend for NativeBackend {
     fn describe(&self) -> String {
         format!(
             "native storage protocol, {} servers from {}",
-            self.servers.len(),
-            self.source
+            self.set.servers.len(),
+            self.set.source
         )
     }
 
     fn supports(&self, op: Operation) -> bool {
         match op {
             Operation::Check => true,
-            Operation::AddLease => self.lease.is_some(),
+            Operation::AddLease => self.set.lease.is_some(),
             Operation::List | Operation::Verify | Operation::Repair => false,
         }
     }
 
-    fn check_authority(&self) -> Authority {
+    fn authority_for(&self, _op: Operation) -> Authority {
         Authority::Verify
+    }
+
+    fn for_tenant(&self, tenant: Tenant) -> Arc<dyn Backend> {
+        Arc::new(NativeBackend {
+            set: self.set.clone(),
+            tenant,
+        })
     }
 
     async fn list_directory(&self, _dir: &Cap) -> Result<Listing, BackendError> {
@@ -701,7 +244,7 @@ impl Backend for NativeBackend {
         ))
     }
 
-    async fn check(&self, cap: &Cap, opts: CheckOptions) -> Result<Value, BackendError> {
+    async fn check(&self, cap: &Cap, opts: CheckOptions) -> Result<CheckResults, BackendError> {
         if opts.verify {
             return Err(not_supported("verify share contents"));
         }
@@ -709,7 +252,7 @@ impl Backend for NativeBackend {
             self.require_add_lease()?;
         }
         if cap.is_literal() {
-            return Ok(results::literal());
+            return Ok(CheckResults::literal());
         }
         let si = cap.storage_index().ok_or_else(|| {
             BackendError::new(
@@ -737,11 +280,14 @@ impl Backend for NativeBackend {
                 self.check_mutable(&si, &fp, cap.format(), opts.add_lease)
                     .await
             }
-            Format::Lit => Ok(results::literal()),
+            Format::Lit => return Ok(CheckResults::literal()),
         }
+        .and_then(|v| {
+            CheckResults::from_json(v).map_err(|e| BackendError::new(ErrorCode::ServerError, e))
+        })
     }
 
-    async fn repair(&self, _cap: &Cap, _opts: CheckOptions) -> Result<Value, BackendError> {
+    async fn repair(&self, _cap: &Cap, _opts: CheckOptions) -> Result<RepairResults, BackendError> {
         Err(not_supported("repair"))
     }
 }

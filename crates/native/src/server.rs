@@ -1,5 +1,8 @@
-//! One storage server: its pinned HTTPS client (one keep-alive pool), a
-//! bound on requests in flight, retries, and whether it is answering.
+//! One storage server: its pinned HTTPS client (one keep-alive pool) and
+//! the storage protocol's calls. Pacing, retries and setting the server
+//! aside when it stops answering are the shared request stack's
+//! ([`steward_backend::retry::Stack`]); the server is one endpoint of the
+//! process's scheduler, a group of its own.
 
 use crate::discovery::ServerInfo;
 use crate::tls::{client_config, PinState};
@@ -9,10 +12,13 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RANGE};
 use reqwest::{Method, StatusCode};
 use std::collections::BTreeSet;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use steward_backend::pace::{Pace, RequestKind};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use steward_backend::endpoint::{Endpoint, EndpointConfig, Group, SetAside, WhenAllDown};
+use steward_backend::pace::RequestKind;
+use steward_backend::retry::{Attempt, CallError, RetryPolicy, Stack};
+use steward_backend::sched::{Refused, Scheduler, Tenant};
 use steward_cap::StorageIndex;
 
 const CBOR: &str = "application/cbor";
@@ -56,28 +62,16 @@ impl ShareKind {
     }
 }
 
-struct Health {
-    consecutive_failures: u32,
-    down_until: Option<Instant>,
-}
-
 /// A storage server and the means to talk to it.
 pub struct Server {
     pub info: ServerInfo,
-    base: String,
     client: reqwest::Client,
     auth: HeaderValue,
     pin: Arc<PinState>,
-    /// Requests in flight to this server, adaptive (see the crate doc).
-    pace: Pace,
-    health: Mutex<Health>,
-    requests: AtomicU32,
-    in_flight: AtomicU32,
-    peak_in_flight: AtomicU32,
+    endpoint: Arc<Endpoint>,
+    group: Group,
+    stack: Stack,
     timeout: Duration,
-    retries: u32,
-    backoff: Duration,
-    set_aside: Duration,
 }
 
 /// The kinds of request sent to a server, each with its own latency
@@ -92,7 +86,11 @@ const VERSION: RequestKind = RequestKind::storage(3);
 const INITIAL_IN_FLIGHT: usize = 8;
 
 impl Server {
-    pub fn new(info: ServerInfo, opts: &NativeOptions) -> Result<Server, String> {
+    pub fn new(
+        info: ServerInfo,
+        opts: &NativeOptions,
+        sched: &Arc<Scheduler>,
+    ) -> Result<Server, String> {
         let pin = Arc::new(PinState::default());
         let tls = client_config(info.nurl.spki_hash, pin.clone());
         let client = reqwest::Client::builder()
@@ -112,25 +110,39 @@ impl Server {
             BASE64.encode(info.nurl.swissnum.as_bytes())
         ))
         .map_err(|_| format!("bad swissnum for {}", info.describe()))?;
+        let config = EndpointConfig {
+            max_in_flight: opts.per_server_in_flight.max(1),
+            adaptive: opts.adaptive,
+            start: INITIAL_IN_FLIGHT,
+            // A server is set aside once a request has failed every
+            // attempt; while it is, it counts as not responding (as Tahoe
+            // counts a disconnected server) without being asked.
+            set_aside: SetAside {
+                after_failures: opts.retries + 1,
+                base: opts.set_aside,
+                max: Duration::from_secs(120),
+                when_all_down: WhenAllDown::Fail,
+            },
+        };
+        let base = info.nurl.base_url();
+        let endpoint = sched.endpoint(&base, &info.describe(), config);
+        let group = sched.group(std::slice::from_ref(&endpoint));
+        let retry = RetryPolicy {
+            retries: opts.retries,
+            timeout_retries: opts.retries,
+            backoff: opts.backoff,
+            max_backoff: Duration::from_secs(10),
+            slow_after: Duration::from_secs(30),
+        };
         Ok(Server {
-            base: info.nurl.base_url(),
             info,
             client,
             auth,
             pin,
-            pace: Pace::new(opts.per_server_in_flight.max(1), opts.adaptive)
-                .starting_at(INITIAL_IN_FLIGHT),
-            health: Mutex::new(Health {
-                consecutive_failures: 0,
-                down_until: None,
-            }),
-            requests: AtomicU32::new(0),
-            in_flight: AtomicU32::new(0),
-            peak_in_flight: AtomicU32::new(0),
+            endpoint,
+            group,
+            stack: Stack::new(sched.clone(), retry),
             timeout: opts.timeout,
-            retries: opts.retries,
-            backoff: opts.backoff,
-            set_aside: opts.set_aside,
         })
     }
 
@@ -150,45 +162,17 @@ impl Server {
 
     /// The most requests that were ever in flight to this server at once.
     pub fn peak_in_flight(&self) -> u32 {
-        self.peak_in_flight.load(Ordering::Relaxed)
+        self.endpoint.peak_in_flight()
     }
 
     /// Requests sent so far (for tests and statistics).
     pub fn requests_sent(&self) -> u32 {
-        self.requests.load(Ordering::Relaxed)
+        self.endpoint.requests_sent() as u32
     }
 
-    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `Some(remaining)` while the server is set aside after failures.
-    fn set_aside_for(&self) -> Option<Duration> {
-        let h = self.health();
-        h.down_until
-            .and_then(|t| t.checked_duration_since(Instant::now()))
-    }
-
-    fn mark_ok(&self) {
-        let mut h = self.health();
-        h.consecutive_failures = 0;
-        h.down_until = None;
-    }
-
-    fn mark_failed(&self) {
-        let mut h = self.health();
-        let now = Instant::now();
-        if h.down_until.is_some_and(|t| t > now) {
-            return; // already set aside by a concurrent request
-        }
-        h.consecutive_failures = h.consecutive_failures.saturating_add(1);
-        let factor = 1u32 << (h.consecutive_failures - 1).min(5);
-        let d = self
-            .set_aside
-            .saturating_mul(factor)
-            .min(Duration::from_secs(120));
-        h.down_until = Some(now + d);
-        tracing::info!(server = %self.info.describe(), set_aside = ?d, "storage server not answering; set aside");
+    /// The scheduler's endpoint for this server.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
     }
 
     fn pin_failure(&self) -> Option<Failure> {
@@ -205,93 +189,73 @@ impl Server {
         )))
     }
 
-    /// Send one request with retries for transient failures; the status and
+    /// Send one request of `tenant` through the stack; the status and
     /// body of the first final answer.
     async fn request(
         &self,
+        tenant: &Tenant,
         method: Method,
         kind: RequestKind,
         path: &str,
         extra: &[(&'static str, String)],
     ) -> Result<(StatusCode, Vec<u8>), Failure> {
-        let mut attempt = 0u32;
-        loop {
-            if let Some(left) = self.set_aside_for() {
-                return Err(Failure::NotResponding(format!(
-                    "storage server {} is set aside for {left:.1?} after failing to answer",
-                    self.info.describe()
-                )));
-            }
-            let outcome = {
-                let permit = self.pace.acquire(kind).await;
-                self.requests.fetch_add(1, Ordering::Relaxed);
-                let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-                self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
-                let _gauge = InFlight(&self.in_flight);
+        let url = format!("{}{path}", self.endpoint.key());
+        let outcome = self
+            .stack
+            .call(tenant, kind, &self.group, &path, |_ep| {
                 let mut req = self
                     .client
-                    .request(method.clone(), format!("{}{path}", self.base))
+                    .request(method.clone(), &url)
                     .header(AUTHORIZATION, self.auth.clone())
                     .header(ACCEPT, CBOR);
                 for (k, v) in extra {
                     req = req.header(*k, v.as_str());
                 }
-                let answer = match req.send().await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        match resp.bytes().await {
-                            Ok(body) => Ok((status, body.to_vec())),
-                            Err(e) => Err(describe(&e, self.timeout)),
+                async move {
+                    let answer = match req.send().await {
+                        Ok(resp) => {
+                            let status = resp.status();
+                            match resp.bytes().await {
+                                Ok(body) => Ok((status, body.to_vec())),
+                                Err(e) => Err(e),
+                            }
                         }
-                    }
-                    Err(e) => Err(describe(&e, self.timeout)),
-                };
-                tracing::debug!(
-                    server = %self.info.describe(),
-                    ?kind,
-                    ms = permit.elapsed().as_millis() as u64,
-                    limit = self.pace.limit(),
-                    ok = answer.is_ok(),
-                    "request answered"
-                );
-                // Only answers count towards the latency baseline.
-                if answer.is_ok() {
-                    permit.done();
-                }
-                answer
-            };
-            let transient = match outcome {
-                Ok((status, body)) => {
-                    if matches!(status.as_u16(), 502..=504) {
-                        format!("HTTP {}", status.as_u16())
-                    } else {
-                        self.mark_ok();
-                        return Ok((status, body));
+                        Err(e) => Err(e),
+                    };
+                    match answer {
+                        Ok((status, _)) if matches!(status.as_u16(), 502..=504) => {
+                            Attempt::Transient {
+                                why: format!("HTTP {}", status.as_u16()),
+                                timeout: false,
+                            }
+                        }
+                        Ok(a) => Attempt::Answer(Ok(a)),
+                        Err(e) => match self.pin_failure() {
+                            Some(pin) => {
+                                tracing::error!("{}", pin.message());
+                                Attempt::Final(Err(pin))
+                            }
+                            None => Attempt::Transient {
+                                timeout: e.is_timeout(),
+                                why: describe(&e, self.timeout),
+                            },
+                        },
                     }
                 }
-                Err(e) => {
-                    if let Some(pin) = self.pin_failure() {
-                        tracing::error!("{}", pin.message());
-                        return Err(pin);
-                    }
-                    e
-                }
-            };
-            if attempt >= self.retries {
-                self.mark_failed();
-                return Err(Failure::NotResponding(format!(
-                    "storage server {} did not answer {method} {path}: {transient}",
+            })
+            .await;
+        match outcome {
+            Ok(r) => r,
+            Err(CallError::Refused(Refused::AllDown(left))) => {
+                Err(Failure::NotResponding(format!(
+                    "storage server {} is set aside for {left:.1?} after failing to answer",
                     self.info.describe()
-                )));
+                )))
             }
-            attempt += 1;
-            let delay = self
-                .backoff
-                .saturating_mul(1 << (attempt - 1).min(6))
-                .min(Duration::from_secs(10));
-            let jitter = delay.mul_f64(rand::random::<f64>() * 0.25);
-            tracing::debug!(server = %self.info.describe(), attempt, error = %transient, "retrying");
-            tokio::time::sleep(delay + jitter).await;
+            Err(CallError::GaveUp { why, .. }) => Err(Failure::NotResponding(format!(
+                "storage server {} did not answer {method} {path}: {why}",
+                self.info.describe()
+            ))),
         }
     }
 
@@ -305,11 +269,14 @@ impl Server {
     /// `GET /storage/v1/{immutable,mutable}/<SI>/shares`: the share numbers held.
     pub async fn list_shares(
         &self,
+        tenant: &Tenant,
         kind: ShareKind,
         si: &StorageIndex,
     ) -> Result<BTreeSet<u32>, Failure> {
         let path = format!("/storage/v1/{}/{si}/shares", kind.path());
-        let (status, body) = self.request(Method::GET, LIST_SHARES, &path, &[]).await?;
+        let (status, body) = self
+            .request(tenant, Method::GET, LIST_SHARES, &path, &[])
+            .await?;
         if status != StatusCode::OK {
             return Err(self.bad("a share listing", format!("HTTP {}", status.as_u16())));
         }
@@ -320,6 +287,7 @@ impl Server {
     /// end of the share).
     pub async fn read_mutable(
         &self,
+        tenant: &Tenant,
         si: &StorageIndex,
         shnum: u32,
         range: Range<u64>,
@@ -331,6 +299,7 @@ impl Server {
         let header = format!("bytes={}-{}", range.start, range.end - 1);
         let (status, mut body) = self
             .request(
+                tenant,
                 Method::GET,
                 READ_MUTABLE,
                 &path,
@@ -356,6 +325,7 @@ impl Server {
     /// it holds none (404).
     pub async fn renew_lease(
         &self,
+        tenant: &Tenant,
         si: &StorageIndex,
         renew: &[u8],
         cancel: &[u8],
@@ -372,7 +342,7 @@ impl Server {
             ),
         ];
         let (status, _) = self
-            .request(Method::PUT, ADD_LEASE, &path, &headers)
+            .request(tenant, Method::PUT, ADD_LEASE, &path, &headers)
             .await?;
         match status.as_u16() {
             200 | 204 => Ok(true),
@@ -385,7 +355,13 @@ impl Server {
     /// pinned one).
     pub async fn probe(&self) -> Result<(), Failure> {
         let (status, _) = self
-            .request(Method::GET, VERSION, "/storage/v1/version", &[])
+            .request(
+                &Tenant::default(),
+                Method::GET,
+                VERSION,
+                "/storage/v1/version",
+                &[],
+            )
             .await?;
         if status != StatusCode::OK {
             return Err(self.bad("its version request", format!("HTTP {}", status.as_u16())));
@@ -394,17 +370,8 @@ impl Server {
     }
 }
 
-/// Decrements the in-flight gauge however a request ends.
-struct InFlight<'a>(&'a AtomicU32);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    let msg = steward_backend::gateway::describe_reqwest(e);
+    let msg = steward_backend::http::describe_reqwest(e);
     if e.is_timeout() {
         format!("{msg} (after {timeout:?})")
     } else {

@@ -52,7 +52,7 @@ fn unique_data(len: usize) -> Vec<u8> {
 }
 
 fn native_for(dir: &Path) -> NativeBackend {
-    NativeBackend::from_node_dir(dir, NativeOptions::default()).expect("native backend")
+    NativeBackend::from_node_dir(dir, NativeOptions::default(), &sched()).expect("native backend")
 }
 
 fn check(
@@ -68,6 +68,7 @@ fn check(
             add_lease,
         },
     ))
+    .map(|r| r.into_json())
 }
 
 fn si_of(cap: &str) -> String {
@@ -269,6 +270,7 @@ fn requests_in_flight_are_bounded_and_connections_kept_alive() {
             per_server_in_flight: 3,
             ..Default::default()
         },
+        &sched(),
     )
     .unwrap();
     let caps: Vec<Cap> = (0..40)
@@ -290,7 +292,7 @@ fn requests_in_flight_are_bounded_and_connections_kept_alive() {
             .collect(),
     );
     for r in results {
-        assert_eq!(r.unwrap()["results"]["healthy"], true);
+        assert_eq!(r.unwrap().json()["results"]["healthy"], true);
     }
     for ((peak, sent), conns) in b
         .peak_in_flight()
@@ -308,7 +310,10 @@ fn requests_in_flight_are_bounded_and_connections_kept_alive() {
 fn least_authority_and_supported_operations() {
     let g = grid();
     let b = native_for(g.gateway_dir());
-    assert_eq!(b.check_authority(), Authority::Verify);
+    assert_eq!(
+        b.authority_for(steward_backend::Operation::Check),
+        Authority::Verify
+    );
     assert!(b.supports(Operation::Check));
     assert!(
         b.supports(Operation::AddLease),
@@ -499,6 +504,7 @@ fn add_lease_renews_the_lease_tahoe_renews() {
             lease_secret: Some(secret),
             ..Default::default()
         },
+        &sched(),
     )
     .unwrap();
     let mid: Vec<_> = objects.iter().map(|c| all_leases(g, &si_of(c))).collect();
@@ -542,6 +548,7 @@ fn add_lease_renews_the_lease_tahoe_renews() {
             lease_secret: Some(b"not this account's secret".to_vec()),
             ..Default::default()
         },
+        &sched(),
     )
     .unwrap();
     let c = make(g, Kind::Mdmf);
@@ -555,7 +562,7 @@ fn add_lease_renews_the_lease_tahoe_renews() {
 fn add_lease_without_a_secret_is_refused_before_any_work() {
     let g = grid();
     let f = servers_file(g, |_, n| n);
-    let b = NativeBackend::from_servers_file(f.path(), NativeOptions::default()).unwrap();
+    let b = NativeBackend::from_servers_file(f.path(), NativeOptions::default(), &sched()).unwrap();
     assert!(!b.can_add_lease());
     assert!(!b.supports(Operation::AddLease));
     let e = b.require_add_lease().unwrap_err();
@@ -587,7 +594,7 @@ fn a_server_whose_certificate_does_not_match_its_nurl_is_refused() {
         let c = if hash.starts_with('A') { 'B' } else { 'A' };
         format!("pb://{c}{}@{rest}", &hash[1..])
     });
-    let b = NativeBackend::from_servers_file(f.path(), NativeOptions::default()).unwrap();
+    let b = NativeBackend::from_servers_file(f.path(), NativeOptions::default(), &sched()).unwrap();
     let victim = b.servers()[2].clone();
     let cap = make(g, Kind::Chk);
     let e = check(&b, &cap, false).unwrap_err();
@@ -627,6 +634,7 @@ fn a_silent_server_is_not_responding_and_the_check_completes() {
             set_aside: Duration::from_secs(30),
             ..Default::default()
         },
+        &sched(),
     )
     .unwrap();
     let cap = make(g, Kind::Sdmf);
@@ -678,4 +686,9 @@ fn a_stopped_storage_node_is_not_responding_and_the_check_completes() {
         assert_eq!(v["results"]["count-shares-good"], 4);
         assert_same_results("stopped node", &g.check(c, false).unwrap(), &v);
     }
+}
+
+/// A scheduler of its own for each backend a test makes.
+fn sched() -> std::sync::Arc<steward_backend::Scheduler> {
+    steward_backend::Scheduler::new(4096)
 }

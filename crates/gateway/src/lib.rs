@@ -1,44 +1,58 @@
 //! The Tahoe-LAFS web API client: one or more gateway nodes of the same grid.
 //!
-//! Every request goes to the least busy gateway that is not set aside. A
-//! transient failure (connection refused or reset, a timeout, HTTP 502, 503 or
-//! 504) sets that gateway aside for a while (doubling with each consecutive
-//! failure, up to a minute) and the request is retried, on another gateway if
-//! one is up, else after an exponential backoff. Other answers are final: a
-//! 410 means the object is unrecoverable, 405 that the cap is too weak, any
-//! other 4xx or a 500 is reported for that object and never retried.
+//! Every request goes through the process's request stack
+//! ([`steward_backend::retry::Stack`]): the scheduler admits it under the
+//! tenant's fair share and the gateway's pace, and picks the least busy
+//! gateway that is not set aside; a transient failure (connection refused
+//! or reset, a timeout, HTTP 502, 503 or 504) sets that gateway aside and
+//! the request is retried, on another gateway if one is up, else after an
+//! exponential backoff. Other answers are final: a 410 means the object is
+//! unrecoverable, 405 that the cap is too weak, any other 4xx or a 500 is
+//! reported for that object and never retried.
 //!
 //! The calls used are those of `docs/frontends/webapi.rst`:
 //! `GET /uri/$DIRCAP?t=json`, `POST /uri/$CAP?t=check&output=JSON` with
 //! `verify`, `add-lease` and `repair`, and the NDJSON streams
 //! `POST /uri/$DIRCAP?t=stream-manifest` and `?t=stream-deep-check`.
+//!
+//! Timeouts: listings and checks get [`GatewayOptions::timeout`] (default
+//! 2 minutes, retried once); verifies and repairs, which download or
+//! upload whole files, get [`GatewayOptions::long_timeout`] (default an
+//! hour). Any request still unanswered after 30 s is logged as slow.
+//! Gateway URLs may carry a password (`http://user:pass@host/`); messages
+//! and logs show them without it.
 
-use crate::pace::{Pace, RequestKind};
-use crate::{Backend, BackendError, CheckOptions, Child, ErrorCode, Listing, NodeType, Operation};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-use steward_cap::Cap;
+use std::sync::Arc;
+use std::time::Duration;
+use steward_backend::endpoint::{redact_url, EndpointConfig, Group, SetAside};
+pub use steward_backend::http::describe_reqwest;
+use steward_backend::pace::RequestKind;
+use steward_backend::retry::{Attempt, CallError, RetryPolicy, Stack};
+use steward_backend::sched::{Scheduler, Tenant};
+use steward_backend::{
+    Backend, BackendError, CheckOptions, CheckResults, Child, ErrorCode, Listing, NodeType,
+    Operation, RepairResults,
+};
+use steward_cap::{redact_caps, Cap};
 
 /// How to reach the gateways and how patient to be with them.
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {
     /// Base URLs (`http://127.0.0.1:3456/`), all of the same grid.
     pub urls: Vec<String>,
-    /// Time allowed for one request (a verify or repair of a large file can
-    /// take minutes).
+    /// Time allowed for a listing or a check.
     pub timeout: Duration,
-    /// Attempts after the first for a transient failure.
-    pub retries: u32,
-    /// First backoff delay; it doubles with each attempt, up to 30 s.
-    pub backoff: Duration,
-    /// Requests in flight to one gateway at most.
+    /// Time allowed for a verify or a repair (they move whole files).
+    pub long_timeout: Duration,
+    /// Retries and backoff for transient failures.
+    pub retry: RetryPolicy,
+    /// Requests in flight to one gateway at most (its cap).
     pub max_in_flight: usize,
     /// Find the best number of requests in flight below `max_in_flight`
-    /// (see [`crate::pace`]); when false, always `max_in_flight`.
+    /// (see [`steward_backend::pace`]); when false, always `max_in_flight`.
     pub adaptive: bool,
 }
 
@@ -46,58 +60,30 @@ impl Default for GatewayOptions {
     fn default() -> Self {
         GatewayOptions {
             urls: vec![],
-            timeout: Duration::from_secs(600),
-            retries: 6,
-            backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(120),
+            long_timeout: Duration::from_secs(3600),
+            retry: RetryPolicy::default(),
             max_in_flight: 64,
             adaptive: true,
         }
     }
 }
 
-struct Endpoint {
-    base: String,
-    pace: Pace,
-    in_flight: AtomicUsize,
-    consecutive_failures: AtomicU32,
-    down_until: Mutex<Option<Instant>>,
-}
-
-impl Endpoint {
-    fn is_up(&self, now: Instant) -> bool {
-        match *self.down_until.lock().unwrap() {
-            Some(t) => t <= now,
-            None => true,
-        }
-    }
-
-    fn set_aside(&self) {
-        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let secs = (1u64 << n.min(6)).min(60);
-        *self.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(secs));
-    }
-
-    fn mark_ok(&self) {
-        if self.consecutive_failures.swap(0, Ordering::Relaxed) != 0 {
-            *self.down_until.lock().unwrap() = None;
-        }
-    }
-}
-
-/// Decrements an endpoint's in-flight count when a request ends, however it ends.
-struct InFlight<'a>(&'a Endpoint);
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A client for one or more gateways of one grid.
-pub struct Gateway {
-    endpoints: Vec<Endpoint>,
+struct Inner {
+    stack: Stack,
+    group: Group,
     client: reqwest::Client,
     stream_client: reqwest::Client,
     opts: GatewayOptions,
+}
+
+/// A client for one or more gateways of one grid, its requests counted for
+/// one tenant ([`Backend::for_tenant`] gives a handle for another). Cheap
+/// to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+    tenant: Tenant,
 }
 
 /// One line of a gateway's NDJSON stream.
@@ -179,8 +165,9 @@ impl StreamReader {
 }
 
 impl Gateway {
-    /// A client for the given gateways. Fails only for unusable URLs.
-    pub fn new(opts: GatewayOptions) -> Result<Self, BackendError> {
+    /// A client for the given gateways, scheduled by `sched`. Fails only
+    /// for unusable URLs.
+    pub fn new(opts: GatewayOptions, sched: Arc<Scheduler>) -> Result<Self, BackendError> {
         if opts.urls.is_empty() {
             return Err(BackendError::new(
                 ErrorCode::GatewayUnreachable,
@@ -189,32 +176,35 @@ impl Gateway {
         }
         let mut endpoints = Vec::new();
         for u in &opts.urls {
+            let shown = redact_url(u);
             let parsed = reqwest::Url::parse(u).map_err(|e| {
                 BackendError::new(
                     ErrorCode::GatewayUnreachable,
-                    format!("gateway URL {u:?} is not a URL ({e}): give it as http://HOST:PORT/"),
+                    format!(
+                        "gateway URL {shown:?} is not a URL ({e}): give it as http://HOST:PORT/"
+                    ),
                 )
             })?;
             if parsed.scheme() != "http" && parsed.scheme() != "https" {
                 return Err(BackendError::new(
                     ErrorCode::GatewayUnreachable,
-                    format!("gateway URL {u:?} must start with http:// or https://"),
+                    format!("gateway URL {shown:?} must start with http:// or https://"),
                 ));
             }
             let mut base = parsed.to_string();
             if !base.ends_with('/') {
                 base.push('/');
             }
-            endpoints.push(Endpoint {
-                base,
-                pace: Pace::new(opts.max_in_flight, opts.adaptive),
-                in_flight: AtomicUsize::new(0),
-                consecutive_failures: AtomicU32::new(0),
-                down_until: Mutex::new(None),
-            });
+            let config = EndpointConfig {
+                max_in_flight: opts.max_in_flight.max(1),
+                adaptive: opts.adaptive,
+                start: 1,
+                set_aside: SetAside::GATEWAY,
+            };
+            endpoints.push(sched.endpoint(&base, &redact_url(&base), config));
         }
+        let group = sched.group(&endpoints);
         let client = reqwest::Client::builder()
-            .timeout(opts.timeout)
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(256)
             .build()
@@ -224,28 +214,59 @@ impl Gateway {
             .build()
             .map_err(|e| BackendError::new(ErrorCode::BadResponse, e.to_string()))?;
         Ok(Gateway {
-            endpoints,
-            client,
-            stream_client,
-            opts,
+            inner: Arc::new(Inner {
+                stack: Stack::new(sched, opts.retry),
+                group,
+                client,
+                stream_client,
+                opts,
+            }),
+            tenant: Tenant::default(),
         })
     }
 
-    /// The gateways' base URLs.
+    /// The same client, its requests counted for `tenant`.
+    pub fn with_tenant(&self, tenant: Tenant) -> Gateway {
+        Gateway {
+            inner: self.inner.clone(),
+            tenant,
+        }
+    }
+
+    /// The scheduler this client's requests go through.
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.inner.stack.sched
+    }
+
+    /// The gateways' base URLs, without passwords.
     pub fn urls(&self) -> Vec<String> {
-        self.endpoints.iter().map(|e| e.base.clone()).collect()
+        self.inner
+            .group
+            .members()
+            .iter()
+            .map(|e| e.name().to_string())
+            .collect()
     }
 
     /// The current adaptive limit of requests in flight, per gateway.
     pub fn pace_limits(&self) -> Vec<usize> {
-        self.endpoints.iter().map(|e| e.pace.limit()).collect()
+        let s = &self.inner.stack.sched;
+        self.inner
+            .group
+            .members()
+            .iter()
+            .map(|e| s.limit(e))
+            .collect()
     }
 
     /// Requests now in flight on each gateway (for status displays and tests).
     pub fn in_flight(&self) -> Vec<usize> {
-        self.endpoints
+        let s = &self.inner.stack.sched;
+        self.inner
+            .group
+            .members()
             .iter()
-            .map(|e| e.in_flight.load(Ordering::Relaxed))
+            .map(|e| s.in_flight_at(e))
             .collect()
     }
 
@@ -254,12 +275,15 @@ impl Gateway {
     /// after minutes of retries.
     pub async fn probe(&self) -> Result<(), BackendError> {
         let mut last = None;
-        for ep in &self.endpoints {
-            let url = format!("{}?t=json", ep.base);
+        let retry = self.inner.opts.retry;
+        for ep in self.inner.group.members() {
+            let url = format!("{}?t=json", ep.key());
+            let shown = ep.name();
             // A gateway that is busy (502/503/504) is waited for; one that
             // refuses connections is reported at once.
-            for attempt in 0..=self.opts.retries {
+            for attempt in 0..=retry.retries {
                 match self
+                    .inner
                     .client
                     .get(&url)
                     .timeout(Duration::from_secs(30))
@@ -269,25 +293,21 @@ impl Gateway {
                     Ok(r) if r.status().is_success() => return Ok(()),
                     Ok(r) if matches!(r.status().as_u16(), 502..=504) => {
                         last = Some(format!(
-                            "gateway {} keeps answering HTTP {}: is the node overloaded or still starting?",
-                            ep.base,
+                            "gateway {shown} keeps answering HTTP {}: is the node overloaded or still starting?",
                             r.status().as_u16()
                         ));
-                        let delay = self.opts.backoff.saturating_mul(1 << attempt.min(6));
-                        tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+                        tokio::time::sleep(retry.delay(attempt + 1)).await;
                     }
                     Ok(r) => {
                         last = Some(format!(
-                            "gateway {} answered HTTP {} to its welcome page: is this a Tahoe-LAFS node's web port?",
-                            ep.base,
+                            "gateway {shown} answered HTTP {} to its welcome page: is this a Tahoe-LAFS node's web port?",
                             r.status().as_u16()
                         ));
                         break;
                     }
                     Err(e) => {
                         last = Some(format!(
-                            "gateway {} is not reachable ({}): start the Tahoe node, or pass --gateway with the right URL",
-                            ep.base,
+                            "gateway {shown} is not reachable ({}): start the Tahoe node, or pass --gateway with the right URL",
                             describe_reqwest(&e)
                         ));
                         break;
@@ -301,113 +321,39 @@ impl Gateway {
         ))
     }
 
-    fn pick(&self) -> &Endpoint {
-        let now = Instant::now();
-        let up = self
-            .endpoints
-            .iter()
-            .filter(|e| e.is_up(now))
-            .min_by_key(|e| e.in_flight.load(Ordering::Relaxed));
-        match up {
-            Some(e) => e,
-            // All set aside: the one that comes back first.
-            None => self
-                .endpoints
-                .iter()
-                .min_by_key(|e| e.down_until.lock().unwrap().unwrap_or(now))
-                .expect("at least one endpoint"),
-        }
-    }
-
-    fn any_up(&self) -> bool {
-        let now = Instant::now();
-        self.endpoints.iter().any(|e| e.is_up(now))
-    }
-
-    /// Send one request with retries; returns the status and body of the
-    /// first final answer. `what` names the object (never a whole cap).
+    /// Send one request through the stack; returns the status and body of
+    /// the first final answer. `what` names the object (never a whole cap).
     async fn request(
         &self,
         method: reqwest::Method,
         path_and_query: &str,
         kind: RequestKind,
+        timeout: Duration,
         what: &(dyn fmt::Display + Sync),
     ) -> Result<(u16, bytes::Bytes), BackendError> {
-        let mut attempt = 0u32;
-        loop {
-            let ep = self.pick();
-            ep.in_flight.fetch_add(1, Ordering::Relaxed);
-            let guard = InFlight(ep);
-            let permit = ep.pace.acquire(kind).await;
-            let url = format!("{}{}", ep.base, path_and_query);
-            let result = self.client.request(method.clone(), &url).send().await;
-            let outcome = match result {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    match resp.bytes().await {
-                        Ok(body) => {
-                            if matches!(status, 502..=504) {
-                                Err(BackendError::new(
-                                    ErrorCode::GatewayHttp5xx,
-                                    format!(
-                                        "gateway {} answered HTTP {status} for {what}",
-                                        ep.base
-                                    ),
-                                ))
-                            } else {
-                                Ok((status, body))
-                            }
-                        }
-                        Err(e) => Err(transport_error(&e, &ep.base, what)),
-                    }
-                }
-                Err(e) => Err(transport_error(&e, &ep.base, what)),
-            };
-            drop(guard);
-            tracing::debug!(
-                gateway = %ep.base,
-                ?kind,
-                ms = permit.elapsed().as_millis() as u64,
-                limit = ep.pace.limit(),
-                ok = outcome.is_ok(),
-                "request answered"
-            );
-            match outcome {
-                Ok(answer) => {
-                    permit.done();
-                    ep.mark_ok();
-                    return Ok(answer);
-                }
-                Err(err) => {
-                    drop(permit);
-                    ep.set_aside();
-                    if attempt >= self.opts.retries {
-                        return Err(err);
-                    }
-                    attempt += 1;
-                    tracing::debug!(attempt, error = %err, "transient gateway failure, retrying");
-                    if !self.any_up() || self.endpoints.len() == 1 {
-                        let delay = self
-                            .opts
-                            .backoff
-                            .saturating_mul(1 << (attempt - 1).min(6))
-                            .min(Duration::from_secs(30));
-                        let jitter = delay.mul_f64(rand::random::<f64>() * 0.25);
-                        tokio::time::sleep(delay + jitter).await;
-                    }
-                }
-            }
-        }
+        let inner = &self.inner;
+        let answer = inner
+            .stack
+            .call(&self.tenant, kind, &inner.group, what, |ep| {
+                let req = inner
+                    .client
+                    .request(method.clone(), format!("{}{}", ep.key(), path_and_query))
+                    .timeout(timeout);
+                async move { attempt(req).await }
+            })
+            .await;
+        answer.map_err(|e| call_error(e, timeout, what))
     }
 
     async fn post_json(
         &self,
         path_and_query: &str,
         kind: RequestKind,
+        timeout: Duration,
         what: &(dyn fmt::Display + Sync),
     ) -> Result<Value, BackendError> {
         let (status, body) = self
-            .request(reqwest::Method::POST, path_and_query, kind, what)
+            .request(reqwest::Method::POST, path_and_query, kind, timeout, what)
             .await?;
         parse_answer(status, &body, what)
     }
@@ -422,18 +368,19 @@ impl Gateway {
         t: &str,
         flags: &[(&str, &str)],
     ) -> Result<StreamReader, BackendError> {
-        let ep = self.pick();
-        let mut url = format!("{}uri/{}?t={t}", ep.base, dir.expose());
+        let ep = &self.inner.group.members()[0];
+        let mut url = format!("{}uri/{}?t={t}", ep.key(), dir.expose());
         for (k, v) in flags {
             url.push_str(&format!("&{k}={v}"));
         }
         let what = describe_cap(dir);
         let resp = self
+            .inner
             .stream_client
             .post(&url)
             .send()
             .await
-            .map_err(|e| transport_error(&e, &ep.base, &what))?;
+            .map_err(|e| transport_error(&e, ep.name(), &what))?;
         let status = resp.status().as_u16();
         if status != 200 {
             let body = resp.text().await.unwrap_or_default();
@@ -443,7 +390,7 @@ impl Gateway {
             response: resp,
             buf: Vec::new(),
             done: false,
-            read_timeout: self.opts.timeout,
+            read_timeout: self.inner.opts.long_timeout,
         })
     }
 }
@@ -451,12 +398,15 @@ impl Gateway {
 #[async_trait]
 impl Backend for Gateway {
     fn describe(&self) -> String {
-        let urls: Vec<&str> = self.endpoints.iter().map(|e| e.base.as_str()).collect();
-        format!("gateway {}", urls.join(", "))
+        format!("gateway {}", self.urls().join(", "))
     }
 
     fn supports(&self, _op: Operation) -> bool {
         true
+    }
+
+    fn for_tenant(&self, tenant: Tenant) -> Arc<dyn Backend> {
+        Arc::new(self.with_tenant(tenant))
     }
 
     async fn list_directory(&self, dir: &Cap) -> Result<Listing, BackendError> {
@@ -466,6 +416,7 @@ impl Backend for Gateway {
                 reqwest::Method::GET,
                 &format!("uri/{}?t=json", dir.expose()),
                 RequestKind::LIST,
+                self.inner.opts.timeout,
                 &what,
             )
             .await?;
@@ -478,7 +429,7 @@ impl Backend for Gateway {
         })
     }
 
-    async fn check(&self, cap: &Cap, opts: CheckOptions) -> Result<Value, BackendError> {
+    async fn check(&self, cap: &Cap, opts: CheckOptions) -> Result<CheckResults, BackendError> {
         let mut q = format!("uri/{}?t=check&output=JSON", cap.expose());
         if opts.verify {
             q.push_str("&verify=true");
@@ -487,10 +438,17 @@ impl Backend for Gateway {
             q.push_str("&add-lease=true");
         }
         let kind = RequestKind::check(cap, opts.verify);
-        self.post_json(&q, kind, &What(cap)).await
+        let timeout = if opts.verify {
+            self.inner.opts.long_timeout
+        } else {
+            self.inner.opts.timeout
+        };
+        let what = What(cap);
+        let v = self.post_json(&q, kind, timeout, &what).await?;
+        CheckResults::from_json(v).map_err(|e| bad_answer(&what, &e))
     }
 
-    async fn repair(&self, cap: &Cap, opts: CheckOptions) -> Result<Value, BackendError> {
+    async fn repair(&self, cap: &Cap, opts: CheckOptions) -> Result<RepairResults, BackendError> {
         let mut q = format!("uri/{}?t=check&repair=true&output=JSON", cap.expose());
         if opts.verify {
             q.push_str("&verify=true");
@@ -498,8 +456,79 @@ impl Backend for Gateway {
         if opts.add_lease {
             q.push_str("&add-lease=true");
         }
-        self.post_json(&q, RequestKind::repair(cap), &What(cap))
-            .await
+        let what = What(cap);
+        let v = self
+            .post_json(
+                &q,
+                RequestKind::repair(cap),
+                self.inner.opts.long_timeout,
+                &what,
+            )
+            .await?;
+        RepairResults::from_json(v).map_err(|e| bad_answer(&what, &e))
+    }
+}
+
+fn bad_answer(what: &dyn fmt::Display, e: &str) -> BackendError {
+    BackendError::new(
+        ErrorCode::BadResponse,
+        format!("gateway answer for {what} is not Tahoe's check results: {e}"),
+    )
+}
+
+/// One attempt of a request, classified: 502-504 and transport failures
+/// are transient, any other answer final.
+async fn attempt(req: reqwest::RequestBuilder) -> Attempt<(u16, bytes::Bytes)> {
+    let transient = |e: reqwest::Error| Attempt::Transient {
+        timeout: e.is_timeout(),
+        why: describe_reqwest(&e),
+    };
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            match resp.bytes().await {
+                Ok(_) if matches!(status, 502..=504) => Attempt::Transient {
+                    why: format!("HTTP {status}"),
+                    timeout: false,
+                },
+                Ok(body) => Attempt::Answer((status, body)),
+                Err(e) => transient(e),
+            }
+        }
+        Err(e) => transient(e),
+    }
+}
+
+/// A request the stack gave up on, as an error for the object.
+fn call_error(e: CallError, timeout: Duration, what: &dyn fmt::Display) -> BackendError {
+    match e {
+        CallError::GaveUp {
+            endpoint,
+            why,
+            timeout: timed_out,
+            attempts,
+        } => {
+            let code = if timed_out {
+                ErrorCode::GatewayTimeout
+            } else if why.starts_with("HTTP ") {
+                ErrorCode::GatewayHttp5xx
+            } else {
+                ErrorCode::GatewayUnreachable
+            };
+            let why = if timed_out {
+                format!("no answer within {}s", timeout.as_secs())
+            } else {
+                why
+            };
+            BackendError::new(
+                code,
+                format!("gateway {endpoint}: {why} (for {what}; {attempts} attempts)"),
+            )
+        }
+        CallError::Refused(r) => BackendError::new(
+            ErrorCode::GatewayUnreachable,
+            format!("no gateway is answering ({r:?}) (for {what})"),
+        ),
     }
 }
 
@@ -532,31 +561,6 @@ fn transport_error(e: &reqwest::Error, base: &str, what: &dyn fmt::Display) -> B
         code,
         format!("gateway {base}: {} (for {what})", describe_reqwest(e)),
     )
-}
-
-/// A short, cap-free description of a transport error. reqwest's Display
-/// of a connection error is a chain; this keeps its innermost cause, which
-/// says what actually happened ("Connection refused"). Shared by every
-/// HTTP backend.
-pub fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut inner = None;
-    while let Some(s) = src {
-        inner = Some(s.to_string());
-        src = s.source();
-    }
-    if let Some(i) = inner {
-        msg.push_str(": ");
-        msg.push_str(&i);
-    }
-    redact_caps(&msg)
 }
 
 /// Interpret a final gateway answer as JSON, mapping error statuses to codes.
@@ -632,24 +636,6 @@ pub fn parse_listing(v: &Value) -> Option<Listing> {
     Some(Listing { children: out })
 }
 
-/// Replace anything in `text` that looks like a cap with its redacted form,
-/// so that gateway error texts can be shown and logged safely.
-pub fn redact_caps(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("URI:") {
-        out.push_str(&rest[..pos]);
-        let tail = &rest[pos..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == ':' || c == '-' || c == '_'))
-            .unwrap_or(tail.len());
-        out.push_str(&steward_cap::redact(&tail[..end]));
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,13 +690,26 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_clearly() {
-        let err = Gateway::new(GatewayOptions {
-            urls: vec!["ftp://x".into()],
-            ..Default::default()
-        })
+        let err = Gateway::new(
+            GatewayOptions {
+                urls: vec!["ftp://x".into()],
+                ..Default::default()
+            },
+            Scheduler::new(8),
+        )
         .err()
         .unwrap();
         assert!(err.message.contains("http://"));
-        assert!(Gateway::new(GatewayOptions::default()).is_err());
+        assert!(Gateway::new(GatewayOptions::default(), Scheduler::new(8)).is_err());
+        let err = Gateway::new(
+            GatewayOptions {
+                urls: vec!["ftp://user:hunter2@x".into()],
+                ..Default::default()
+            },
+            Scheduler::new(8),
+        )
+        .err()
+        .unwrap();
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
     }
 }
