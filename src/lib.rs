@@ -32,6 +32,7 @@ pub mod progress;
 pub mod report;
 pub mod stage;
 pub mod stats;
+pub mod store;
 pub mod unit;
 
 pub use error::{Error, ErrorKind, Exit, Result};
