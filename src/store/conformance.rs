@@ -50,7 +50,10 @@ pub(crate) async fn suite(store: &dyn Store) {
         next_id: 3,
         ..Default::default()
     };
-    store.traversal_start(k, &task(1), Some([9; 16]), &p).await.unwrap();
+    store
+        .traversal_start(k, &task(1), Some([9; 16]), &p)
+        .await
+        .unwrap();
     let batch = Batch {
         seen: vec![[4; 16]],
         added: vec![task(2)],
@@ -70,7 +73,10 @@ pub(crate) async fn after_reopen(store: &dyn Store) {
         store.traversal_progress(k).await.unwrap().unwrap().output,
         77
     );
-    assert_eq!(store.frontier(k, u64::MAX, 10).await.unwrap(), vec![task(2)]);
+    assert_eq!(
+        store.frontier(k, u64::MAX, 10).await.unwrap(),
+        vec![task(2)]
+    );
     let mut seen = vec![];
     store.seen(k, &mut |s| seen.push(s)).await.unwrap();
     seen.sort();
@@ -90,8 +96,18 @@ async fn runs(store: &dyn Store) {
     a.detail = json!({"objects": 12});
     store.put_run(&a).await.unwrap();
     assert_eq!(store.run("r1").await.unwrap().unwrap(), a, "replaced");
-    let ids: Vec<String> = store.runs().await.unwrap().into_iter().map(|r| r.id).collect();
-    assert_eq!(ids, vec!["r1", "r2"], "oldest first, a replaced run keeps its place");
+    let ids: Vec<String> = store
+        .runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["r1", "r2"],
+        "oldest first, a replaced run keeps its place"
+    );
     store.delete_run("r1").await.unwrap();
     store.delete_run("r2").await.unwrap();
     assert!(store.runs().await.unwrap().is_empty());
@@ -103,10 +119,16 @@ async fn traversal(store: &dyn Store) {
         next_id: 1,
         ..Default::default()
     };
-    store.traversal_start(A, &task(0), Some([1; 16]), &p0).await.unwrap();
+    store
+        .traversal_start(A, &task(0), Some([1; 16]), &p0)
+        .await
+        .unwrap();
     store.traversal_start(B, &task(0), None, &p0).await.unwrap();
     assert_eq!(store.traversal_progress(A).await.unwrap().unwrap(), p0);
-    assert_eq!(store.frontier(A, u64::MAX, 10).await.unwrap(), vec![task(0)]);
+    assert_eq!(
+        store.frontier(A, u64::MAX, 10).await.unwrap(),
+        vec![task(0)]
+    );
 
     // Root listed: children 1..=5 added, the root finished, in one commit.
     let mut p1 = p0.clone();
@@ -124,10 +146,20 @@ async fn traversal(store: &dyn Store) {
     assert_eq!(store.traversal_progress(A).await.unwrap().unwrap(), p1);
     // Highest ids first, returned lowest first; bounded by max_id and limit.
     let ids = |v: Vec<DirTask>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
-    assert_eq!(ids(store.frontier(A, u64::MAX, 10).await.unwrap()), vec![1, 2, 3, 4, 5]);
-    assert_eq!(ids(store.frontier(A, u64::MAX, 2).await.unwrap()), vec![4, 5]);
+    assert_eq!(
+        ids(store.frontier(A, u64::MAX, 10).await.unwrap()),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        ids(store.frontier(A, u64::MAX, 2).await.unwrap()),
+        vec![4, 5]
+    );
     assert_eq!(ids(store.frontier(A, 3, 2).await.unwrap()), vec![2, 3]);
-    assert_eq!(store.frontier(A, 5, 1).await.unwrap(), vec![task(5)], "caps and paths kept");
+    assert_eq!(
+        store.frontier(A, 5, 1).await.unwrap(),
+        vec![task(5)],
+        "caps and paths kept"
+    );
     let mut seen = vec![];
     store.seen(A, &mut |s| seen.push(s)).await.unwrap();
     seen.sort();
@@ -183,7 +215,10 @@ async fn finish_and_delete(store: &dyn Store) {
         store.traversal_progress(A).await.unwrap().is_some(),
         "the progress (stats, output position) stays"
     );
-    store.put_run(&RunRecord::new("run-a", "x", json!(null))).await.unwrap();
+    store
+        .put_run(&RunRecord::new("run-a", "x", json!(null)))
+        .await
+        .unwrap();
     store.delete_run("run-a").await.unwrap();
     assert!(store.traversal_progress(A).await.unwrap().is_none());
     let check = StageKey {
@@ -191,6 +226,10 @@ async fn finish_and_delete(store: &dyn Store) {
         stage: StageName::Check,
     };
     assert!(store.position(check).await.unwrap().is_none());
-    assert_eq!(store.frontier(B, u64::MAX, 10).await.unwrap().len(), 1, "B kept");
+    assert_eq!(
+        store.frontier(B, u64::MAX, 10).await.unwrap().len(),
+        1,
+        "B kept"
+    );
     store.delete_run("run-b").await.unwrap();
 }

@@ -69,7 +69,9 @@ pub enum RunStatus {
     /// Stopped at a checkpoint (a signal, a cancel): resumable.
     Stopped,
     /// Ended by an error that stops the run (resumable once mended).
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
     Done,
 }
 

@@ -17,9 +17,7 @@
 //! are removed and the file compacted, so that a least-authority manifest
 //! leaves no stronger caps on disk.
 
-use super::{
-    Batch, DirTask, RunRecord, StageKey, StagePosition, Store, TraversalProgress,
-};
+use super::{Batch, DirTask, RunRecord, StageKey, StagePosition, Store, TraversalProgress};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -96,9 +94,10 @@ impl SqliteStore {
     fn check_format(&self, format: Format) -> Result<()> {
         let c = self.conn();
         let get = |k: &str| -> Result<Option<String>> {
-            Ok(c
-                .query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
-                .optional()?)
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+                    .optional()?,
+            )
         };
         // Version 1 files (an earlier steward's manifest journal) had a
         // `version` key of "1" and no `format`.
@@ -195,7 +194,9 @@ fn lock_file(path: &Path) -> Result<std::fs::File> {
         return Err(Error::checkpoint(format!(
             "{} is in use by another steward run{}: wait for it to finish, or use another -o FILE",
             path.display(),
-            holder.map(|p| format!(" (process {p})")).unwrap_or_default()
+            holder
+                .map(|p| format!(" (process {p})"))
+                .unwrap_or_default()
         )));
     }
     Ok(f)
@@ -239,13 +240,15 @@ fn put_state(
 }
 
 fn insert_task(tx: &rusqlite::Transaction<'_>, run: &str, t: &DirTask) -> Result<()> {
-    tx.prepare_cached("INSERT OR REPLACE INTO frontier (run, id, cap, path) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![
-            run,
-            t.id as i64,
-            t.cap.expose(),
-            serde_json::to_string(&t.path).expect("a list of strings")
-        ])?;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO frontier (run, id, cap, path) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        run,
+        t.id as i64,
+        t.cap.expose(),
+        serde_json::to_string(&t.path).expect("a list of strings")
+    ])?;
     Ok(())
 }
 
@@ -279,7 +282,12 @@ impl Store for SqliteStore {
     async fn delete_run(&self, id: &str) -> Result<()> {
         let mut c = self.conn();
         let tx = c.transaction()?;
-        for table in ["runs WHERE id", "state WHERE run", "seen WHERE run", "frontier WHERE run"] {
+        for table in [
+            "runs WHERE id",
+            "state WHERE run",
+            "seen WHERE run",
+            "frontier WHERE run",
+        ] {
             tx.execute(&format!("DELETE FROM {table} = ?1"), [id])?;
         }
         tx.commit()?;
@@ -333,7 +341,8 @@ impl Store for SqliteStore {
         let mut c = self.conn();
         let tx = c.transaction()?;
         {
-            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO seen (run, si) VALUES (?1, ?2)")?;
+            let mut ins =
+                tx.prepare_cached("INSERT OR IGNORE INTO seen (run, si) VALUES (?1, ?2)")?;
             for si in &batch.seen {
                 ins.execute(params![key.run, &si[..]])?;
             }
@@ -400,7 +409,9 @@ impl Store for SqliteStore {
         // Deleted pages are zeroed (secure_delete) in the WAL; fold the WAL
         // into the database and truncate it, then compact, so no old page
         // holding a cap survives in either file.
-        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        c.execute_batch(
+            "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+        )?;
         Ok(())
     }
 
@@ -439,7 +450,11 @@ mod tests {
         let path = dir.path().join("j");
         let first = SqliteStore::open(&path, Format::Journal).unwrap();
         let err = SqliteStore::open(&path, Format::Journal).err().unwrap();
-        assert!(err.message.contains("in use by another steward run"), "{}", err.message);
+        assert!(
+            err.message.contains("in use by another steward run"),
+            "{}",
+            err.message
+        );
         drop(first);
         SqliteStore::open(&path, Format::Journal).unwrap();
     }
@@ -450,11 +465,19 @@ mod tests {
         let path = dir.path().join("j");
         drop(SqliteStore::open(&path, Format::Journal).unwrap());
         let err = SqliteStore::open(&path, Format::Checkpoint).err().unwrap();
-        assert!(err.message.contains("is a traversal journal"), "{}", err.message);
+        assert!(
+            err.message.contains("is a traversal journal"),
+            "{}",
+            err.message
+        );
         let junk = dir.path().join("junk");
         std::fs::write(&junk, b"{\"version\":1,\"stage\":\"check\"}").unwrap();
         let err = SqliteStore::open(&junk, Format::Checkpoint).err().unwrap();
-        assert!(err.message.contains("is not a stage checkpoint"), "{}", err.message);
+        assert!(
+            err.message.contains("is not a stage checkpoint"),
+            "{}",
+            err.message
+        );
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod proxy;
 mod caps;
 mod check;
 mod deep_check;
+mod engine;
 mod faults;
 mod manifest;
 mod native;

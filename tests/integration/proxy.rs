@@ -24,6 +24,26 @@ pub struct Faults {
     pub down: AtomicBool,
     /// Requests seen.
     pub requests: AtomicU64,
+    /// Requests being forwarded now, and the most there ever were at once.
+    pub in_flight: AtomicI64,
+    pub peak_in_flight: AtomicI64,
+}
+
+/// Counts a request in flight while it is forwarded.
+struct InFlight<'a>(&'a Faults);
+
+impl<'a> InFlight<'a> {
+    fn new(f: &'a Faults) -> Self {
+        let now = f.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        f.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(f)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct Proxy {
@@ -41,6 +61,7 @@ struct Ctx {
 async fn handle(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
     let f = &ctx.faults;
     f.requests.fetch_add(1, Ordering::Relaxed);
+    let _counted = InFlight::new(f);
     let delay = f.delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -136,6 +157,16 @@ impl Proxy {
         *self.faults.fail_match.lock().unwrap() = m.map(str::to_string);
         self.faults.fail_remaining.store(n, Ordering::Relaxed);
         self.faults.fail_status.store(status, Ordering::Relaxed);
+    }
+
+    /// The most requests that were in flight through the proxy at once
+    /// (since the last reset).
+    pub fn peak_in_flight(&self) -> i64 {
+        self.faults.peak_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_peak(&self) {
+        self.faults.peak_in_flight.store(0, Ordering::SeqCst);
     }
 
     pub fn delay(&self, ms: u64) {
