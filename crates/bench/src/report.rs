@@ -1,7 +1,7 @@
 //! Rendering [`Results`] as BENCHMARKS.md.
 
 use crate::measure::{Role, Sample};
-use crate::{Entry, Group, Results, Section, Tool};
+use crate::results::{Entry, Group, Results, Section, Tool};
 use std::fmt::Write;
 
 fn mb(kb: u64) -> String {
