@@ -60,7 +60,7 @@
 //!    from the round trips themselves. When it has `--backend native`, the
 //!    native check (verify caps, straight to the storage servers) is
 //!    measured on loopback and over the slow network as well.
-//! 4. **A million objects, synthetic gateway.** [`synth`] serves a
+//! 4. **A million objects, synthetic gateway.** [`steward_bench::synth`] serves a
 //!    generated tree with instant healthy check answers (and, in one extra
 //!    run over 10,000 objects, answers held 20 ms), to measure steward's
 //!    own cost at a scale no real grid reaches here; one run is profiled
@@ -69,6 +69,13 @@
 //!    gateway until the handle expires: its memory growth per object is
 //!    measured on the real grid (on a third gateway, untouched by the other
 //!    runs, after a warm-up operation) and extrapolated to 1,000,000.
+//!    Then steward's **instructions per object** for `manifest` and
+//!    `deep-check` are counted under valgrind's callgrind (10,000 objects
+//!    minus 100, so a run's fixed cost is taken out) and split into
+//!    steward's own code, HTTP, JSON, allocation, the async runtime and the
+//!    rest ([`steward_bench::cost`], [`steward_bench::callgrind`]);
+//!    `perf stat -e instructions:u` counts them too where the host has the
+//!    counter. Unlike microseconds, these are the same on any host.
 //!
 //! The real grid and its tree are built once (uploads from 16 threads
 //! spread over two gateways, one request per directory: about 3 minutes
@@ -88,7 +95,6 @@ mod report;
 mod results;
 mod run;
 mod slow;
-mod synth;
 mod synthetic;
 mod tree;
 
@@ -136,7 +142,8 @@ pub struct Args {
     /// Use this steward binary instead of building target/release/steward.
     #[arg(long)]
     pub steward: Option<PathBuf>,
-    /// Only these sections (loopback, slow, synthetic); for development.
+    /// Only these sections (loopback, slow, synthetic, instructions: the
+    /// last is part of synthetic); for development.
     /// The report says which were skipped.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -261,7 +268,7 @@ fn main() -> Result<()> {
         res.skipped.push("loopback".into());
         res.skipped.push("slow network".into());
     }
-    if args.wants("synthetic") {
+    if args.wants("synthetic") || args.wants("instructions") {
         if let Err(e) = synthetic::synthetic(&args, &ctx, &mut res) {
             eprintln!("synthetic benchmarks failed: {e:#}");
             res.errors.push(format!("synthetic gateway: {e:#}"));

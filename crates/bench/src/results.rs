@@ -106,6 +106,7 @@ pub struct Results {
     pub errors: Vec<String>,
     pub slow_verified: Vec<String>,
     pub profile: Option<Profile>,
+    pub instructions: Option<Instructions>,
 }
 
 /// A flat `perf` profile of one steward run.
@@ -117,4 +118,29 @@ pub struct Profile {
     /// (percent of samples, symbol)
     pub symbols: Vec<(f64, String)>,
     pub error: Option<String>,
+}
+
+/// steward's instructions per object on the synthetic gateway
+/// ([`steward_bench::cost`]).
+#[derive(Debug, Default)]
+pub struct Instructions {
+    /// Objects of the big tree and of the small one whose run is
+    /// subtracted (the fixed cost of a run).
+    pub objects: u64,
+    pub base_objects: u64,
+    pub rows: Vec<InstructionRow>,
+    /// Why `perf stat -e instructions` counted nothing here, if it did not.
+    pub perf_missing: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One command's instructions per object.
+#[derive(Debug)]
+pub struct InstructionRow {
+    /// `steward manifest`, `steward deep-check`.
+    pub label: String,
+    /// Under callgrind.
+    pub callgrind: steward_bench::cost::PerObject,
+    /// By `perf stat -e instructions:u`, where the host counts them.
+    pub perf: Option<f64>,
 }

@@ -3,14 +3,14 @@
 //! and `--serve-synthetic` for profiling by hand ([`serve_synthetic`]).
 
 use crate::measure::Procs;
-use crate::results::{Profile, Results, Section, Tool};
+use crate::results::{InstructionRow, Instructions, Profile, Results, Section, Tool};
 use crate::run::{run_group, steward_cmd, Ctx, Job};
-use crate::synth;
 use crate::Args;
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
+use steward_bench::{cost, synth};
 
 /// Runs `cmd` under `perf record` and summarizes where its CPU went.
 fn perf_profile(ctx: &Ctx, what: &str, args: &[&str]) -> Profile {
@@ -97,15 +97,84 @@ pub fn serve_synthetic(n: u64, delay_ms: u64) -> Result<()> {
     Ok(())
 }
 
-/// The synthetic-gateway rows: 10,000 objects (with answers at once and
-/// held), then the big tree; one 10,000-object run profiled with
-/// `perf record`.
+/// The synthetic-gateway rows (unless only `instructions` is asked for),
+/// then the instructions per object ([`instructions`]).
 pub fn synthetic(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("synthetic-gateway")
         .enable_all()
         .build()?;
+    if args.wants("synthetic") {
+        timed_rows(args, ctx, rt.handle(), res)?;
+    } else {
+        res.skipped.push("synthetic gateway timings".into());
+    }
+    res.instructions = Some(instructions(ctx, rt.handle()));
+    Ok(())
+}
+
+/// Objects of the tree whose instructions per object are counted, and of
+/// the small tree whose run is subtracted (the fixed cost of a run).
+pub const INSTRUCTION_OBJECTS: (u64, u64) = (10_000, 100);
+
+/// steward's instructions per object for `manifest` and `deep-check` over
+/// a 10,000-object synthetic tree, under callgrind and (where the host
+/// counts them) `perf stat`; see [`steward_bench::cost`].
+fn instructions(ctx: &Ctx, rt: &tokio::runtime::Handle) -> Instructions {
+    let (n, base) = INSTRUCTION_OBJECTS;
+    let mut ins = Instructions::default();
+    eprintln!("== instructions per object under callgrind ({n} vs {base} synthetic objects) ==");
+    let r = (|| -> Result<()> {
+        let big = synth::start(rt, n, Duration::ZERO)?;
+        let small = synth::start(rt, base, Duration::ZERO)?;
+        ins.objects = big.counts.objects();
+        ins.base_objects = small.counts.objects();
+        let perf = cost::perf_instructions_supported();
+        if let Err(e) = &perf {
+            ins.perf_missing = Some(format!("{e:#}"));
+        }
+        for sub in ["manifest", "deep-check"] {
+            let c = cost::per_object(&ctx.steward, sub, &big, &small, &ctx.logs)?;
+            eprintln!(
+                "  steward {sub}: {:.0} instructions per object, {:.1} M fixed ({:.0} s under callgrind)",
+                c.per_object.total,
+                c.fixed / 1e6,
+                c.secs
+            );
+            let perf = match perf {
+                Ok(()) => match cost::perf_per_object(&ctx.steward, sub, &big, &small) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        ins.perf_missing = Some(format!("{e:#}"));
+                        None
+                    }
+                },
+                Err(_) => None,
+            };
+            ins.rows.push(InstructionRow {
+                label: format!("steward {sub}"),
+                callgrind: c,
+                perf,
+            });
+        }
+        Ok(())
+    })();
+    if let Err(e) = r {
+        eprintln!("  failed: {e:#}");
+        ins.error = Some(format!("{e:#}"));
+    }
+    ins
+}
+
+/// The timed rows: 10,000 objects (with answers at once and held), then
+/// the big tree; one 10,000-object run profiled with `perf record`.
+fn timed_rows(
+    args: &Args,
+    ctx: &Ctx,
+    rt: &tokio::runtime::Handle,
+    res: &mut Results,
+) -> Result<()> {
     let procs = Procs::default();
     let mut sizes = vec![(10_000u64, ctx.runs, 0u64)];
     if args.synthetic_delay_ms > 0 {
@@ -117,7 +186,7 @@ pub fn synthetic(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
     }
     for (n, runs, delay_ms) in sizes {
         eprintln!("== synthetic gateway: generating {n} objects ==");
-        let syn = synth::start(rt.handle(), n, Duration::from_millis(delay_ms))?;
+        let syn = synth::start(rt, n, Duration::from_millis(delay_ms))?;
         let c = syn.counts;
         let before = Mutex::new((0u64, 0u64, 0u64));
         let snap = || {
