@@ -98,6 +98,23 @@ impl Output {
         }
     }
 
+    /// Write one unit as a line, serialized straight into the output's
+    /// buffer (the same bytes as `write_line(&unit.to_line())`).
+    pub fn write_unit(&mut self, unit: &Unit) -> Result<()> {
+        match self {
+            Output::Stdout(w) => unit.write_line(w).map_err(stdout_error),
+            Output::File { path, writer, len } => {
+                let mut counted = Counted {
+                    inner: writer,
+                    bytes: 0,
+                };
+                let r = unit.write_line(&mut counted);
+                *len += counted.bytes;
+                r.map_err(|e| Error::io(format!("writing {}", path.display()), e))
+            }
+        }
+    }
+
     /// Flush and make durable what was written; returns the output length.
     pub fn sync(&mut self) -> Result<u64> {
         match self {
@@ -127,6 +144,24 @@ impl Output {
     }
 }
 
+/// A writer that counts the bytes it passes on (the output length the
+/// checkpoint records).
+struct Counted<'a, W> {
+    inner: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A closed pipe on stdout ends the run quietly (exit 0), as `head` expects.
 fn stdout_error(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::BrokenPipe {
@@ -139,7 +174,7 @@ fn stdout_error(e: io::Error) -> Error {
 #[async_trait::async_trait]
 impl UnitSink for Output {
     async fn emit(&mut self, unit: Unit) -> Result<()> {
-        self.write_line(&unit.to_line())
+        self.write_unit(&unit)
     }
     async fn sync(&mut self) -> Result<u64> {
         Output::sync(self)
@@ -178,5 +213,24 @@ mod tests {
         );
         let err = Output::open_file(&p, Some(10_000)).err().unwrap();
         assert!(err.message.contains("--restart"));
+    }
+
+    #[test]
+    fn a_unit_is_written_as_its_line_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("units.ndjson");
+        let line = r#"{"path": ["\u00e9"], "cap": "URI:LIT:aa", "type": "file", "verifycap": "", "repaircap": "", "storage-index": ""}"#;
+        let units = [
+            Unit::parse(line).unwrap(),
+            Unit::Stats(serde_json::json!({"count-files": 1})),
+        ];
+        let mut o = Output::open_file(&p, None).unwrap();
+        for u in &units {
+            o.write_unit(u).unwrap();
+        }
+        let n = o.sync().unwrap();
+        let want: String = units.iter().map(|u| u.to_line() + "\n").collect();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), want);
+        assert_eq!(n, want.len() as u64);
     }
 }

@@ -134,9 +134,26 @@ impl Unit {
 
     /// The line for this unit, without newline, in Tahoe's ASCII-only JSON.
     pub fn to_line(&self) -> String {
+        let mut out = Vec::with_capacity(256);
+        self.write_json(&mut out)
+            .expect("serializing a unit to memory cannot fail");
+        String::from_utf8(out).expect("ASCII output")
+    }
+
+    /// Writes the line for this unit and a newline to `w`: the bytes of
+    /// [`Unit::to_line`], without building a string first (one unit per
+    /// object is written, so the buffer it would take is saved).
+    pub fn write_line<W: io::Write>(&self, w: &mut W) -> io::Result<()> {
+        self.write_json(w)?;
+        w.write_all(b"\n")
+    }
+
+    fn write_json<W: io::Write>(&self, w: &mut W) -> io::Result<()> {
         match self {
-            Unit::Object(o) => to_ascii_json(o),
-            Unit::Stats(s) => to_ascii_json(&serde_json::json!({"type": "stats", "stats": s})),
+            Unit::Object(o) => write_ascii_json(w, o),
+            Unit::Stats(s) => {
+                write_ascii_json(w, &serde_json::json!({"type": "stats", "stats": s}))
+            }
         }
     }
 }
@@ -157,11 +174,14 @@ pub trait UnitSink: Send {
 /// steward's units are byte-for-byte those of Tahoe for the same object.
 pub fn to_ascii_json<T: Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::with_capacity(256);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
-    value
-        .serialize(&mut ser)
-        .expect("serializing a unit to memory cannot fail");
+    write_ascii_json(&mut out, value).expect("serializing a unit to memory cannot fail");
     String::from_utf8(out).expect("ASCII output")
+}
+
+/// [`to_ascii_json`] written to `w`.
+fn write_ascii_json<W: io::Write, T: Serialize + ?Sized>(w: &mut W, value: &T) -> io::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(w, AsciiFormatter);
+    value.serialize(&mut ser).map_err(io::Error::from)
 }
 
 struct AsciiFormatter;
@@ -239,6 +259,9 @@ mod tests {
             _ => panic!("expected an object unit"),
         }
         assert_eq!(u.to_line(), line);
+        let mut written = Vec::new();
+        u.write_line(&mut written).unwrap();
+        assert_eq!(written, format!("{line}\n").into_bytes());
         assert!(Unit::parse(r#"{"type":"file","path":["#)
             .unwrap_err()
             .contains("truncated"));

@@ -75,7 +75,7 @@ impl UnitSink for FinalSink {
         let mut buf = Vec::new();
         self.report.add(&unit, &mut buf);
         match &mut self.raw {
-            Some(out) => out.write_line(&unit.to_line()),
+            Some(out) => out.write_unit(&unit),
             None => {
                 if !buf.is_empty() {
                     let text = String::from_utf8_lossy(&buf);

@@ -3,6 +3,7 @@
 mod check;
 mod common;
 mod deep_check;
+#[cfg(feature = "demo")]
 mod demo;
 mod manifest;
 
@@ -30,6 +31,7 @@ enum Command {
     #[command(name = "deep-check")]
     DeepCheck(deep_check::DeepCheckArgs),
     /// Start a local grid, fill it with a sample tree, and run steward on it.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
 }
 
@@ -41,6 +43,7 @@ pub fn main() -> Exit {
         Command::Check(a) => common::run_async(check::run_check(a)),
         Command::Repair(a) => common::run_async(check::run_repair(a)),
         Command::DeepCheck(a) => common::run_async(deep_check::run(a)),
+        #[cfg(feature = "demo")]
         Command::Demo(a) => demo::run(a),
     }
 }

@@ -1,8 +1,9 @@
 //! Rendering [`Results`] as BENCHMARKS.md.
 
 use crate::measure::{Role, Sample};
-use crate::{Entry, Group, Results, Section, Tool};
+use crate::results::{Entry, Group, Instructions, Results, Section, Tool};
 use std::fmt::Write;
+use steward_bench::callgrind::GROUPS;
 
 fn mb(kb: u64) -> String {
     format!("{:.1}", kb as f64 / 1024.0)
@@ -718,6 +719,10 @@ pub fn render(res: &Results) -> String {
         let _ = writeln!(w);
     }
 
+    if let Some(ins) = &res.instructions {
+        instructions(w, ins, &syn);
+    }
+
     // CPU split of every median run.
     let _ = writeln!(w, "## CPU split of every median run\n");
     let _ = writeln!(
@@ -808,6 +813,118 @@ pub fn render(res: &Results) -> String {
          - Logs of every run (standard error) are in target/bench-logs/."
     );
     o
+}
+
+/// steward's CPU time per object in the 10,000-object synthetic row of
+/// `label` (answers at once), in microseconds.
+fn synthetic_us(syn: &[&Group], objects: u64, label: &str) -> Option<f64> {
+    let g = syn
+        .iter()
+        .find(|g| g.objects == objects && !g.title.contains("delayed"))?;
+    let s = g.entry(label)?.median()?;
+    Some(s.cpu * 1e6 / g.objects as f64)
+}
+
+/// Thousands separated by commas.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < -0.5 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Section 4's instructions per object, beside the microseconds.
+fn instructions(w: &mut String, ins: &Instructions, syn: &[&Group]) {
+    let _ = writeln!(
+        w,
+        "### Instructions per object: steward's own cost, the same on any host\n"
+    );
+    let _ = writeln!(
+        w,
+        "Counted by valgrind's callgrind over the synthetic gateway (crates/bench/src/cost.rs): a run over {} objects minus a run over {}, divided by the difference, so that the fixed cost of a run (loading, start-up, exit) is taken out and shown apart. \
+         Split by where the instructions go (crates/bench/src/callgrind.rs says how functions are grouped: by the crate their name names; the standard library's generic code counts for its caller; *allocation* is the allocator itself, whoever calls it). \
+         The µs column is the 10,000-object row of the table above, on this host.\n",
+        thousands(ins.objects as f64),
+        thousands(ins.base_objects as f64)
+    );
+    if let Some(e) = &ins.error {
+        let _ = writeln!(w, "Not measured: {}\n", first_line(e));
+    }
+    if !ins.rows.is_empty() {
+        let mut head = "| Operation | Instructions/object |".to_string();
+        let mut rule = "|---|---:|".to_string();
+        for g in GROUPS {
+            let _ = write!(head, " {g} |");
+            rule.push_str("---:|");
+        }
+        head.push_str(" Fixed per run | `perf stat` instructions/object | CPU µs/object | Instructions per µs |");
+        rule.push_str("---:|---:|---:|---:|");
+        let _ = writeln!(w, "{head}\n{rule}");
+        for r in &ins.rows {
+            let c = &r.callgrind.per_object;
+            let mut row = format!("| `{}` | **{}** |", r.label, thousands(c.total));
+            for g in GROUPS {
+                let v = c.group(g);
+                let _ = write!(row, " {} ({:.0}%) |", thousands(v), 100.0 * v / c.total);
+            }
+            let us = synthetic_us(syn, 10_000, &r.label);
+            let _ = writeln!(
+                w,
+                "{row} {:.1} M | {} | {} | {} |",
+                r.callgrind.fixed / 1e6,
+                r.perf.map(thousands).unwrap_or_else(|| "n/a".into()),
+                us.map(|u| format!("{u:.1}")).unwrap_or_else(|| "-".into()),
+                us.map(|u| thousands(c.total / u))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        let _ = writeln!(w);
+        if let Some(p) = &ins.perf_missing {
+            let _ = writeln!(w, "`perf stat -e instructions:u`: {}.\n", first_line(p));
+        }
+        for r in &ins.rows {
+            let top: Vec<String> = r
+                .callgrind
+                .per_object
+                .top(12)
+                .into_iter()
+                .map(|(v, f)| format!("`{}` {}", short_fn(f), thousands(v)))
+                .collect();
+            let _ = writeln!(
+                w,
+                "- `{}`, the functions with the most own instructions per object: {}.",
+                r.label,
+                top.join(", ")
+            );
+        }
+        let _ = writeln!(w);
+    }
+    let _ = writeln!(
+        w,
+        "**How hosts differ.** Microseconds per object vary several-fold between hosts of the same kind: the same binaries measured 26-36 µs of CPU per `deep-check` object on one 2-core VM and 99-155 µs on another (issue 15). \
+         A virtual CPU's speed depends on its model and clock, turbo and power states, what the host's other tenants run on the same physical cores and caches (steal time is not always visible in the guest), and memory latency; the allocator's cost in particular follows cache misses. \
+         Instructions depend only on the binary, its libraries (glibc's allocator included) and its input, so they are the figure to compare between hosts and commits; the instructions-per-µs column shows how fast this host ran them. \
+         The guard `tests/integration/instructions.rs` (run by `cargo test --workspace`) fails when a 10,000-object `deep-check` costs more than 20% above the figure recorded there.\n"
+    );
+}
+
+/// A function name without its generic arguments' noise, for the notes.
+fn short_fn(f: &str) -> String {
+    let f = f.replace("core::future::future::Future", "Future");
+    if f.chars().count() > 90 {
+        let s: String = f.chars().take(87).collect();
+        format!("{s}...")
+    } else {
+        f
+    }
 }
 
 /// Observations computed from the figures: where the time goes, and why

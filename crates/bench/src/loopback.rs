@@ -1,0 +1,515 @@
+//! The real-grid sections: on loopback, steward against Tahoe's own tools
+//! over each part of the tree (manifest, deep-check, `--add-lease`,
+//! `--verify`, `--repair`), then the same deep-check over a slow network.
+//! [`loopback_and_slow`] sets the grid up and runs the parts; each
+//! measurement is a method of [`RealGrid`].
+
+use crate::measure::Procs;
+use crate::plan::{damage, grid_and_tree, repaired, BuiltTree, Parts};
+use crate::polling::polling_api;
+use crate::proxy;
+use crate::results::{Group, Results, Section, Tool};
+use crate::run::{run_group, steward_cmd, Ctx, Job};
+use crate::slow::go_slow;
+use crate::tree;
+use crate::{workspace_root, Args};
+use anyhow::{bail, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use steward_testgrid::Grid;
+
+/// Runs the loopback and slow-network sections that `args` asks for.
+pub fn loopback_and_slow(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()> {
+    let n = args.objects();
+    let parts = Parts::plan(n, args.quick, &args.rtt_ms);
+    let dir = args.grid_dir.clone().unwrap_or_else(|| {
+        workspace_root().join("target").join(if args.quick {
+            "bench-grid-quick"
+        } else {
+            "bench-grid"
+        })
+    });
+    let (mut grid, built) = grid_and_tree(&dir, &parts, &parts.key(n, args.quick), args.fresh)?;
+    res.build_secs = built.build_secs;
+    res.tree_reused_from = built.reused_from.clone();
+    let procs = Procs::of(&grid)?;
+    res.tree = Some(built.total);
+    res.parts = built
+        .parts
+        .iter()
+        .map(|(n, b)| (n.clone(), b.counts))
+        .collect();
+    let damaged = damaged_objects(&built)?;
+
+    // The polling API's memory, on the untouched gateway 2.
+    if args.wants("loopback") {
+        let p = polling_api(
+            &grid,
+            &procs,
+            &built.part("verify").cap,
+            built.part("verify").counts.objects(),
+            &built.part("dc").cap,
+            built.part("dc").counts.objects(),
+        );
+        if let Some(e) = &p.error {
+            res.errors
+                .push(format!("start-deep-check measurement: {e}"));
+        }
+        res.polling = Some(p);
+    }
+
+    let native = has_native(ctx);
+    let fixed_jobs = has_fixed_jobs(ctx);
+    res.native = Some(if native {
+        "available".into()
+    } else {
+        "not yet available: `steward check --help` shows no --backend".into()
+    });
+    let gws = grid.gateway_urls();
+    let real = RealGrid {
+        ctx,
+        grid: &grid,
+        procs: &procs,
+        built: &built,
+        gw0: gws[0].clone(),
+        gw01: format!("{},{}", gws[0], gws[1]),
+        native,
+    };
+
+    if args.wants("loopback") {
+        res.groups.push(real.manifest());
+        res.groups.push(real.deep_check()?);
+        res.groups.push(real.add_lease());
+        res.groups.push(real.verify());
+        res.groups.push(real.repair(&damaged));
+    } else {
+        res.skipped.push("loopback".into());
+    }
+
+    // The proxies' runtime outlives the grid's processes.
+    let mut proxies = None;
+    if args.wants("slow") && !parts.rtt.is_empty() {
+        proxies = Some(real.slow_network(&parts.rtt, fixed_jobs, res)?);
+    } else {
+        res.skipped.push("slow network".into());
+    }
+    grid.stop();
+    drop(proxies);
+    Ok(())
+}
+
+/// The damaged files of `repair/`: every 4th file that has shares, by
+/// storage index.
+fn damaged_objects(built: &BuiltTree) -> Result<Vec<String>> {
+    built
+        .part("repair")
+        .files
+        .iter()
+        .filter(|(k, _)| *k != tree::Kind::Lit)
+        .step_by(4)
+        .map(|(_, cap)| tree::storage_index(cap).map(|s| s.expect("not LIT")))
+        .collect()
+}
+
+/// The grid, its tree and what the steward under test supports: what
+/// every real-grid measurement needs.
+struct RealGrid<'a> {
+    ctx: &'a Ctx,
+    grid: &'a Grid,
+    procs: &'a Procs,
+    built: &'a BuiltTree,
+    /// Gateway 0's URL.
+    gw0: String,
+    /// Gateways 0 and 1, as `--gateway` takes them.
+    gw01: String,
+    /// `steward` has `--backend native`.
+    native: bool,
+}
+
+impl RealGrid<'_> {
+    /// `tahoe -d <gateway 0> ARGS CAP`.
+    fn tahoe(&self, a: &[&str], cap: &str) -> Command {
+        let mut c = self.grid.tahoe();
+        c.args(a).arg(cap);
+        c
+    }
+
+    /// `manifest` of the whole tree.
+    fn manifest(&self) -> Group {
+        let ctx = self.ctx;
+        let root = &self.built.root;
+        run_group(
+            ctx,
+            self.procs,
+            Section::Loopback,
+            "manifest",
+            "whole tree",
+            self.built.total.objects(),
+            ctx.runs,
+            vec![
+                Job::new("tahoe manifest", Tool::Tahoe, 1, || {
+                    self.tahoe(&["manifest"], root)
+                })
+                .lines(),
+                Job::new("steward manifest", Tool::Steward, 1, || {
+                    steward_cmd(ctx, &["manifest", "-q", "--gateway", &self.gw0, root])
+                })
+                .lines(),
+            ],
+        )
+    }
+
+    /// `deep-check` of `dc/`: Tahoe, steward on one and two gateways, and
+    /// (when steward has it) the check of a manifest through the gateway
+    /// and the native backend.
+    fn deep_check(&self) -> Result<Group> {
+        let ctx = self.ctx;
+        let (gw0, gw01) = (&self.gw0, &self.gw01);
+        let dc = self.built.part("dc");
+        let read_manifest = ctx.logs.join("dc.read.manifest");
+        let verify_manifest = ctx.logs.join("dc.verify.manifest");
+        let mut jobs = vec![
+            Job::new("tahoe deep-check", Tool::Tahoe, 1, || {
+                self.tahoe(&["deep-check"], &dc.cap)
+            }),
+            Job::new("steward deep-check", Tool::Steward, 1, || {
+                steward_cmd(ctx, &["deep-check", "-q", "--gateway", gw0, &dc.cap])
+            }),
+            Job::new("steward deep-check, 2 gateways", Tool::Steward, 2, || {
+                steward_cmd(ctx, &["deep-check", "-q", "--gateway", gw01, &dc.cap])
+            }),
+        ];
+        if self.native {
+            make_manifest(ctx, gw0, &dc.cap, "read", &read_manifest)?;
+            make_manifest(ctx, gw0, &dc.cap, "verify", &verify_manifest)?;
+            let gwdir = self.grid.gateway_dir().to_path_buf();
+            jobs.push(
+                Job::new("steward check (gateway backend)", Tool::Steward, 1, || {
+                    let mut c = steward_cmd(ctx, &["check", "-q", "--gateway", gw0]);
+                    c.arg(&read_manifest);
+                    c
+                })
+                .lines(),
+            );
+            jobs.push(native_deep_check(ctx, gw0, gwdir.clone(), &dc.cap));
+            jobs.push(native_check(ctx, gwdir, verify_manifest.clone()));
+        }
+        Ok(run_group(
+            ctx,
+            self.procs,
+            Section::Loopback,
+            "deep-check",
+            "dc/",
+            dc.counts.objects(),
+            ctx.runs,
+            jobs,
+        ))
+    }
+
+    /// `deep-check --add-lease` of `dc/`.
+    fn add_lease(&self) -> Group {
+        let ctx = self.ctx;
+        let dc = self.built.part("dc");
+        run_group(
+            ctx,
+            self.procs,
+            Section::Loopback,
+            "deep-check --add-lease",
+            "dc/",
+            dc.counts.objects(),
+            ctx.runs,
+            vec![
+                Job::new("tahoe deep-check --add-lease", Tool::Tahoe, 1, || {
+                    self.tahoe(&["deep-check", "--add-lease"], &dc.cap)
+                }),
+                Job::new("steward deep-check --add-lease", Tool::Steward, 1, || {
+                    steward_cmd(
+                        ctx,
+                        &[
+                            "deep-check",
+                            "-q",
+                            "--add-lease",
+                            "--gateway",
+                            &self.gw0,
+                            &dc.cap,
+                        ],
+                    )
+                }),
+            ],
+        )
+    }
+
+    /// `deep-check --verify` of `verify/`.
+    fn verify(&self) -> Group {
+        let ctx = self.ctx;
+        let v = self.built.part("verify");
+        run_group(
+            ctx,
+            self.procs,
+            Section::Loopback,
+            "deep-check --verify",
+            "verify/",
+            v.counts.objects(),
+            ctx.runs,
+            vec![
+                Job::new("tahoe deep-check --verify", Tool::Tahoe, 1, || {
+                    self.tahoe(&["deep-check", "--verify"], &v.cap)
+                }),
+                Job::new("steward deep-check --verify", Tool::Steward, 1, || {
+                    steward_cmd(
+                        ctx,
+                        &[
+                            "deep-check",
+                            "-q",
+                            "--verify",
+                            "--gateway",
+                            &self.gw0,
+                            &v.cap,
+                        ],
+                    )
+                }),
+            ],
+        )
+    }
+
+    /// `deep-check --repair` of `repair/`, each run starting from the same
+    /// damage to `damaged` (storage indexes).
+    fn repair(&self, damaged: &[String]) -> Group {
+        let ctx = self.ctx;
+        let grid = self.grid;
+        let rp = self.built.part("repair");
+        let scope = format!(
+            "repair/, {} of its {} objects damaged (left with 3 of their 5 share numbers, one copy each) before each run",
+            damaged.len(),
+            rp.counts.objects()
+        );
+        run_group(
+            ctx,
+            self.procs,
+            Section::Loopback,
+            "deep-check --repair",
+            &scope,
+            rp.counts.objects(),
+            ctx.runs,
+            vec![
+                Job::new("tahoe deep-check --repair", Tool::Tahoe, 1, || {
+                    self.tahoe(&["deep-check", "--repair"], &rp.cap)
+                })
+                .prep(|| damage(grid, damaged))
+                .post(|_| Ok(repaired(grid, damaged))),
+                Job::new("steward deep-check --repair", Tool::Steward, 1, || {
+                    steward_cmd(
+                        ctx,
+                        &[
+                            "deep-check",
+                            "-q",
+                            "--repair",
+                            "--gateway",
+                            &self.gw0,
+                            &rp.cap,
+                        ],
+                    )
+                })
+                .prep(|| damage(grid, damaged))
+                .post(|_| Ok(repaired(grid, damaged))),
+            ],
+        )
+    }
+
+    /// Puts the delaying proxies in front of the storage servers and runs
+    /// [`RealGrid::slow_deep_check`] at each `(rtt, objects)` of `rtts`.
+    /// Returns the proxies' runtime, to be dropped once the grid stopped.
+    fn slow_network(
+        &self,
+        rtts: &[(u64, u64)],
+        fixed_jobs: bool,
+        res: &mut Results,
+    ) -> Result<tokio::runtime::Runtime> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("delay-proxy")
+            .enable_all()
+            .build()?;
+        let delay = proxy::Delay::default();
+        let proxy_ports = go_slow(self.grid, self.procs, rt.handle(), &delay)?;
+        // The storage nodes were restarted: new pids.
+        let procs = Procs::of(self.grid)?;
+        res.slow_verified.push(format!(
+            "all {} gateways' connections to the {} storage servers go through the proxies (checked from /proc/<pid>/net/tcp): {}",
+            self.grid.gateway_urls().len(),
+            self.grid.storage_nodes(),
+            proxy_ports
+        ));
+        for &(rtt, _) in rtts {
+            delay.set_rtt(Duration::from_millis(rtt));
+            res.groups
+                .push(self.slow_deep_check(&procs, &delay, rtt, fixed_jobs)?);
+        }
+        Ok(rt)
+    }
+
+    /// `deep-check` of `rtt<RTT>/` with every storage server `rtt` ms away:
+    /// Tahoe, steward on one and two gateways, `--fixed-jobs` and the
+    /// native backend when steward has them; each run's note counts the
+    /// connections it opened to the storage servers.
+    fn slow_deep_check(
+        &self,
+        procs: &Procs,
+        delay: &proxy::Delay,
+        rtt: u64,
+        fixed_jobs: bool,
+    ) -> Result<Group> {
+        let ctx = self.ctx;
+        let (gw0, gw01) = (&self.gw0, &self.gw01);
+        let p = self.built.part(&format!("rtt{rtt}"));
+        let mut jobs = vec![
+            Job::new("tahoe deep-check", Tool::Tahoe, 1, || {
+                self.tahoe(&["deep-check"], &p.cap)
+            }),
+            Job::new("steward deep-check", Tool::Steward, 1, || {
+                steward_cmd(ctx, &["deep-check", "-q", "--gateway", gw0, &p.cap])
+            }),
+            Job::new("steward deep-check, 2 gateways", Tool::Steward, 2, || {
+                steward_cmd(ctx, &["deep-check", "-q", "--gateway", gw01, &p.cap])
+            }),
+        ];
+        if fixed_jobs {
+            // Diagnostic: is the adaptive number of requests in flight
+            // what limits steward here?
+            jobs.push(Job::new(
+                "steward deep-check --fixed-jobs (diagnostic)",
+                Tool::Steward,
+                1,
+                || {
+                    steward_cmd(
+                        ctx,
+                        &["deep-check", "-q", "--fixed-jobs", "--gateway", gw0, &p.cap],
+                    )
+                },
+            ));
+        }
+        if self.native {
+            let vm = ctx.logs.join(format!("rtt{rtt}.verify.manifest"));
+            make_manifest(ctx, gw0, &p.cap, "verify", &vm)?;
+            let gwdir = self.grid.gateway_dir().to_path_buf();
+            jobs.push(native_deep_check(ctx, gw0, gwdir.clone(), &p.cap));
+            jobs.push(native_check(ctx, gwdir, vm));
+        }
+        // How many connections each run opened to the storage servers
+        // (through the proxies): Tahoe's gateway keeps 10 idle HTTPS
+        // connections per server and opens a new one (TCP + TLS, about
+        // three round trips) for every request beyond those in flight.
+        let seen = std::cell::Cell::new(0usize);
+        let jobs = jobs
+            .into_iter()
+            .map(|j| {
+                let seen = &seen;
+                j.prep(move || {
+                    seen.set(delay.accepted());
+                    Ok(())
+                })
+                .post(move |_| {
+                    let made = delay.accepted() - seen.get();
+                    Ok(format!("{made} connections opened to the storage servers"))
+                })
+            })
+            .collect();
+        Ok(run_group(
+            ctx,
+            procs,
+            Section::Slow { rtt_ms: rtt },
+            "deep-check",
+            &format!("rtt{rtt}/"),
+            p.counts.objects(),
+            ctx.runs,
+            jobs,
+        ))
+    }
+}
+
+fn has_fixed_jobs(ctx: &Ctx) -> bool {
+    Command::new(&ctx.steward)
+        .args(["deep-check", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--fixed-jobs"))
+        .unwrap_or(false)
+}
+
+fn has_native(ctx: &Ctx) -> bool {
+    Command::new(&ctx.steward)
+        .args(["check", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--backend"))
+        .unwrap_or(false)
+}
+
+/// `steward deep-check --backend native`: listings through `gateway`,
+/// checks straight to the storage servers found in `node_dir`.
+fn native_deep_check<'a>(
+    ctx: &'a Ctx,
+    gateway: &'a str,
+    node_dir: PathBuf,
+    cap: &'a str,
+) -> Job<'a> {
+    Job::new(
+        "steward deep-check --backend native",
+        Tool::Steward,
+        1,
+        move || {
+            let mut c = steward_cmd(
+                ctx,
+                &[
+                    "deep-check",
+                    "-q",
+                    "--backend",
+                    "native",
+                    "--gateway",
+                    gateway,
+                    "-d",
+                ],
+            );
+            c.arg(&node_dir).arg(cap);
+            c
+        },
+    )
+}
+
+/// `steward check --backend native` of the verify caps in `manifest`,
+/// with the storage servers found in gateway directory `node_dir`.
+fn native_check<'a>(ctx: &'a Ctx, node_dir: PathBuf, manifest: PathBuf) -> Job<'a> {
+    Job::new(
+        "steward check --backend native (verify caps)",
+        Tool::Steward,
+        0,
+        move || {
+            let mut c = steward_cmd(ctx, &["check", "-q", "--backend", "native", "-d"]);
+            c.arg(&node_dir).arg(&manifest);
+            c
+        },
+    )
+    .lines()
+}
+
+/// Writes a manifest of `cap` with `caps` (read|verify) caps to `path`.
+fn make_manifest(ctx: &Ctx, gateway: &str, cap: &str, caps: &str, path: &Path) -> Result<()> {
+    let _ = fs::remove_file(path);
+    let mut ck = path.as_os_str().to_owned();
+    ck.push(".steward-ckpt");
+    let _ = fs::remove_file(PathBuf::from(ck));
+    let out = steward_cmd(
+        ctx,
+        &["manifest", "-q", "--caps", caps, "--gateway", gateway, "-o"],
+    )
+    .arg(path)
+    .arg(cap)
+    .output()?;
+    if !out.status.success() {
+        bail!(
+            "steward manifest failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
