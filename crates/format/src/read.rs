@@ -2,8 +2,9 @@
 //! share, decode every segment from `k` good ones, check the ciphertext
 //! (CHK: against the crypttext hash tree), decrypt. This is how directories
 //! are read; large files would go segment by segment with the same pieces
-//! ([`crate::chk::ChkParams::decode_segment`],
-//! [`crate::mutable::MutableParams::decode_segment`]).
+//! ([`crate::segments::Segments::decode_segment`],
+//! [`crate::chk::ChkParams::decrypt_segment`],
+//! [`crate::mutable::decrypt_segment`]).
 //!
 //! Shares that fail verification are skipped and reported with the part
 //! that failed, so the caller can fetch others; the object is read as long

@@ -36,6 +36,13 @@
 //!   hash tree is a single node (one segment) a failure there is blamed on
 //!   the tree if block 0 itself reaches the root and on the chain otherwise.
 //!   The encrypted private key is not checked (a verify cap cannot).
+//!   Tahoe 1.20's servermap checks the key only of the first share it
+//!   sees and the signature only of the first share of each version (its
+//!   `verinfo`, offsets included), so it misses a damaged key or signature
+//!   in the other shares; here every share's are checked. A damaged offset
+//!   table makes Tahoe see another, unrecoverable version; here the share is
+//!   corrupt in the part the offsets misplace ([`MutableHeader::regions`]
+//!   gives the offsets, to group shares as Tahoe does).
 //!
 //! **Hostile servers.** Offsets and lengths read from a share are checked
 //! against the share's real size (an input) before anything is read or

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use steward_cap::hash;
 use steward_cap::Cap;
 use steward_format::aes;
-use steward_format::chk::{ChkCap, ChkHeader};
+use steward_format::chk::ChkHeader;
 use steward_format::directory::read_directory;
 use steward_format::dirnode::{self, PackEntry};
 use steward_format::hashtree::{self, HashTree, IncompleteHashTree};
@@ -164,14 +164,6 @@ fn aes_ctr_matches_tahoe() {
             assert_eq!(tail, hex(&c["plaintext"])[17..]);
         }
     }
-}
-
-fn chk_cap(v: &Value, key: &str) -> ChkCap {
-    ChkCap::from_cap(&Cap::parse(v[key].as_str().unwrap()).unwrap()).unwrap()
-}
-
-fn mutable_cap(v: &Value, key: &str) -> MutableCap {
-    MutableCap::from_cap(&Cap::parse(v[key].as_str().unwrap()).unwrap()).unwrap()
 }
 
 fn chk_vectors() -> Vec<Value> {

@@ -5,6 +5,9 @@
 use data_encoding::{BASE64, HEXLOWER};
 use serde_json::Value;
 use std::ops::Range;
+use steward_cap::Cap;
+use steward_format::chk::ChkCap;
+use steward_format::mutable::MutableCap;
 use steward_format::verify::{ShareVerifier, Step, Verdict, VerifyOptions};
 
 pub fn load(name: &str) -> Value {
@@ -35,6 +38,16 @@ pub fn shares(v: &Value) -> Vec<(usize, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// The CHK cap a vector names under `key`.
+pub fn chk_cap(v: &Value, key: &str) -> ChkCap {
+    ChkCap::from_cap(&Cap::parse(v[key].as_str().unwrap()).unwrap()).unwrap()
+}
+
+/// The mutable cap a vector names under `key`.
+pub fn mutable_cap(v: &Value, key: &str) -> MutableCap {
+    MutableCap::from_cap(&Cap::parse(v[key].as_str().unwrap()).unwrap()).unwrap()
 }
 
 pub fn range(v: &Value) -> Range<usize> {
