@@ -327,6 +327,31 @@ impl IncompleteHashTree {
     }
 }
 
+/// Checks a whole stored tree, all its nodes root first (as a share stores
+/// a block or crypttext hash tree): every inner node must be the pair hash
+/// of its children, and the root must be `root` when given. This is what
+/// Tahoe's `set_hashes` with every node of a tree checks, without holding a
+/// second copy of the tree. The caller checks that `nodes` has the length
+/// the tree must have.
+pub fn check_complete(nodes: &[Hash], root: Option<&Hash>) -> Result<(), HashTreeError> {
+    if let (Some(r), Some(first)) = (root, nodes.first()) {
+        if r != first {
+            return Err(HashTreeError::BadHash { index: 0 });
+        }
+    }
+    // Deepest first, as Tahoe checks, so the error names the lowest bad node.
+    for i in (0..nodes.len() / 2).rev() {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        if r >= nodes.len() {
+            return Err(HashTreeError::NotEnoughHashes { index: l });
+        }
+        if pair_hash(&nodes[l], &nodes[r]) != nodes[i] {
+            return Err(HashTreeError::BadHash { index: i });
+        }
+    }
+    Ok(())
+}
+
 /// Reads a stored list of hashes (32 bytes each), as a share stores a block
 /// or crypttext hash tree. `None` if the length is not a multiple of 32.
 pub fn split_hashes(data: &[u8]) -> Option<Vec<Hash>> {
@@ -439,15 +464,26 @@ mod tests {
 
     #[test]
     fn whole_stored_tree_checks_itself() {
-        let t = HashTree::new(&leaves(5));
-        let all: BTreeMap<usize, Hash> = t.nodes().iter().copied().enumerate().collect();
-        let mut it = IncompleteHashTree::new(5).unwrap();
-        it.set_hashes(&all, &BTreeMap::new()).unwrap();
-        for i in 0..all.len() {
-            let mut bad = all.clone();
-            bad.get_mut(&i).unwrap()[3] ^= 1;
-            let mut it = IncompleteHashTree::new(5).unwrap();
-            assert!(it.set_hashes(&bad, &BTreeMap::new()).is_err(), "node {i}");
+        for n in [1, 2, 5, 8] {
+            let t = HashTree::new(&leaves(n));
+            let all: BTreeMap<usize, Hash> = t.nodes().iter().copied().enumerate().collect();
+            let mut it = IncompleteHashTree::new(n).unwrap();
+            it.set_hashes(&all, &BTreeMap::new()).unwrap();
+            assert_eq!(check_complete(t.nodes(), Some(&t.root())), Ok(()));
+            for i in 0..all.len() {
+                // check_complete agrees with set_hashes on every damaged node
+                let mut bad = all.clone();
+                bad.get_mut(&i).unwrap()[3] ^= 1;
+                let nodes: Vec<Hash> = bad.values().copied().collect();
+                let mut it = IncompleteHashTree::new(n).unwrap();
+                let tahoe = it.set_hashes(&bad, &BTreeMap::new()).is_err();
+                assert_eq!(
+                    check_complete(&nodes, None).is_err(),
+                    tahoe,
+                    "{n} leaves, node {i}"
+                );
+                assert!(check_complete(&nodes, Some(&t.root())).is_err(), "node {i}");
+            }
         }
     }
 

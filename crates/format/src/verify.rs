@@ -299,21 +299,11 @@ fn check_stored_tree(
     root: Option<Hash>,
 ) -> Result<Vec<Hash>, String> {
     let nodes = hashtree::split_hashes(data).ok_or("not a whole number of hashes")?;
-    let mut tree = IncompleteHashTree::new(num_leaves as usize).ok_or("too many segments")?;
-    if tree.len() != nodes.len() {
-        return Err(format!(
-            "{} hashes where the tree has {}",
-            nodes.len(),
-            tree.len()
-        ));
+    let len = hashtree::tree_len(num_leaves).ok_or("too many segments")?;
+    if nodes.len() as u64 != len {
+        return Err(format!("{} hashes where the tree has {len}", nodes.len()));
     }
-    if let Some(r) = root {
-        tree.set_hashes(&BTreeMap::from([(0, r)]), &BTreeMap::new())
-            .map_err(|e| e.to_string())?;
-    }
-    let all: BTreeMap<usize, Hash> = nodes.iter().copied().enumerate().collect();
-    tree.set_hashes(&all, &BTreeMap::new())
-        .map_err(|e| e.to_string())?;
+    hashtree::check_complete(&nodes, root.as_ref()).map_err(|e| e.to_string())?;
     let first = nodes.len() / 2;
     Ok(nodes[first..first + num_leaves as usize].to_vec())
 }
