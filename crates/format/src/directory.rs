@@ -6,7 +6,7 @@
 //! decrypted too.
 
 use crate::chk::ChkCap;
-use crate::dirnode::{self, DirEntry, DirError};
+use crate::dirnode::{self, ChildCaps, DirEntry, DirError};
 use crate::hashtree::Hash;
 use crate::mutable::{MutableCap, MutableHeader};
 use crate::read::{read_chk, read_mutable, ReadError};
@@ -16,8 +16,11 @@ use steward_cap::{Cap, Format};
 /// A directory as read.
 #[derive(Clone, Debug)]
 pub struct Directory {
-    /// The children, in stored order (sorted by name when Tahoe wrote them).
+    /// The children as stored, in stored order (sorted by name when Tahoe
+    /// wrote them); [`Directory::children`] gives what a listing shows.
     pub entries: Vec<DirEntry>,
+    /// Whether the directory is mutable (its children may be).
+    pub mutable: bool,
     /// Bytes of the serialized contents (the backing file's size).
     pub size: u64,
     /// Share numbers decoded from (none for `DIR2-LIT`).
@@ -26,6 +29,16 @@ pub struct Directory {
     pub rejected: Vec<(usize, Verdict)>,
     /// Mutable directories: the version read.
     pub version: Option<MutableHeader>,
+}
+
+impl Directory {
+    /// The children a Tahoe listing shows, with the caps it shows
+    /// ([`dirnode::child_caps`]); children Tahoe drops are left out.
+    pub fn children(&self) -> impl Iterator<Item = (&DirEntry, ChildCaps)> {
+        self.entries
+            .iter()
+            .filter_map(|e| dirnode::child_caps(e, self.mutable).map(|c| (e, c)))
+    }
 }
 
 /// Why a directory could not be read.
@@ -59,6 +72,7 @@ pub fn read_directory(
             let data = cap.literal_data().ok_or_else(not_dir)?;
             Ok(Directory {
                 entries: dirnode::unpack(data, false, None)?,
+                mutable: false,
                 size: data.len() as u64,
                 used: Vec::new(),
                 rejected: Vec::new(),
@@ -70,6 +84,7 @@ pub fn read_directory(
             let r = read_chk(&chk, shares)?;
             Ok(Directory {
                 entries: dirnode::unpack(&r.plaintext, false, None)?,
+                mutable: false,
                 size: r.plaintext.len() as u64,
                 used: r.used,
                 rejected: r.rejected,
@@ -81,6 +96,7 @@ pub fn read_directory(
             let r = read_mutable(&m, shares, want)?;
             Ok(Directory {
                 entries: dirnode::unpack(&r.plaintext, true, m.writekey.as_ref())?,
+                mutable: true,
                 size: r.plaintext.len() as u64,
                 used: r.used,
                 rejected: r.rejected,

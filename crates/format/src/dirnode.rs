@@ -18,14 +18,15 @@
 //! [`unpack`] reads contents exactly as Tahoe's `_unpack_contents` does at
 //! the byte level: names normalized, trailing spaces stripped from caps,
 //! empty caps as `None`, write caps only with the write key, the last of
-//! two entries with one name kept. Turning the caps into nodes (unknown
-//! caps, the children an immutable directory may not hold) is the caller's,
-//! as Tahoe's `nodemaker.create_from_cap` is.
+//! two entries with one name kept. [`child_caps`] then does what Tahoe's
+//! node layer (`nodemaker.create_from_cap`, `UnknownNode`) does with each
+//! entry: which children a listing shows, with which caps.
 
 use crate::aes;
 use crate::netstring::{split_netstrings, NetstringError};
 use serde_json::{Map, Value};
 use steward_cap::hash::{hmac, mutable_rwcap_key_hash, mutable_rwcap_salt_hash, netstring};
+use steward_cap::{Authority, Cap};
 use unicode_normalization::UnicodeNormalization;
 
 /// One child as stored.
@@ -176,6 +177,181 @@ pub fn unpack(
         entry += 1;
     }
     Ok(out)
+}
+
+/// A child as Tahoe's node layer shows it (the `rw_uri` and `ro_uri` of a
+/// `t=json` listing).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChildCaps {
+    /// The cap Tahoe understands (the write cap if there is one, else the
+    /// read cap); `None` for an unknown node (a cap from a format Tahoe
+    /// does not know, or none at all).
+    pub cap: Option<Cap>,
+    /// The write cap shown. Secret.
+    pub rw_uri: Option<Vec<u8>>,
+    /// The read cap shown (unknown caps with Tahoe's `ro.`/`imm.` prefix).
+    /// Secret.
+    pub ro_uri: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ChildCaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let red = |c: &Option<Vec<u8>>| {
+            c.as_ref()
+                .map(|c| steward_cap::redact(&String::from_utf8_lossy(c)))
+        };
+        f.debug_struct("ChildCaps")
+            .field("cap", &self.cap)
+            .field("rw_uri", &red(&self.rw_uri))
+            .field("ro_uri", &red(&self.ro_uri))
+            .finish()
+    }
+}
+
+const RO_PREFIX: &[u8] = b"ro.";
+const IMM_PREFIX: &[u8] = b"imm.";
+
+/// What Tahoe's `uri.from_string(s, deep_immutable)` makes of a cap, as far
+/// as the node layer cares.
+enum Parsed {
+    /// A cap it builds a node for.
+    Known(Cap),
+    /// A cap of a known kind that breaks a constraint or does not parse
+    /// (Tahoe: an `UnknownURI` carrying an error).
+    Error,
+    /// Anything else (an `UnknownURI` without error), verify caps included:
+    /// Tahoe's node maker makes unknown nodes of those too (for
+    /// `CHK-Verifier` it makes a node its listing code then fails on).
+    Unknown,
+}
+
+fn parse_child_cap(s: &[u8], deep_immutable: bool) -> Parsed {
+    let (mut can_be_mutable, mut can_be_writeable) = (!deep_immutable, !deep_immutable);
+    let s = if let Some(rest) = s.strip_prefix(IMM_PREFIX) {
+        (can_be_mutable, can_be_writeable) = (false, false);
+        rest
+    } else if let Some(rest) = s.strip_prefix(RO_PREFIX) {
+        can_be_writeable = false;
+        rest
+    } else {
+        s
+    };
+    let kind = steward_cap::CapKind::ALL.into_iter().find(|k| {
+        s.strip_prefix(b"URI:")
+            .and_then(|r| r.strip_prefix(k.tag().as_bytes()))
+            .is_some_and(|r| r.first() == Some(&b':'))
+    });
+    let Some(kind) = kind else {
+        let test_only = (s.starts_with(b"x-tahoe-future-test-writeable:") && !can_be_writeable)
+            || (s.starts_with(b"x-tahoe-future-test-mutable:") && !can_be_mutable);
+        return if test_only {
+            Parsed::Error
+        } else {
+            Parsed::Unknown
+        };
+    };
+    let constrained = match kind.authority() {
+        Authority::Write => !can_be_writeable,
+        Authority::Read => kind.is_mutable() && !can_be_mutable,
+        Authority::Verify => false,
+    };
+    // Tahoe matches caps with anchored regexes and no trimming.
+    let parsed = std::str::from_utf8(s)
+        .ok()
+        .filter(|t| t.trim() == *t)
+        .and_then(|t| Cap::parse(t).ok());
+    match parsed {
+        _ if constrained => Parsed::Error,
+        None => Parsed::Error,
+        Some(_) if kind.authority() == Authority::Verify => Parsed::Unknown,
+        Some(cap) => Parsed::Known(cap),
+    }
+}
+
+/// Tahoe's `UnknownNode(rw, ro, deep_immutable)`: the caps it shows, or
+/// `None` when it records an error (and the child is dropped).
+fn unknown_node(rw: Option<&[u8]>, ro: Option<&[u8]>, deep_immutable: bool) -> Option<ChildCaps> {
+    let (mut rw, mut ro) = (rw.filter(|c| !c.is_empty()), ro.filter(|c| !c.is_empty()));
+    if let Some(w) = rw {
+        if deep_immutable && !(w.starts_with(IMM_PREFIX) && ro.is_none()) {
+            return None;
+        }
+        match ro {
+            None if w.starts_with(RO_PREFIX) || w.starts_with(IMM_PREFIX) => {
+                ro = Some(w);
+                rw = None;
+            }
+            None => return None,
+            Some(r) if r.starts_with(IMM_PREFIX) => return None,
+            Some(_) => {}
+        }
+    }
+    if let Some(r) = ro {
+        if let Parsed::Error = parse_child_cap(r, deep_immutable) {
+            return None;
+        }
+    }
+    let with_prefix = |r: &[u8], keep: &[&[u8]], prefix: &[u8]| -> Vec<u8> {
+        if keep.iter().any(|p| r.starts_with(p)) {
+            r.to_vec()
+        } else {
+            [prefix, r].concat()
+        }
+    };
+    let (rw, ro) = if deep_immutable {
+        let ro = ro.map(|r| match r.strip_prefix(RO_PREFIX) {
+            Some(rest) => [IMM_PREFIX, rest].concat(),
+            None => with_prefix(r, &[IMM_PREFIX], IMM_PREFIX),
+        });
+        (None, ro)
+    } else {
+        (
+            rw.map(<[u8]>::to_vec),
+            ro.map(|r| with_prefix(r, &[RO_PREFIX, IMM_PREFIX], RO_PREFIX)),
+        )
+    };
+    Some(ChildCaps {
+        cap: None,
+        rw_uri: rw,
+        ro_uri: ro,
+    })
+}
+
+/// What Tahoe's node layer makes of a stored child of a directory
+/// (`mutable`: whether the directory is): the caps its listing shows, or
+/// `None` if Tahoe drops the child (a cap that breaks the directory's
+/// constraints: a mutable child of an immutable directory, a malformed
+/// cap, an unknown write cap without a read cap, …).
+///
+/// A known cap is taken from the write cap slot if it has one, else from
+/// the read cap slot, whatever the other slot holds (so a write cap stored
+/// as a read cap shows as a write cap even in a read-only directory, as in
+/// Tahoe); its read cap is derived.
+pub fn child_caps(entry: &DirEntry, mutable: bool) -> Option<ChildCaps> {
+    let deep = !mutable;
+    let (rw, ro) = (entry.rw_uri.as_deref(), entry.ro_uri.as_deref());
+    let Some(big) = rw.or(ro) else {
+        return Some(ChildCaps {
+            cap: None,
+            rw_uri: None,
+            ro_uri: None,
+        });
+    };
+    match parse_child_cap(big, deep) {
+        // (A known cap in an immutable directory is never mutable: parsing
+        // in that context rejects mutable read and write caps.)
+        Parsed::Known(cap) => {
+            let rw_uri =
+                (cap.authority() == Authority::Write).then(|| cap.expose().as_bytes().to_vec());
+            let ro_uri = cap.to_read_cap().map(|r| r.expose().as_bytes().to_vec());
+            Some(ChildCaps {
+                cap: Some(cap),
+                rw_uri,
+                ro_uri,
+            })
+        }
+        Parsed::Error | Parsed::Unknown => unknown_node(rw, ro, deep),
+    }
 }
 
 /// One child to [`pack`].

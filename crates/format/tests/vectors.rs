@@ -661,7 +661,8 @@ fn directories_read_from_their_shares() {
             assert_eq!(got, want, "{label} with {}", cap.kind());
             if let Some(listed) = d.get("listed").and_then(Value::as_array) {
                 let names: Vec<&str> = listed.iter().map(|x| x.as_str().unwrap()).collect();
-                assert_eq!(got.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), names);
+                let shown: Vec<&str> = dir.children().map(|(e, _)| e.name.as_str()).collect();
+                assert_eq!(shown, names, "{label}: the children Tahoe lists");
             }
             assert!(dir.rejected.is_empty());
             // one corrupt share: still listed from the others, and reported
@@ -681,5 +682,47 @@ fn directories_read_from_their_shares() {
     use steward_cap::CapKind::*;
     for k in [Dir2, Dir2Ro, Dir2Mdmf, Dir2MdmfRo, Dir2Chk, Dir2Lit] {
         assert!(kinds.contains(&k), "{k:?} directories are covered");
+    }
+}
+
+/// What Tahoe's node layer lists for stored children, odd ones included
+/// (unknown caps, prefixes, malformed caps, mutable children of immutable
+/// directories, write caps in the read cap slot).
+#[test]
+fn child_caps_match_tahoes_node_layer() {
+    let v = load("dirnode.json");
+    let cases = v["children"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for c in cases {
+        let label = c["label"].as_str().unwrap();
+        let mutable = c["mutable"].as_bool().unwrap();
+        let wk: Option<[u8; 16]> = match &c["writekey"] {
+            Value::Null => None,
+            x => Some(hex(x).try_into().unwrap()),
+        };
+        let entries = dirnode::unpack(&b64(&c["packed"]), mutable, wk.as_ref()).unwrap();
+        let listed = c["listed"].as_object().unwrap();
+        let mut shown = 0;
+        for e in &entries {
+            let got = dirnode::child_caps(e, mutable);
+            let Some(want) = listed.get(&e.name) else {
+                assert_eq!(got, None, "{label}: Tahoe drops {:?}", e.name);
+                continue;
+            };
+            shown += 1;
+            let got =
+                got.unwrap_or_else(|| panic!("{label}: {:?} dropped, Tahoe lists it", e.name));
+            let s = |x: &Value| x.as_str().map(|s| s.as_bytes().to_vec());
+            assert_eq!(got.rw_uri, s(&want["rw_uri"]), "{label}: {} rw", e.name);
+            assert_eq!(got.ro_uri, s(&want["ro_uri"]), "{label}: {} ro", e.name);
+            assert_eq!(
+                got.cap.is_none(),
+                want["unknown"].as_bool().unwrap(),
+                "{label}: {}",
+                e.name
+            );
+        }
+        assert_eq!(shown, listed.len(), "{label}");
+        assert!(shown < entries.len(), "{label}: some children are dropped");
     }
 }

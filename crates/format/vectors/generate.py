@@ -566,6 +566,8 @@ def directory_vectors():
                     for name, (node, meta) in sorted(immutable_children.items())],
     })
 
+    out["children"] = yield child_vectors(nm, chk_cap, sdmf, mdmf, subdir, lit, imm_dir)
+
     for label, children in [("DIR2-LIT (empty)", {}),
                             ("DIR2-LIT", {"a": (nm.create_from_cap(lit), {})})]:
         packed = dirnode.pack_children(children, None, deep_immutable=True)
@@ -578,6 +580,74 @@ def directory_vectors():
             "shares": {},
             "entries": [stored_entry(name, node, meta, None, True)
                         for name, (node, meta) in sorted(children.items())],
+        })
+    return out
+
+
+@defer.inlineCallbacks
+def child_vectors(nm, chk_cap, sdmf, mdmf, subdir, lit, imm_dir):
+    """What Tahoe's node layer (`DirectoryNode._unpack_contents` through
+    `nodemaker.create_from_cap` and `UnknownNode`) makes of stored children,
+    including odd and invalid ones written raw: which it lists, with which
+    caps, and which it drops."""
+    chk = chk_cap.to_string()
+    ssk_w, ssk_r = sdmf.get_uri(), sdmf.get_readonly_uri()
+    mdmf_w, mdmf_r = mdmf.get_uri(), mdmf.get_readonly_uri()
+    dir_w, dir_r = subdir.get_uri(), subdir.get_readonly_uri()
+    ssk_v = sdmf.get_verify_cap().to_string()
+    bad_chk = b"URI:CHK:aaaa:bbbb:3:10:100"
+    mutable_entries = [
+        ("chk", chk, b""), ("sdmf rw", ssk_r, ssk_w), ("sdmf rw only", b"", ssk_w),
+        ("sdmf ro", ssk_r, b""), ("ro. prefixed", b"ro." + ssk_r, b""),
+        ("imm. prefixed chk", b"imm." + chk, b""), ("unknown ro", b"x-tahoe-future:abc", b""),
+        ("unknown rw only", b"", b"x-tahoe-future:rw"),
+        ("unknown both", b"x-tahoe-future:ro", b"x-tahoe-future:rw"),
+        ("malformed chk", bad_chk, b""), ("write cap in ro slot", ssk_w, b""),
+        ("no caps", b"", b""), ("dir2-chk", imm_dir, b""), ("lit", lit, b""),
+        ("dir2", dir_r, dir_w), ("mdmf", mdmf_r, mdmf_w),
+        ("malformed rw", ssk_r, b"URI:SSK:bad"), ("ro. unknown", b"ro.x-tahoe-future:ro", b""),
+        ("prefixed unknown rw only", b"", b"ro.x-tahoe-future:single"),
+        ("imm. mutable", b"imm." + ssk_r, b""), ("ssk verifier", ssk_v, b""),
+        ("imm. unknown rw", b"", b"imm.x-tahoe-future:i"),
+    ]
+    immutable_entries = [
+        ("chk", chk, b""), ("sdmf ro", ssk_r, b""), ("unknown", b"x-tahoe-future:abc", b""),
+        ("imm. unknown", b"imm.x-tahoe-future:abc", b""), ("ro. unknown", b"ro.x-tahoe-future:abc", b""),
+        ("lit", lit, b""), ("dir2-chk", imm_dir, b""), ("dir2 ro", dir_r, b""),
+        ("malformed chk", bad_chk, b""), ("no caps", b"", b""), ("ssk verifier", ssk_v, b""),
+        ("imm. chk", b"imm." + chk, b""), ("ro. chk", b"ro." + chk, b""),
+    ]
+    d = yield nm.create_new_mutable_directory({}, version=SDMF_VERSION)
+    writekey = d._node.get_writekey()
+    rod = nm.create_from_cap(d.get_readonly_uri())
+    immd = nm.create_from_cap(imm_dir)
+
+    def raw(entries, wk):
+        out = b""
+        for (name, ro, rw) in entries:
+            rwdata = netstring(dirnode._encrypt_rw_uri(wk, rw)) if wk else netstring(b"")
+            out += netstring(netstring(name.encode("utf-8")) + netstring(ro) + rwdata + netstring(b"{}"))
+        return out
+
+    out = []
+    for label, node, entries, wk in [
+            ("mutable, write cap", d, mutable_entries, writekey),
+            ("mutable, read cap", rod, mutable_entries, writekey),
+            ("immutable", immd, immutable_entries, None)]:
+        children = node._unpack_contents(raw(entries, wk))
+        listed = {}
+        for name, (child, _md) in children.items():
+            w = child.get_write_uri()
+            r = child.get_readonly_uri()
+            listed[name] = {"unknown": child.is_unknown(),
+                            "rw_uri": w.decode("utf-8") if w else None,
+                            "ro_uri": r.decode("utf-8") if r else None}
+        out.append({
+            "label": label,
+            "writekey": hx(writekey) if "write" in label else None,
+            "mutable": node.is_mutable(),
+            "packed": b64(raw(entries, wk)),
+            "listed": listed,
         })
     return out
 
