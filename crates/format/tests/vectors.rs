@@ -14,7 +14,7 @@ use steward_format::chk::ChkHeader;
 use steward_format::directory::read_directory;
 use steward_format::dirnode::{self, PackEntry};
 use steward_format::hashtree::{self, HashTree, IncompleteHashTree};
-use steward_format::mutable::{MutableCap, MutableHeader};
+use steward_format::mutable::{self, MutableCap, MutableHeader};
 use steward_format::read::{read_chk, read_mutable};
 use steward_format::uri_extension::UriExtension;
 use steward_format::verify::{
@@ -724,5 +724,40 @@ fn child_caps_match_tahoes_node_layer() {
         }
         assert_eq!(shown, listed.len(), "{label}");
         assert!(shown < entries.len(), "{label}: some children are dropped");
+    }
+}
+
+/// Signatures Tahoe's RSA code made with keys of 1024 (checked by the `rsa`
+/// crate), 2048 and 4096 bits (checked by ring).
+#[test]
+fn rsa_pss_signatures_match_tahoe() {
+    for c in load("rsa.json").as_array().unwrap() {
+        let bits = c["bits"].as_u64().unwrap();
+        let (key, prefix, sig) = (hex(&c["pubkey"]), hex(&c["prefix"]), hex(&c["signature"]));
+        assert_eq!(
+            mutable::verify_signature(&key, &sig, &prefix),
+            Ok(()),
+            "{bits} bits"
+        );
+        let mut other = prefix.clone();
+        other[0] ^= 1;
+        assert!(
+            mutable::verify_signature(&key, &sig, &other).is_err(),
+            "{bits} bits"
+        );
+        let mut bad = sig.clone();
+        bad[10] ^= 1;
+        assert!(
+            mutable::verify_signature(&key, &bad, &prefix).is_err(),
+            "{bits} bits"
+        );
+        assert!(
+            mutable::verify_signature(&key, &sig[1..], &prefix).is_err(),
+            "{bits} bits"
+        );
+        assert!(
+            mutable::verify_signature(&key[1..], &sig, &prefix).is_err(),
+            "{bits} bits"
+        );
     }
 }

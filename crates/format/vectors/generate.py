@@ -183,6 +183,26 @@ def aes_vectors():
     return out
 
 
+# ---------------------------------------------------------------- RSA
+
+
+def rsa_vectors():
+    """Signatures by Tahoe's own RSA code (`allmydata.crypto.rsa`), with keys
+    of several sizes (Tahoe makes 2048-bit ones)."""
+    from allmydata.crypto import rsa
+    out = []
+    for bits in [1024, 2048, 4096]:
+        priv, pub = rsa.create_signing_keypair(bits)
+        prefix = b"signed prefix %d" % bits
+        out.append({
+            "bits": bits,
+            "pubkey": hx(rsa.der_string_from_verifying_key(pub)),
+            "prefix": hx(prefix),
+            "signature": hx(rsa.sign_data(priv, prefix)),
+        })
+    return out
+
+
 # ---------------------------------------------------------------- CHK
 
 
@@ -669,6 +689,7 @@ def main(reactor, outdir):
     write(outdir, "hashtree.json", hashtree_vectors())
     write(outdir, "zfec.json", zfec_vectors())
     write(outdir, "aes.json", aes_vectors())
+    write(outdir, "rsa.json", rsa_vectors())
 
     chk = []
     # several segments, the tail shorter and not a multiple of k
