@@ -13,7 +13,8 @@ through Tahoe's own `WriteBucketProxy` into memory, the mutable publisher
 (`NodeMaker.create_mutable_file`) writing through a storage broker into
 in-memory storage servers (`MemoryStorage`, modelled on Tahoe's test
 `FakeStorage`, which needs test-only packages the virtualenv lacks),
-`allmydata.hashtree`, `allmydata.dirnode`, `allmydata.crypto.aes`,
+`allmydata.hashtree`, `allmydata.dirnode` (packing, and what its node layer
+lists for odd stored children), `allmydata.crypto.aes` and `.rsa`,
 `allmydata.util.hashutil` and `zfec`. Where a vector names byte ranges of a
 share (to flip a byte in one part), the ranges come from Tahoe's own share
 readers (`ReadBucketProxy`, `MDMFSlotReadProxy`), not from steward's parser.
@@ -21,7 +22,8 @@ readers (`ReadBucketProxy`, `MDMFSlotReadProxy`), not from steward's parser.
 Segment sizes are made small (immutable: the uploadable's
 `max_segment_size`; mutable: `publish.DEFAULT_MUTABLE_MAX_SEGMENT_SIZE`) so
 that multi-segment files stay a few kilobytes. Mutable keys and salts are
-random, so running this again rewrites those vectors with other bytes.
+random, so running this again rewrites those vectors with other bytes
+(the other files come out the same).
 
 Share bytes are base64, hashes and keys hex. The output files are JSON.
 """
