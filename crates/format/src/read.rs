@@ -138,14 +138,15 @@ pub fn read_chk(cap: &ChkCap, shares: &[(usize, &[u8])]) -> Result<Retrieved, Re
     })
 }
 
-/// A mutable version: (seqnum, root hash).
-type VersionKey = (u64, Hash);
+/// A mutable version: (seqnum, root hash, the whole signed prefix).
+type VersionKey = (u64, Hash, Vec<u8>);
 
 /// The identity of a mutable version, ordered like Tahoe's `verinfo`
-/// tuples for the fields that matter: a higher sequence number wins, then
-/// the greater root hash.
+/// tuples: a higher sequence number wins, then the greater root hash; the
+/// signed prefix (IV, k, N, sizes) keeps apart versions a writer signed
+/// with the same two.
 fn version_key(h: &MutableHeader) -> VersionKey {
-    (h.seqnum, h.root_hash)
+    (h.seqnum, h.root_hash, h.signed_prefix.clone())
 }
 
 /// Reads a mutable file (or directory) from a read or write cap and whole
@@ -177,16 +178,17 @@ pub fn read_mutable(
             Err(_) => rejected.push((shnum, verify_mutable_share(cap, shnum, data).0)),
         }
     }
-    let order: Vec<VersionKey> = match want {
-        Some(w) => vec![w],
-        None => claimed.keys().rev().copied().collect(),
-    };
+    let order: Vec<&VersionKey> = claimed
+        .keys()
+        .rev()
+        .filter(|k| want.map_or(true, |w| (k.0, k.1) == w))
+        .collect();
     let mut best_good = 0;
     let mut needed = 1;
     let mut chosen: Option<Vec<(usize, &[u8], MutableHeader)>> = None;
     for key in order {
         let mut good: Vec<(usize, &[u8], MutableHeader)> = Vec::new();
-        for &(shnum, data) in claimed.get(&key).map(Vec::as_slice).unwrap_or_default() {
+        for &(shnum, data) in &claimed[key] {
             if good.iter().any(|g| g.0 == shnum) {
                 continue;
             }

@@ -761,3 +761,47 @@ fn rsa_pss_signatures_match_tahoe() {
         );
     }
 }
+
+/// Shares of two versions of one file (published, then overwritten): the
+/// newest version with k good shares is read, or the one asked for.
+#[test]
+fn the_best_recoverable_version_is_read() {
+    let v = load("versions.json");
+    let cap = mutable_cap(&v, "readcap");
+    let (old, new) = (shares(&v["old"]), shares(&v["new"]));
+    let (old_text, new_text) = (b64(&v["old"]["plaintext"]), b64(&v["new"]["plaintext"]));
+    let old_h = MutableHeader::parse(&old[0].1).unwrap();
+    let new_h = MutableHeader::parse(&new[0].1).unwrap();
+    assert!(new_h.seqnum > old_h.seqnum);
+    let k = new_h.k as usize;
+    let mix = |n_new: usize| -> Vec<(usize, &[u8])> {
+        let mut v: Vec<(usize, &[u8])> = old.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+        v.extend(new[..n_new].iter().map(|(n, d)| (*n, d.as_slice())));
+        v
+    };
+    let got = read_mutable(&cap, &mix(k), None).unwrap();
+    assert_eq!(got.plaintext, new_text);
+    assert_eq!(got.version.unwrap().seqnum, new_h.seqnum);
+    // too few shares of the new version: the old one is the best recoverable
+    let got = read_mutable(&cap, &mix(k - 1), None).unwrap();
+    assert_eq!(got.plaintext, old_text);
+    // asked for by (seqnum, root hash)
+    let got = read_mutable(&cap, &mix(k), Some((old_h.seqnum, old_h.root_hash))).unwrap();
+    assert_eq!(got.plaintext, old_text);
+    let missing = read_mutable(&cap, &mix(k), Some((old_h.seqnum + 7, old_h.root_hash)));
+    assert!(missing.is_err());
+    let err = read_mutable(
+        &cap,
+        &new[..k - 1]
+            .iter()
+            .map(|(n, d)| (*n, d.as_slice()))
+            .collect::<Vec<_>>(),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("only {} good shares of the {k} needed", k - 1)),
+        "{err}"
+    );
+}

@@ -464,6 +464,27 @@ def mutable_vector(name, data, version, k, n, max_segment_size=None):
     }
 
 
+@defer.inlineCallbacks
+def two_versions_vector():
+    """An SDMF file published, then overwritten: the shares of both
+    versions, to test choosing a version."""
+    storage = MemoryStorage()
+    nm = make_nodemaker(storage, 2, 4)
+    node = yield nm.create_mutable_file(MutableData(b"first version"), version=SDMF_VERSION)
+    old = stored_shares(storage)
+    yield node.overwrite(MutableData(b"second version, longer"))
+    new = stored_shares(storage)
+    got = yield node.download_best_version()
+    assert got == b"second version, longer"
+    return {
+        "readcap": node.get_readonly_uri().decode("ascii"),
+        "old": {"plaintext": b64(b"first version"),
+                "shares": {str(s): b64(b) for s, b in sorted(old.items())}},
+        "new": {"plaintext": b64(b"second version, longer"),
+                "shares": {str(s): b64(b) for s, b in sorted(new.items())}},
+    }
+
+
 # ---------------------------------------------------------------- directories
 
 
@@ -711,6 +732,7 @@ def main(reactor, outdir):
     mut.append((yield mutable_vector("MDMF 1-of-1", b"only one share", MDMF_VERSION, 1, 1)))
     mut.append((yield mutable_vector("MDMF 2-of-5 empty", b"", MDMF_VERSION, 2, 5)))
     write(outdir, "mutable.json", mut)
+    write(outdir, "versions.json", (yield two_versions_vector()))
 
     write(outdir, "dirnode.json", (yield directory_vectors()))
 
