@@ -2,9 +2,14 @@
 //!
 //! Tahoe hashes everything with SHA-256d (SHA-256 applied twice, to rule
 //! out length extension) over a netstring-encoded tag followed by the value.
-//! These functions are public so that other steward crates (for example
-//! lease-secret derivation in a native storage backend) reuse exactly the
-//! same construction.
+//! These functions are public so that other steward crates (lease-secret
+//! derivation in the native backend, share verification and decryption in
+//! `steward-format`) reuse exactly the same construction: this module is the
+//! one place that knows Tahoe's tags.
+//!
+//! The older functions return `Vec<u8>` (their length depends on
+//! `truncate_to`); the fixed-size ones added for the share formats
+//! ([`block_hash`], [`uri_extension_hash`], …) return arrays.
 
 use sha2::{Digest, Sha256};
 
@@ -27,8 +32,30 @@ pub const BUCKET_RENEWAL_TAG: &[u8] = b"allmydata_bucket_renewal_secret_v1";
 /// Tag: per-bucket (file × server) lease-cancel secret.
 pub const BUCKET_CANCEL_TAG: &[u8] = b"allmydata_bucket_cancel_secret_v1";
 
+/// Tag: an erasure-coded block (`block_hash`).
+pub const BLOCK_TAG: &[u8] = b"allmydata_encoded_subshare_v1";
+/// Tag: a CHK URI extension block (`uri_extension_hash`).
+pub const UEB_TAG: &[u8] = b"allmydata_uri_extension_v1";
+/// Tag: a whole CHK ciphertext (`crypttext_hash`).
+pub const CIPHERTEXT_TAG: &[u8] = b"allmydata_crypttext_v1";
+/// Tag: one CHK ciphertext segment, the leaves of the crypttext hash tree.
+pub const CIPHERTEXT_SEGMENT_TAG: &[u8] = b"allmydata_crypttext_segment_v1";
+/// Tag: mutable private key → write key (`ssk_writekey_hash`).
+pub const MUTABLE_WRITEKEY_TAG: &[u8] = b"allmydata_mutable_privkey_to_writekey_v1";
+/// Tag: mutable verification key → fingerprint (`ssk_pubkey_fingerprint_hash`).
+pub const MUTABLE_PUBKEY_TAG: &[u8] = b"allmydata_mutable_pubkey_to_fingerprint_v1";
+/// Tag: mutable (salt, read key) → data key (`ssk_readkey_data_hash`).
+pub const MUTABLE_DATAKEY_TAG: &[u8] = b"allmydata_mutable_readkey_to_datakey_v1";
+/// Tag: directory (salt, write key) → key of a child's encrypted write cap.
+pub const DIRNODE_CHILD_WRITECAP_TAG: &[u8] =
+    b"allmydata_mutable_writekey_and_salt_to_dirnode_child_capkey_v1";
+/// Tag: a child's write cap → the salt of its encryption.
+pub const DIRNODE_CHILD_SALT_TAG: &[u8] = b"allmydata_dirnode_child_rwcap_to_salt_v1";
+
 /// Length in bytes of keys and storage indexes (`KEYLEN` in Tahoe).
 pub const KEY_LEN: usize = 16;
+/// Length in bytes of a salt or IV (`IVLEN` in Tahoe).
+pub const IV_LEN: usize = 16;
 
 /// `netstring(s) = b"%d:%s," % (len(s), s)`.
 pub fn netstring(s: &[u8]) -> Vec<u8> {
@@ -96,6 +123,129 @@ pub fn ssk_readkey_hash(writekey: &[u8]) -> [u8; 16] {
 /// (`hashutil.ssk_storage_index_hash`).
 pub fn ssk_storage_index_hash(readkey: &[u8]) -> [u8; 16] {
     to16(tagged_hash(MUTABLE_STORAGEINDEX_TAG, readkey, KEY_LEN))
+}
+
+/// A streaming tagged hasher (`hashutil.tagged_hasher`): feed the value in
+/// pieces, for example a mutable block's salt and then its data, without
+/// joining them first.
+#[derive(Clone)]
+pub struct TaggedHasher(Sha256);
+
+impl TaggedHasher {
+    /// Starts `SHA256(SHA256(netstring(tag) + ...))`.
+    pub fn new(tag: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(netstring(tag));
+        TaggedHasher(h)
+    }
+
+    /// Adds bytes to the value.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The full 32-byte SHA-256d.
+    pub fn finalize(self) -> [u8; 32] {
+        Sha256::digest(self.0.finalize()).into()
+    }
+}
+
+/// [`tagged_hash`] without truncation, as an array.
+pub fn tagged_hash32(tag: &[u8], val: &[u8]) -> [u8; 32] {
+    let mut h = TaggedHasher::new(tag);
+    h.update(val);
+    h.finalize()
+}
+
+/// [`tagged_pair_hash`] without truncation, as an array.
+pub fn tagged_pair_hash32(tag: &[u8], val1: &[u8], val2: &[u8]) -> [u8; 32] {
+    let mut h = TaggedHasher::new(tag);
+    h.update(&netstring(val1));
+    h.update(&netstring(val2));
+    h.finalize()
+}
+
+/// The hash of an erasure-coded block (`hashutil.block_hash`), the leaves of
+/// a share's block hash tree. For MDMF the value is the segment's salt
+/// followed by the block.
+pub fn block_hash(data: &[u8]) -> [u8; 32] {
+    tagged_hash32(BLOCK_TAG, data)
+}
+
+/// The hash of a URI extension block, which CHK caps carry
+/// (`hashutil.uri_extension_hash`).
+pub fn uri_extension_hash(ueb: &[u8]) -> [u8; 32] {
+    tagged_hash32(UEB_TAG, ueb)
+}
+
+/// The hash of a whole CHK ciphertext (`hashutil.crypttext_hash`), the
+/// optional `crypttext_hash` field of a URI extension block.
+pub fn crypttext_hash(data: &[u8]) -> [u8; 32] {
+    tagged_hash32(CIPHERTEXT_TAG, data)
+}
+
+/// The hash of one CHK ciphertext segment (`hashutil.crypttext_segment_hash`).
+pub fn crypttext_segment_hash(data: &[u8]) -> [u8; 32] {
+    tagged_hash32(CIPHERTEXT_SEGMENT_TAG, data)
+}
+
+/// A mutable file's public-key fingerprint from its DER verification key
+/// (`hashutil.ssk_pubkey_fingerprint_hash`), which its caps carry.
+pub fn ssk_pubkey_fingerprint_hash(pubkey: &[u8]) -> [u8; 32] {
+    tagged_hash32(MUTABLE_PUBKEY_TAG, pubkey)
+}
+
+/// A mutable file's write key from its serialized private key
+/// (`hashutil.ssk_writekey_hash`).
+pub fn ssk_writekey_hash(privkey: &[u8]) -> [u8; 16] {
+    to16(tagged_hash(MUTABLE_WRITEKEY_TAG, privkey, KEY_LEN))
+}
+
+/// The AES key of one mutable segment from its salt (SDMF: the file's IV)
+/// and the read key (`hashutil.ssk_readkey_data_hash`).
+pub fn ssk_readkey_data_hash(salt: &[u8], readkey: &[u8]) -> [u8; 16] {
+    to16(tagged_pair_hash(
+        MUTABLE_DATAKEY_TAG,
+        salt,
+        readkey,
+        KEY_LEN,
+    ))
+}
+
+/// The AES key of a directory child's encrypted write cap
+/// (`hashutil.mutable_rwcap_key_hash`).
+pub fn mutable_rwcap_key_hash(salt: &[u8], writekey: &[u8]) -> [u8; 16] {
+    to16(tagged_pair_hash(
+        DIRNODE_CHILD_WRITECAP_TAG,
+        salt,
+        writekey,
+        KEY_LEN,
+    ))
+}
+
+/// The salt of a directory child's encrypted write cap, from that write cap
+/// (`hashutil.mutable_rwcap_salt_hash`; Tahoe's parameter is misnamed
+/// `writekey`, `dirnode._encrypt_rw_uri` passes the child's cap).
+pub fn mutable_rwcap_salt_hash(rw_uri: &[u8]) -> [u8; 16] {
+    to16(tagged_hash(DIRNODE_CHILD_SALT_TAG, rw_uri, IV_LEN))
+}
+
+/// Tahoe's own HMAC construction (`hashutil.hmac`): SHA-256 of the key
+/// XOR 0x5c followed by SHA-256 of the key XOR 0x36 and the data, with the
+/// key used as is (not padded to the block size, unlike RFC 2104). Only the
+/// MAC of a directory child's encrypted write cap uses it, and readers since
+/// Tahoe 1.3.0 do not check that MAC.
+pub fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let ikey: Vec<u8> = key.iter().map(|b| b ^ 0x36).collect();
+    let okey: Vec<u8> = key.iter().map(|b| b ^ 0x5c).collect();
+    let mut h1 = Sha256::new();
+    h1.update(&ikey);
+    h1.update(data);
+    let inner = h1.finalize();
+    let mut h2 = Sha256::new();
+    h2.update(&okey);
+    h2.update(inner);
+    h2.finalize().into()
 }
 
 /// `my_renewal_secret_hash`: note Tahoe passes the secret as the *tag*.

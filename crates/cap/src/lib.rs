@@ -866,6 +866,33 @@ impl Cap {
         }
     }
 
+    /// CHK read caps (`CHK`, `DIR2-CHK`): the AES key of the file, from which
+    /// the storage index derives. Secret; `None` for verify caps.
+    pub fn encryption_key(&self) -> Option<[u8; 16]> {
+        match &self.body {
+            Body::Chk { key, .. } => *key,
+            _ => None,
+        }
+    }
+
+    /// Mutable write caps (`SSK`, `MDMF`, `DIR2`, `DIR2-MDMF`): the write
+    /// key, which also encrypts directory children's write caps. Secret.
+    pub fn writekey(&self) -> Option<[u8; 16]> {
+        match &self.body {
+            Body::Mutable { writekey, .. } => *writekey,
+            _ => None,
+        }
+    }
+
+    /// Mutable read and write caps: the read key, from which each segment's
+    /// data key derives. Secret; `None` for verify caps.
+    pub fn readkey(&self) -> Option<[u8; 16]> {
+        match &self.body {
+            Body::Mutable { readkey, .. } => *readkey,
+            _ => None,
+        }
+    }
+
     /// Literal forms: the file (or serialized directory) content. Secret.
     pub fn literal_data(&self) -> Option<&[u8]> {
         match &self.body {

@@ -694,3 +694,27 @@ fn caps_in_text_are_redacted_plain_and_escaped() {
     assert!(!t.contains("abcdefghijklmnop"), "{t}");
     assert_eq!(crate::redact_caps("no caps here"), "no caps here");
 }
+
+#[test]
+fn key_accessors_give_the_keys_only_to_caps_that_hold_them() {
+    let chk = Cap::parse(VECTORS[0].input).unwrap();
+    let key: Vec<u8> = (0u8..16).collect();
+    assert_eq!(chk.encryption_key().unwrap().to_vec(), key);
+    let chk_dir = Cap::parse(&VECTORS[0].input.replace("URI:CHK:", "URI:DIR2-CHK:")).unwrap();
+    assert_eq!(chk_dir.encryption_key().unwrap().to_vec(), key);
+    assert_eq!(chk.to_verify_cap().unwrap().encryption_key(), None);
+    assert_eq!(chk.writekey(), None);
+
+    let ssk = Cap::parse(VECTORS[8].input).unwrap();
+    let wk: Vec<u8> = (0x40u8..0x50).collect();
+    assert_eq!(ssk.writekey().unwrap().to_vec(), wk);
+    assert_eq!(ssk.readkey().unwrap(), hash::ssk_readkey_hash(&wk));
+    let ro = ssk.to_read_cap().unwrap();
+    assert_eq!(ro.writekey(), None);
+    assert_eq!(ro.readkey(), ssk.readkey());
+    let v = ssk.to_verify_cap().unwrap();
+    assert_eq!(
+        (v.readkey(), v.writekey(), v.encryption_key()),
+        (None, None, None)
+    );
+}
