@@ -5,6 +5,7 @@ mod common;
 mod deep_check;
 mod demo;
 mod manifest;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use steward::Exit;
@@ -31,16 +32,23 @@ enum Command {
     DeepCheck(deep_check::DeepCheckArgs),
     /// Start a local grid, fill it with a sample tree, and run steward on it.
     Demo(demo::DemoArgs),
+    /// Serve Tahoe's streaming manifest and deep-check over HTTP, run by
+    /// steward, and pass every other request to the gateway.
+    Serve(serve::ServeArgs),
 }
 
 pub fn main() -> Exit {
     let cli = Cli::parse();
-    common::init_logging();
+    match &cli.command {
+        Command::Serve(a) => serve::init_logging(a.log_format),
+        _ => common::init_logging(),
+    }
     match cli.command {
         Command::Manifest(a) => common::run_async(manifest::run(a)),
         Command::Check(a) => common::run_async(check::run_check(a)),
         Command::Repair(a) => common::run_async(check::run_repair(a)),
         Command::DeepCheck(a) => common::run_async(deep_check::run(a)),
         Command::Demo(a) => demo::run(a),
+        Command::Serve(a) => common::run_async(serve::run(a)),
     }
 }
