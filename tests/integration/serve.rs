@@ -422,7 +422,10 @@ fn a_client_that_goes_away_stops_its_walk_within_a_second() {
     let g = grid();
     let (tree, p) = slow_tree(g);
     let serve = Serve::start(&p.url, &["--jobs", "1", "--list-jobs", "1", "--fixed-jobs"]);
-    p.delay(300);
+    // Every gateway answer takes 3 s: after the hang-up nothing is written
+    // for that long, so only the cancellation (not a failed write) can
+    // stop the walk within the second.
+    p.delay(3000);
     let before = p.requests();
     let mut s = tahoe_style_request(&serve.addr, &tree.root, "t=stream-deep-check");
     // Read until the first unit, then hang up.
