@@ -17,6 +17,7 @@
 //! * [`config`]: gateways, node directory, aliases and roots.
 //! * [`progress`]: the terminal progress display.
 //! * [`error`]: run-ending errors and exit codes.
+//! * [`serve`]: `steward serve`, Tahoe's streaming operations over HTTP.
 //!
 //! Caps are parsed by the `steward-cap` crate and grid operations go through
 //! the `Backend` trait of `steward-backend`, whose first implementation is
@@ -30,6 +31,7 @@ pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod serve;
 pub mod stage;
 pub mod stats;
 pub mod store;

@@ -6,6 +6,7 @@ mod deep_check;
 #[cfg(feature = "demo")]
 mod demo;
 mod manifest;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use steward::Exit;
@@ -33,11 +34,17 @@ enum Command {
     /// Start a local grid, fill it with a sample tree, and run steward on it.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
+    /// Serve Tahoe's streaming manifest and deep-check over HTTP, run by
+    /// steward, and pass every other request to the gateway.
+    Serve(serve::ServeArgs),
 }
 
 pub fn main() -> Exit {
     let cli = Cli::parse();
-    common::init_logging();
+    match &cli.command {
+        Command::Serve(a) => serve::init_logging(a.log_format),
+        _ => common::init_logging(),
+    }
     match cli.command {
         Command::Manifest(a) => common::run_async(manifest::run(a)),
         Command::Check(a) => common::run_async(check::run_check(a)),
@@ -45,5 +52,6 @@ pub fn main() -> Exit {
         Command::DeepCheck(a) => common::run_async(deep_check::run(a)),
         #[cfg(feature = "demo")]
         Command::Demo(a) => demo::run(a),
+        Command::Serve(a) => common::run_async(serve::run(a)),
     }
 }

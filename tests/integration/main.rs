@@ -5,7 +5,8 @@
 //! Modules by topic: [`caps`] (local cap derivation against the gateway),
 //! [`manifest`] (issue 2), [`check`] and [`repair`] and [`deep_check`]
 //! (issue 3), [`faults`] (gateway down, 5xx, retries, several gateways) and
-//! [`resume`] (kill -9 at a random moment, then a rerun). Each test builds
+//! [`resume`] (kill -9 at a random moment, then a rerun), [`serve`]
+//! (`steward serve` under the stock `tahoe` CLI). Each test builds
 //! its own tree with unique contents (Tahoe's convergent encryption would
 //! otherwise share objects between tests) and damages only that.
 
@@ -21,3 +22,8 @@ mod manifest;
 mod native;
 mod repair;
 mod resume;
+mod serve;
+/// The bench's SYNTHETIC gateway (no Tahoe code), for tests of scale.
+#[path = "../../crates/bench/src/synth.rs"]
+#[allow(dead_code)]
+mod synth;
