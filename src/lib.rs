@@ -24,6 +24,7 @@
 //! the gateway web-API client.
 
 pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod input;
 pub mod journal;
