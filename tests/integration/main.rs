@@ -5,7 +5,8 @@
 //! Modules by topic: [`caps`] (local cap derivation against the gateway),
 //! [`manifest`] (issue 2), [`check`] and [`repair`] and [`deep_check`]
 //! (issue 3), [`faults`] (gateway down, 5xx, retries, several gateways) and
-//! [`resume`] (kill -9 at a random moment, then a rerun). Each test builds
+//! [`resume`] (kill -9 at a random moment, then a rerun), and
+//! [`instructions`] (issue 15: instructions per object, no grid). Each test builds
 //! its own tree with unique contents (Tahoe's convergent encryption would
 //! otherwise share objects between tests) and damages only that.
 
@@ -16,6 +17,7 @@ mod caps;
 mod check;
 mod deep_check;
 mod faults;
+mod instructions;
 mod manifest;
 mod native;
 mod repair;
