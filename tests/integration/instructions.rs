@@ -76,7 +76,12 @@ fn deep_check_instructions_per_object_stay_near_the_recorded_figures() {
     let mut failures = Vec::new();
     for (what, now, recorded, name) in [
         ("in all", per, RECORDED, "RECORDED"),
-        ("in the allocator", alloc, RECORDED_ALLOCATION, "RECORDED_ALLOCATION"),
+        (
+            "in the allocator",
+            alloc,
+            RECORDED_ALLOCATION,
+            "RECORDED_ALLOCATION",
+        ),
     ] {
         if now > recorded * (1.0 + ALLOWED_CHANGE) {
             failures.push(format!(

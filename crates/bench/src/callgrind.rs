@@ -19,7 +19,8 @@
 //!   `malloc_consolidate`, `unlink_chunk`, `tcache_*`, ...), Rust's
 //!   `__rust_alloc`/`__rdl_*` shims and `alloc::alloc::*`,
 //!   `alloc::raw_vec::*` (growing a `Vec`), and the functions of the
-//!   mimalloc, jemalloc and snmalloc crates;
+//!   mimalloc, jemalloc and snmalloc crates (`mi_*`, `_rjem_*`/`je_*`,
+//!   `sn_rust_*`: jemalloc's internal functions are not all told apart);
 //! * **JSON**: functions of `serde_json`, `serde`, `indexmap` (the object
 //!   map `serde_json` uses with `preserve_order`), `ryu`, `itoa`;
 //! * **HTTP**: `hyper`, `hyper_util`, `reqwest`, `h2`, `http`,
@@ -427,7 +428,8 @@ fn classify(name: &str, object: &str) -> Option<usize> {
         || n.contains("jemalloc")
         || n.starts_with("je_")
         || n.starts_with("_rjem_")
-        || n.contains("snmalloc");
+        || n.contains("snmalloc")
+        || n.starts_with("sn_rust_");
     if allocator {
         return Some(ALLOCATION);
     }
