@@ -9,6 +9,11 @@
 //! and libraries; only the order in which threads happen to run and the
 //! answers' timing move it, by a percent or two between runs. It is about
 //! 50 times slower than the program itself, so it measures small runs.
+//! Code that picks an implementation by CPU feature at run time sees
+//! valgrind's synthetic CPU, the same everywhere: it offers AVX2 (glibc's
+//! `memcpy` takes its AVX path) but not the SHA extensions, so `sha2`
+//! runs its portable code under callgrind, several times the instructions
+//! of the SHA-NI path it takes natively on a CPU that has them.
 //!
 //! [`run`] runs a command under callgrind and [`parse`] reads the output
 //! file into a [`Count`]: the total, each function's own (exclusive) cost,
