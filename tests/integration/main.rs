@@ -6,7 +6,9 @@
 //! [`manifest`] (issue 2), [`check`] and [`repair`] and [`deep_check`]
 //! (issue 3), [`faults`] (gateway down, 5xx, retries, several gateways) and
 //! [`resume`] (kill -9 at a random moment, then a rerun), [`serve`]
-//! (`steward serve` under the stock `tahoe` CLI). Each test builds
+//! (`steward serve` under the stock `tahoe` CLI), [`engine`] (operations
+//! sharing one scheduler) and [`instructions`] (issue 15: instructions per
+//! object, no grid). Each test builds
 //! its own tree with unique contents (Tahoe's convergent encryption would
 //! otherwise share objects between tests) and damages only that.
 
@@ -18,6 +20,7 @@ mod check;
 mod deep_check;
 mod engine;
 mod faults;
+mod instructions;
 mod manifest;
 mod native;
 mod repair;

@@ -9,6 +9,11 @@
 //! and libraries; only the order in which threads happen to run and the
 //! answers' timing move it, by a percent or two between runs. It is about
 //! 50 times slower than the program itself, so it measures small runs.
+//! Code that picks an implementation by CPU feature at run time sees
+//! valgrind's synthetic CPU, the same everywhere: it offers AVX2 (glibc's
+//! `memcpy` takes its AVX path) but not the SHA extensions, so `sha2`
+//! runs its portable code under callgrind, several times the instructions
+//! of the SHA-NI path it takes natively on a CPU that has them.
 //!
 //! [`run`] runs a command under callgrind and [`parse`] reads the output
 //! file into a [`Count`]: the total, each function's own (exclusive) cost,
@@ -19,7 +24,8 @@
 //!   `malloc_consolidate`, `unlink_chunk`, `tcache_*`, ...), Rust's
 //!   `__rust_alloc`/`__rdl_*` shims and `alloc::alloc::*`,
 //!   `alloc::raw_vec::*` (growing a `Vec`), and the functions of the
-//!   mimalloc, jemalloc and snmalloc crates;
+//!   mimalloc, jemalloc and snmalloc crates (`mi_*`, `_rjem_*`/`je_*`,
+//!   `sn_rust_*`: jemalloc's internal functions are not all told apart);
 //! * **JSON**: functions of `serde_json`, `serde`, `indexmap` (the object
 //!   map `serde_json` uses with `preserve_order`), `ryu`, `itoa`;
 //! * **HTTP**: `hyper`, `hyper_util`, `reqwest`, `h2`, `http`,
@@ -427,7 +433,8 @@ fn classify(name: &str, object: &str) -> Option<usize> {
         || n.contains("jemalloc")
         || n.starts_with("je_")
         || n.starts_with("_rjem_")
-        || n.contains("snmalloc");
+        || n.contains("snmalloc")
+        || n.starts_with("sn_rust_");
     if allocator {
         return Some(ALLOCATION);
     }
