@@ -1,15 +1,19 @@
 //! Wiring stages to files and checkpoints: what `steward manifest -o FILE`
-//! (and later `check`, `repair`, `deep-check`) does before and after the
-//! stage runs: decide between a fresh run, a resume and a refusal, open the
-//! output at the right length, and run the stage. A one-shot deep check
-//! runs one chain of stages, joined either by channels or by followed files
-//! ([`DeepCheckOutput`]).
+//! (and `check`, `repair`, `deep-check`) does before and after the stage
+//! runs: lock the output ([`RunLock`], before anything is created or cut),
+//! decide between a fresh run, a resume and a refusal, open the output at
+//! the right length, and run the stage. A fresh run writes its first
+//! checkpoint *before* it creates its output, so that an output never exists
+//! without a checkpoint that covers it, whatever stops the run. A one-shot
+//! deep check runs one chain of stages, joined either by channels or by
+//! followed files ([`DeepCheckOutput`]).
 
 use crate::error::{Error, Result};
 use crate::input::{Committed, LineSource};
 use crate::journal::{
     checkpoint_path, remove_checkpoint, ManifestJournal, Progress, RunIdentity, StageCheckpoint,
 };
+use crate::lock::{acquire_all, RunLock};
 use crate::output::Output;
 use crate::stage::traverse::{
     listing_cap, root_identity, Traversal, TraverseCounts, TraverseOptions, TraverseSummary,
@@ -44,8 +48,22 @@ pub struct ManifestDest<'a> {
 }
 
 /// Run a manifest of `root`, writing units to `output` (a file, resumable
-/// through its checkpoint) or to standard output.
+/// through its checkpoint, under the output's lock for the whole run) or to
+/// standard output.
 pub async fn manifest(
+    backend: Arc<dyn Backend>,
+    root: &Cap,
+    opts: TraverseOptions,
+    dest: ManifestDest<'_>,
+    stop: watch::Receiver<bool>,
+    on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
+) -> Result<TraverseSummary> {
+    let _lock = dest.path.map(RunLock::acquire).transpose()?;
+    manifest_locked(backend, root, opts, dest, stop, on_progress).await
+}
+
+/// [`manifest`], with the output's lock already held by the caller.
+async fn manifest_locked(
     backend: Arc<dyn Backend>,
     root: &Cap,
     opts: TraverseOptions,
@@ -69,7 +87,7 @@ pub async fn manifest(
     };
     let ckpt = checkpoint_path(path);
     if restart {
-        remove_checkpoint(&ckpt)?;
+        forget(path)?;
     }
     let had_checkpoint = ckpt.exists();
     let mut journal = ManifestJournal::open(&ckpt)?;
@@ -120,17 +138,19 @@ pub async fn manifest(
                     path.display()
                 )));
             }
-            let mut out = Output::open_file(path, None)?;
             let root_task = crate::journal::DirTask {
                 id: 0,
                 cap: listing_cap(root, opts.caps),
                 path: vec![],
             };
+            // The checkpoint first (it says the output is 0 bytes long),
+            // then the output.
             journal.start(
                 &identity,
                 Some(&root_task),
                 root.storage_index().map(|s| s.0),
             )?;
+            let mut out = Output::open_file(path, None)?;
             let progress = Progress {
                 next_id: 1,
                 ..Default::default()
@@ -140,6 +160,20 @@ pub async fn manifest(
             t.run(&mut out as &mut dyn UnitSink, stop, on_progress)
                 .await
         }
+    }
+}
+
+/// `--restart`: remove the output `path` and its checkpoint, at once (not
+/// when the stage gets to it: a run stopped in between would leave an old
+/// output without a checkpoint, which no run would resume). The caller holds
+/// the output's lock, which checked it is a regular file (removing a symlink
+/// would remove the link only, never its target).
+fn forget(path: &Path) -> Result<()> {
+    remove_checkpoint(&checkpoint_path(path))?;
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
     }
 }
 
@@ -180,8 +214,20 @@ pub struct FileStage<'a> {
 }
 
 /// Run a check or repair stage from a file (or stdin) to a file (or stdout),
-/// resuming from the checkpoint beside the output.
+/// resuming from the checkpoint beside the output, under the output's lock
+/// for the whole run.
 pub async fn run_file_stage(
+    fs: FileStage<'_>,
+    op: &crate::stage::Op,
+    stop: watch::Receiver<bool>,
+    observer: &mut dyn Observer,
+) -> Result<StageSummary> {
+    let _lock = fs.output.map(RunLock::acquire).transpose()?;
+    run_file_stage_locked(fs, op, stop, observer).await
+}
+
+/// [`run_file_stage`], with the output's lock already held by the caller.
+async fn run_file_stage_locked(
     fs: FileStage<'_>,
     op: &crate::stage::Op,
     stop: watch::Receiver<bool>,
@@ -215,7 +261,7 @@ pub async fn run_file_stage(
     };
     let ckpt_path = checkpoint_path(out_path);
     if fs.restart {
-        remove_checkpoint(&ckpt_path)?;
+        forget(out_path)?;
     }
     let (state, src, mut out) = match StageCheckpoint::load(&ckpt_path)? {
         Some(c) => {
@@ -246,6 +292,7 @@ pub async fn run_file_stage(
                     bad_lines: c.tally.get("bad-lines").copied().unwrap_or(0),
                     tally: c.tally,
                     already_done: true,
+                    shape: c.shape,
                 });
             }
             (c, src, out)
@@ -262,19 +309,24 @@ pub async fn run_file_stage(
                 )));
             }
             let src = open_input(0).await?;
-            let out = Output::open_file(out_path, None)?;
+            let (input_prefix_hash, input_prefix_len) = src.prefix_hash(0);
             let state = StageCheckpoint {
                 version: crate::journal::STAGE_CHECKPOINT_VERSION,
                 stage: fs.stage.to_string(),
                 options: fs.options.clone(),
-                input_prefix_hash: String::new(),
-                input_prefix_len: 0,
+                input_prefix_hash,
+                input_prefix_len,
                 input_offset: 0,
                 input_lines: 0,
                 output_len: 0,
                 tally: Default::default(),
                 done: false,
+                shape: Default::default(),
             };
+            // The checkpoint first (nothing done, an empty output), then
+            // the output: a run stopped at any moment after this resumes.
+            state.store(&ckpt_path)?;
+            let out = Output::open_file(out_path, None)?;
             (state, src, out)
         }
     };
@@ -372,10 +424,17 @@ pub async fn deep_check(
             run_chain(transport, plan, root, stop, observer, on_progress).await
         }
         DeepCheckOutput::File { path, restart } => {
+            // Every file of the run is locked before any is touched, and
+            // stays locked until the whole chain has ended.
+            let (manifest_path, check_path) = deep_check_files(path);
+            let mut files = vec![path, manifest_path.as_path()];
+            if plan.repairer.is_some() {
+                files.push(check_path.as_path());
+            }
+            let _locks = acquire_all(files.iter().copied())?;
             if restart {
-                let (manifest_path, check_path) = deep_check_files(path);
-                for p in [path, manifest_path.as_path(), check_path.as_path()] {
-                    remove_checkpoint(&checkpoint_path(p))?;
+                for p in &files {
+                    forget(p)?;
                 }
             }
             let transport = Files {
@@ -427,12 +486,33 @@ async fn run_chain<T: Transport>(
     let traverse = T::traverse(&plan, root, manifest_out, stop.clone(), on_progress);
     let check = T::map(check, manifest_in, check_out, stop);
     let repair = async { OptionFuture::from(repair).await.transpose() };
-    let (traverse, check, repair) = tokio::try_join!(traverse, check, repair)?;
-    Ok(DeepCheckSummary {
-        traverse,
-        check,
-        repair,
-    })
+    // Every stage runs to its own end, even after another failed: a stage
+    // dropped in the middle would skip its last checkpoint. (A stage whose
+    // neighbour ended sees its input end or its output refused, and ends.)
+    let (traverse, check, repair) = tokio::join!(traverse, check, repair);
+    let first_error = |errors: Vec<Error>| {
+        // The reason a stage ended rather than "the stage before stopped".
+        let mut errors = errors.into_iter();
+        let first = errors.next()?;
+        Some(if first.kind == crate::error::ErrorKind::Interrupted {
+            errors
+                .find(|e| e.kind != crate::error::ErrorKind::Interrupted)
+                .unwrap_or(first)
+        } else {
+            first
+        })
+    };
+    match (traverse, check, repair) {
+        (Ok(traverse), Ok(check), Ok(repair)) => Ok(DeepCheckSummary {
+            traverse,
+            check,
+            repair,
+        }),
+        (t, c, r) => {
+            let errors = [t.err(), c.err(), r.err()].into_iter().flatten().collect();
+            Err(first_error(errors).expect("one stage failed"))
+        }
+    }
 }
 
 /// A check or repair stage of a deep check.
@@ -587,7 +667,7 @@ impl Transport for Files<'_> {
             restart: out.restart,
             notify: out.notify,
         };
-        manifest(
+        manifest_locked(
             plan.lister.clone(),
             root,
             plan.traverse.clone(),
@@ -613,7 +693,7 @@ impl Transport for Files<'_> {
             jobs: stage.jobs,
             notify: out.notify,
         };
-        run_file_stage(fs, &*stage.op, stop, stage.observer).await
+        run_file_stage_locked(fs, &*stage.op, stop, stage.observer).await
     }
 }
 
