@@ -16,6 +16,7 @@ mod caps;
 mod check;
 mod deep_check;
 mod faults;
+mod hostile;
 mod manifest;
 mod native;
 mod repair;

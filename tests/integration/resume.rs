@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// A tree of `groups` x `dirs` directories with `files` CHK files each,
 /// built with one request per directory. Returns the root write cap and
 /// every file's cap by path.
-fn big_tree(
+pub(crate) fn big_tree(
     name: &str,
     groups: usize,
     dirs: usize,
@@ -226,7 +226,16 @@ fn repair_and_deep_check_survive_kill_9() {
         &proxy,
         Some(Duration::from_millis(1500)),
     );
-    assert_eq!(code, 0);
+    let failed: Vec<_> = objects(&read_units(&r))
+        .into_iter()
+        .filter(|o| {
+            o.check_and_repair_results
+                .as_ref()
+                .map_or(true, |c| c["repair-successful"] != true)
+        })
+        .map(|o| (o.path, o.repair, o.check_and_repair_results))
+        .collect();
+    assert_eq!(code, 0, "{failed:#?}");
     let got = path_counts(&r);
     assert_eq!(got.len(), damaged, "{got:?}");
     assert!(got.values().all(|n| *n == 1));
