@@ -669,3 +669,60 @@ fn a_verify_cap_manifest_leaves_no_read_cap_in_its_checkpoint() {
     }
     assert!(files > 0);
 }
+
+/// Issue 9: a new file's directory entry is made durable (the directory
+/// fsynced) before the file holds anything, so that after a power cut a
+/// checkpoint cannot outlive the output it covers. Seen with strace.
+#[test]
+fn a_new_output_is_in_its_directory_before_it_holds_anything() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-dirsync");
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = std::fs::canonicalize(dir.path()).unwrap();
+    let caps = write(&dir_path, "caps.txt", &format!("{}\n", tree.cap("a/chk0")));
+    for (name, args) in [
+        ("c.ndjson", vec!["check", "-q", caps.as_str()]),
+        ("m.ndjson", vec!["manifest", "-q", tree.root.as_str()]),
+    ] {
+        let out = dir_path.join(name);
+        let trace = dir_path.join(format!("{name}.strace"));
+        let mut c = Command::new("strace");
+        c.args([
+            "-f",
+            "-y",
+            "-qq",
+            "-e",
+            "trace=openat,write,fsync,fdatasync",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_steward"))
+        .args(&args)
+        .args(["-o", s(&out), "--gateway", &g.gateway_url()])
+        .env_remove("STEWARD_GATEWAY")
+        .env("HOME", "/nonexistent");
+        let (code, _, err) = run(c);
+        assert_eq!(code, 0, "{name} (this test needs strace): {err}");
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let quoted = format!("\"{}\"", s(&out));
+        let created = lines
+            .iter()
+            .position(|l| l.contains("openat(") && l.contains(&quoted) && l.contains("O_CREAT"))
+            .unwrap_or_else(|| panic!("{name}: no creation in\n{text}"));
+        let fd_path = format!("<{}>", s(&out));
+        let first_write = lines[created..]
+            .iter()
+            .position(|l| l.contains("write(") && l.contains(&fd_path))
+            .map(|i| i + created)
+            .unwrap_or_else(|| panic!("{name}: never written\n{text}"));
+        let dir_fd = format!("<{}>)", dir_path.display());
+        assert!(
+            lines[created..first_write]
+                .iter()
+                .any(|l| l.contains("fsync(") && l.contains(&dir_fd)),
+            "{name}: the directory is not fsynced between the creation and the first write:\n{}",
+            lines[created..=first_write].join("\n")
+        );
+    }
+}
