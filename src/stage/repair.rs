@@ -13,6 +13,13 @@
 //! | `not-repairable` | unrecoverable (fewer than k good shares), the input holds no cap strong enough, or its caps are not caps (error `bad-cap`) |
 //! | `skipped` | healthy enough by the thresholds (written only with `--all`); not checked (always written, and counted as a finding); or found already healthy when sent for repair (the gateway attempted nothing: an earlier run stopped before its checkpoint, or someone else, repaired it since the check) |
 //!
+//! A repair that Tahoe reports failed for no reason it gives (no corrupt
+//! share left) is sent once more: when another repair of the same object
+//! was in flight (a run stopped in the middle leaves its repair going on at
+//! the gateway), the two take each other's places on the servers and one
+//! reads as failed though the object ends healthy. The second answer is the
+//! one written, and the reason says there were two.
+//!
 //! The decision reads the unit's parsed caps ([`super::check::unit_cap`]),
 //! never which fields are empty: a unit whose caps are bad is reported as
 //! such even if its check results say "healthy literal object".
@@ -205,11 +212,30 @@ impl Repairer {
                         verify: self.policy.verify || has_corrupt_shares(&u),
                         add_lease: false,
                     };
-                    match self.backend.repair(&cap, opts).await {
+                    let mut result = self.backend.repair(&cap, opts).await;
+                    let mut again = false;
+                    if matches!(&result, Ok(v) if failed_for_no_known_reason(v)) {
+                        // Another repair of this object may have been in
+                        // flight (a run stopped mid-repair leaves its
+                        // repair going on at the gateway) and taken the
+                        // servers' places: Tahoe's answer then reads as a
+                        // failure though the object ends healthy. Ask once
+                        // more; the answer says how it is now.
+                        if let Ok(v) = self.backend.repair(&cap, opts).await {
+                            result = Ok(v);
+                            again = true;
+                        }
+                    }
+                    match result {
                         Ok(v) if already_healthy(&v) => {
                             u.check_and_repair_results = Some(v);
+                            let why = if again {
+                                "a first repair reported failure (another repair of it was in flight), and sent again it was healthy"
+                            } else {
+                                "the gateway found nothing to repair; an earlier run stopped before its checkpoint, or someone else, repaired it since"
+                            };
                             u.repair = Some(json!({"action": "skipped", "reason": format!(
-                                "already healthy when sent for repair ({reason} at the check): the gateway found nothing to repair; an earlier run stopped before its checkpoint, or someone else, repaired it since"
+                                "already healthy when sent for repair ({reason} at the check): {why}"
                             )}));
                             return Ok(vec![Unit::Object(u)]);
                         }
@@ -219,6 +245,12 @@ impl Repairer {
                                 .and_then(Value::as_u64)
                                 .unwrap_or(0);
                             u.check_and_repair_results = Some(v);
+                            if again {
+                                u.repair = Some(json!({"action": "repaired", "reason": format!(
+                                    "{reason}; repaired twice: the first reported failure (another repair of it in flight?)"
+                                )}));
+                                return Ok(vec![Unit::Object(u)]);
+                            }
                             if corrupt_left > 0 {
                                 let reason = format!(
                                     "{reason}; {corrupt_left} corrupt shares remain: Tahoe's repairer does not replace a share that a server already holds, even a corrupt one; delete it on that server (see list-corrupt-shares) and repair again"
@@ -244,6 +276,17 @@ impl Repairer {
         u.repair = Some(json!({"action": action, "reason": reason}));
         Ok(vec![Unit::Object(u)])
     }
+}
+
+/// Whether a repair was attempted and failed, with no corrupt share left
+/// to explain it (Tahoe 1.20 cannot replace those, and says so again).
+fn failed_for_no_known_reason(v: &Value) -> bool {
+    v.get("repair-attempted").and_then(Value::as_bool) == Some(true)
+        && v.get("repair-successful").and_then(Value::as_bool) == Some(false)
+        && v.pointer("/post-repair-results/results/count-corrupt-shares")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            == 0
 }
 
 /// Whether a check-and-repair result says the object was healthy before

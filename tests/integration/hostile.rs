@@ -726,3 +726,47 @@ fn a_new_output_is_in_its_directory_before_it_holds_anything() {
         );
     }
 }
+
+/// A repair racing another repair of the same object (the one a killed run
+/// left in flight at the gateway, which goes on without it): the object
+/// ends healthy, and the unit must not call that a failed repair.
+#[test]
+fn a_repair_racing_another_repair_of_the_same_object_is_not_a_failure() {
+    let g = grid();
+    let t = tag("hostile-race");
+    let caps: Vec<String> = (0..8)
+        .map(|i| {
+            let data = format!("{t} {i} {}", "r".repeat(300_000));
+            g.upload(data.as_bytes(), "CHK").unwrap()
+        })
+        .collect();
+    for c in &caps {
+        let si = Cap::parse(c).unwrap().storage_index().unwrap().to_string();
+        g.drop_shares(&si, 2).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "caps.txt", &(caps.join("\n") + "\n"));
+    let c = dir.path().join("c.ndjson");
+    let (code, _, err) = run(stw(&["check", "-q", &list, "-o", s(&c)]));
+    assert_eq!(code, 1, "{err}");
+    // The other repairs, through the other gateway, started just before.
+    let other = std::thread::spawn(move || {
+        std::thread::scope(|sc| {
+            for cap in &caps {
+                sc.spawn(move || {
+                    let _ = g.post(&format!("uri/{cap}?t=check&repair=true&output=JSON"));
+                });
+            }
+        });
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let (code, out, err) = run(stw(&["repair", "-q", "--happy", "1", "-j", "8", s(&c)]));
+    other.join().unwrap();
+    let objs = objects(&units(&out));
+    assert_eq!(objs.len(), 8, "{out}");
+    for o in &objs {
+        let now = g.check(&o.cap, false).unwrap();
+        assert_eq!(now["results"]["healthy"], true, "healthy in the end");
+    }
+    assert_eq!(code, 0, "{err}\n{out}");
+}
