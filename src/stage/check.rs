@@ -45,8 +45,7 @@ pub enum UnitCap {
 /// Classify a unit from its parsed caps. Every cap field that is not empty
 /// must parse, all must name the same object, and so must `storage-index`
 /// when present; a unit with no cap at all is bad unless it is marked
-/// literal. Runs once per object: each field is parsed once, a repair cap
-/// equal to the cap not at all.
+/// literal. Runs once per object: each distinct cap text is parsed once.
 pub fn unit_cap(u: &ObjectUnit) -> UnitCap {
     let fields = [
         ("cap", &u.cap),
@@ -56,7 +55,15 @@ pub fn unit_cap(u: &ObjectUnit) -> UnitCap {
     let mut best: Option<Cap> = None;
     let mut si = None;
     for (i, (name, text)) in fields.iter().enumerate() {
-        if text.is_empty() || (i == 1 && u.repaircap == u.cap) {
+        // A field equal to the one before it names the same cap (Tahoe's
+        // repair cap is the cap of a mutable object, the verify cap of an
+        // immutable file): parsed once.
+        let same = match i {
+            1 => u.repaircap == u.cap,
+            2 => u.verifycap == u.repaircap || u.verifycap == u.cap,
+            _ => false,
+        };
+        if text.is_empty() || same {
             continue;
         }
         let cap = match Cap::parse(text) {
