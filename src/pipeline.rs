@@ -458,6 +458,24 @@ async fn run_chain<T: Transport>(
     on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
 ) -> Result<DeepCheckSummary> {
     use crate::stage::check::tally_check;
+    // The stages stop on `stop`, or when one of them fails: each then
+    // reaches its own checkpoint, and the run ends with the failure.
+    let halt = Arc::new(watch::channel(false).0);
+    let _forward = {
+        let (halt, mut outer) = (halt.clone(), stop);
+        crate::stage::Owned::spawn(async move {
+            if outer.wait_for(|s| *s).await.is_ok() {
+                halt.send_replace(true);
+            }
+        })
+    };
+    let stop = halt.subscribe();
+    fn halting<R>(halt: &watch::Sender<bool>, r: Result<R>) -> Result<R> {
+        if r.is_err() {
+            halt.send_replace(true);
+        }
+        r
+    }
     let (manifest_out, manifest_in) = transport.link("manifest");
     let repair_link = plan.repairer.as_ref().map(|r| (r, transport.link("check")));
     let last = transport.end();
@@ -483,12 +501,16 @@ async fn run_chain<T: Transport>(
         jobs: plan.check_jobs,
         observer: check_observer,
     };
-    let traverse = T::traverse(&plan, root, manifest_out, stop.clone(), on_progress);
-    let check = T::map(check, manifest_in, check_out, stop);
-    let repair = async { OptionFuture::from(repair).await.transpose() };
-    // Every stage runs to its own end, even after another failed: a stage
-    // dropped in the middle would skip its last checkpoint. (A stage whose
-    // neighbour ended sees its input end or its output refused, and ends.)
+    let traverse_stop = stop.clone();
+    let traverse = async {
+        let r = T::traverse(&plan, root, manifest_out, traverse_stop, on_progress).await;
+        halting(&halt, r)
+    };
+    let check = async { halting(&halt, T::map(check, manifest_in, check_out, stop).await) };
+    let repair = async { halting(&halt, OptionFuture::from(repair).await.transpose()) };
+    // Every stage runs to its own end, even after another failed (which
+    // stops them): a stage dropped in the middle would skip its last
+    // checkpoint.
     let (traverse, check, repair) = tokio::join!(traverse, check, repair);
     let first_error = |errors: Vec<Error>| {
         // The reason a stage ended rather than "the stage before stopped".
@@ -728,6 +750,25 @@ mod tests {
         permit: Semaphore,
         root: String,
         files: u32,
+        /// How long a listing takes.
+        list_ms: u64,
+        /// Listings answered.
+        listed: std::sync::atomic::AtomicU64,
+        /// Checks fail as if the gateway were gone.
+        checks_fail: bool,
+    }
+
+    impl OneAtATime {
+        fn new(files: u32) -> Self {
+            OneAtATime {
+                permit: Semaphore::new(1),
+                root: cap("dir", 999_999),
+                files,
+                list_ms: 1,
+                listed: Default::default(),
+                checks_fail: false,
+            }
+        }
     }
 
     #[async_trait::async_trait]
@@ -740,7 +781,9 @@ mod tests {
         }
         async fn list_directory(&self, dir: &Cap) -> std::result::Result<Listing, BackendError> {
             let _p = self.permit.acquire().await.unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(self.list_ms)).await;
+            self.listed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let root_si = Cap::parse(&self.root).unwrap().storage_index();
             if dir.storage_index() == root_si {
                 let children = (0..SUBDIRS)
@@ -785,6 +828,12 @@ mod tests {
             _o: CheckOptions,
         ) -> std::result::Result<serde_json::Value, BackendError> {
             let _p = self.permit.acquire().await.unwrap();
+            if self.checks_fail {
+                return Err(BackendError::new(
+                    steward_backend::ErrorCode::GatewayUnreachable,
+                    "gone",
+                ));
+            }
             Ok(
                 serde_json::json!({"storage-index": "x", "summary": "Healthy", "results": {"healthy": true, "recoverable": true}}),
             )
@@ -815,11 +864,7 @@ mod tests {
         // More children per directory than the channel between the stages
         // holds, so the traversal blocks on the channel while other listings
         // are in flight (holding the one place, if nothing polls them).
-        let backend = Arc::new(OneAtATime {
-            permit: Semaphore::new(1),
-            root: cap("dir", 999_999),
-            files: 1500,
-        });
+        let backend = Arc::new(OneAtATime::new(1500));
         let root = Cap::parse(&backend.root).unwrap();
         let plan = DeepCheck {
             lister: backend.clone(),
@@ -851,5 +896,54 @@ mod tests {
             objects + 1,
             "every object once, and the stats"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_stage_stops_the_others_which_checkpoint() {
+        // Files joined by checkpoints: no back-pressure stops the walk when
+        // the check stage fails; the failure must.
+        let backend = Arc::new(OneAtATime {
+            list_ms: 200,
+            checks_fail: true,
+            ..OneAtATime::new(3)
+        });
+        let root = Cap::parse(&backend.root).unwrap();
+        let plan = DeepCheck {
+            lister: backend.clone(),
+            traverse: TraverseOptions {
+                jobs: 1,
+                commit_interval: std::time::Duration::from_millis(50),
+                ..Default::default()
+            },
+            checker: Checker {
+                backend: backend.clone(),
+                fallback: None,
+                opts: CheckOptions::default(),
+            },
+            check_jobs: 1,
+            repairer: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("dc.ndjson");
+        let (_tx, stop) = watch::channel(false);
+        let mut obs = Counting(crate::stage::check::tally_check);
+        let output = DeepCheckOutput::File {
+            path: &out,
+            restart: false,
+        };
+        let err = deep_check(plan, &root, output, stop, &mut obs, &|_| {})
+            .await
+            .err()
+            .expect("the check stage failed");
+        assert_eq!(err.kind, crate::error::ErrorKind::Gateway, "{err}");
+        let listed = backend.listed.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            listed < u64::from(SUBDIRS),
+            "the walk stopped: {listed} listed"
+        );
+        let (manifest, _) = deep_check_files(&out);
+        for p in [out.as_path(), manifest.as_path()] {
+            assert!(checkpoint_path(p).exists(), "{p:?} has its checkpoint");
+        }
     }
 }
