@@ -259,6 +259,16 @@ async fn run_file_stage_locked(
         )
         .await;
     };
+    if let Some(input) = fs.input.filter(|p| p.as_os_str() != "-") {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        if id(input).is_some() && id(input) == id(out_path) {
+            return Err(Error::input(format!(
+                "{} is both the input and the output: give another -o FILE",
+                out_path.display()
+            )));
+        }
+    }
     let ckpt_path = checkpoint_path(out_path);
     if fs.restart {
         forget(out_path)?;

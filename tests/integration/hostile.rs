@@ -369,6 +369,19 @@ fn outputs_are_regular_files_never_devices_fifos_or_symlinks() {
     assert_eq!(code, 2, "{err}");
     assert_eq!(mode(&open), 0o644);
     assert!(err.contains("chmod 600"), "{err}");
+    // The input as the output: refused, the input untouched.
+    std::fs::set_permissions(&caps, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = std::fs::read_to_string(&caps).unwrap();
+    for restart in [false, true] {
+        let mut args = vec!["check", "-q", &caps, "-o", &caps];
+        if restart {
+            args.push("--restart");
+        }
+        let (code, _, err) = run(stw(&args));
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("both the input and the output"), "{err}");
+        assert_eq!(std::fs::read_to_string(&caps).unwrap(), before);
+    }
 }
 
 #[test]
