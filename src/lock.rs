@@ -17,7 +17,7 @@
 //! file.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::output::{check_target, open_private};
+use crate::output::{check_target, open_private_volatile};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::io::AsRawFd;
@@ -45,7 +45,7 @@ impl RunLock {
         check_target(output)
             .map_err(|e| Error::io(format!("cannot write {}", output.display()), e))?;
         let path = lock_path(output);
-        let mut file = open_private(&path, false)
+        let mut file = open_private_volatile(&path)
             .map_err(|e| Error::io(format!("cannot lock {}", output.display()), e))?;
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {

@@ -130,12 +130,22 @@ fn create_new(path: &Path, durable: bool) -> io::Result<File> {
 }
 
 /// Create (or open) a file that may hold caps, by the rules of this
-/// module: a new file is created 0600; an existing one must be a private
-/// regular file of this user and is never chmodded. With `truncate`, it is
-/// emptied, only after those checks.
+/// module: a new file is created 0600 and its directory fsynced; an
+/// existing one must be a private regular file of this user and is never
+/// chmodded. With `truncate`, it is emptied, only after those checks.
 pub fn open_private(path: &Path, truncate: bool) -> io::Result<File> {
+    open_private_as(path, truncate, true)
+}
+
+/// [`open_private`], for a file whose loss in a power cut costs nothing (a
+/// lock file): its creation is not made durable.
+pub fn open_private_volatile(path: &Path) -> io::Result<File> {
+    open_private_as(path, false, false)
+}
+
+fn open_private_as(path: &Path, truncate: bool, durable: bool) -> io::Result<File> {
     check_target(path)?;
-    match create_new(path, true) {
+    match create_new(path, durable) {
         Ok(f) => return Ok(f),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(explain(e)),

@@ -328,7 +328,14 @@ fn ctrl_c_stops_cleanly_and_the_run_resumes() {
     ]);
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     let child = c.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Some listings after the run has started (its checkpoint exists),
+    // however long starting took on a busy machine.
+    let ckpt = dir.path().join("m.ndjson.steward-ckpt");
+    let t0 = Instant::now();
+    while !ckpt.exists() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(400));
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
