@@ -159,6 +159,15 @@ pub async fn resolve_root(spec: &RootSpec, backend: &dyn Backend) -> Result<Cap>
                 spec.path[..i].join("/")
             )));
         }
+        if cap.authority() == steward_cap::Authority::Verify {
+            let e = crate::stage::traverse::verify_cap_cannot_list();
+            return Err(Error::input(format!(
+                "root {}: {} ({})",
+                spec.label,
+                e.message,
+                e.code.as_str()
+            )));
+        }
         let listing = backend.list_directory(&cap).await?;
         let child = listing
             .children

@@ -7,9 +7,20 @@
 //! Its message is one line, names the input (never a whole cap) and says
 //! what to do.
 //!
-//! Exit codes, as `tahoe deep-check` and ripgrep use them: 0 all healthy,
-//! 1 findings (unhealthy, unrecoverable or unlisted objects remain), 2 the
-//! run failed, 130 interrupted (the checkpoint allows a resume).
+//! Exit codes ([`Exit`]), as `tahoe deep-check` and ripgrep use them, and
+//! never 0 unless everything the run was meant to cover was covered and
+//! healthy:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | everything checked, all healthy (or repaired) |
+//! | 1 | findings: unhealthy, unrecoverable, unlisted or unchecked objects remain, or caps that are not caps (they are in the output) |
+//! | 2 | the run failed: bad input lines, an empty input, an unusable gateway, checkpoint or output file, another run holding the output's lock |
+//! | 3 | incomplete: the input ended without the stats unit that closes a manifest (cut short; `--allow-partial` accepts it), or standard output was closed before the run ended. What was written is right, but it is not everything |
+//! | 130 | interrupted by Ctrl-C or SIGTERM (the checkpoint allows a resume) |
+//!
+//! When more than one applies, the first in the order 2, 3, 1 wins (the
+//! summary on standard error says everything).
 
 use std::fmt;
 
@@ -19,6 +30,7 @@ pub enum Exit {
     Ok = 0,
     Findings = 1,
     Failed = 2,
+    Incomplete = 3,
     Interrupted = 130,
 }
 
@@ -37,6 +49,11 @@ pub enum ErrorKind {
     Io,
     /// Ctrl-C or SIGTERM: stopped cleanly, resumable.
     Interrupted,
+    /// Standard output was closed by its reader (`| head`): the run stopped
+    /// short of its end.
+    OutputClosed,
+    /// Another run holds the lock on the output.
+    Locked,
 }
 
 /// A run-ending error with a one-line, cap-free message.
@@ -78,6 +95,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self.kind {
             ErrorKind::Interrupted => Exit::Interrupted,
+            ErrorKind::OutputClosed => Exit::Incomplete,
             _ => Exit::Failed,
         }
     }

@@ -7,11 +7,18 @@
 //! length that stage has committed, and waits for more until it is told the
 //! file is complete). [`parse_line`] turns a line into a unit: blank lines
 //! are skipped, a JSON unit is taken as it is, a plain cap becomes a unit of
-//! its own, and anything else is an error naming the line number.
+//! its own, and anything else is an error naming the line number (a line
+//! that is not valid UTF-8 too: it is never patched with U+FFFD).
+//!
+//! [`InputShape`] tells a complete input from one cut short: a stream of
+//! steward or Tahoe units ends with a stats unit; a plain list of caps has
+//! none and needs none.
 
 use crate::error::{Error, Result};
-use crate::stage::traverse::object_unit;
+use crate::stage::traverse::{counted, object_unit};
+use crate::stats::{Counted, DeepStats};
 use crate::unit::{ObjectType, Unit};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use steward_cap::Cap;
@@ -36,6 +43,117 @@ pub struct InputLine {
     pub text: String,
     /// The input ended without a newline after this line.
     pub unterminated: bool,
+    /// Where the line is not valid UTF-8 (a byte offset in it); `text` is
+    /// then only for counting, never for use.
+    pub invalid_utf8: Option<usize>,
+}
+
+impl InputLine {
+    fn new(number: u64, end: u64, raw: &[u8], unterminated: bool) -> Self {
+        let (text, invalid_utf8) = match std::str::from_utf8(raw) {
+            Ok(t) => (t.to_string(), None),
+            Err(e) => (String::new(), Some(e.valid_up_to())),
+        };
+        InputLine {
+            number,
+            end,
+            text,
+            unterminated,
+            invalid_utf8,
+        }
+    }
+}
+
+/// What an input held, so far: enough to tell a complete stream of units
+/// (one that ends with its stats unit) from one cut short, an empty input,
+/// and a plain list of caps (complete by nature). Kept in the checkpoint, so
+/// that a resumed run judges the whole input.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputShape {
+    /// Object units read from JSON lines.
+    pub units: u64,
+    /// Plain cap lines.
+    pub caps: u64,
+    /// Whether the last unit read was a stats unit.
+    pub ended_with_stats: bool,
+    /// The deep-stats of the plain caps, for the stats unit that closes the
+    /// output of a plain cap list.
+    pub cap_stats: DeepStats,
+}
+
+/// How complete an input was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completeness {
+    /// It ended with its stats unit, or it was a plain list of caps.
+    Complete,
+    /// Nothing in it (or only blank lines).
+    Empty,
+    /// Units without the stats unit that ends every manifest: cut short.
+    Partial { objects: u64 },
+}
+
+/// What one input unit adds to an [`InputShape`] (small and `Copy`, so
+/// that it can travel with the unit and be applied in input order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    Stats,
+    /// An object unit from a JSON line.
+    Unit,
+    /// An object from a plain cap line, and how it counts in deep-stats.
+    Cap(Option<Counted>),
+}
+
+impl Seen {
+    /// What `unit` (read from a plain cap line if `from_cap`) adds.
+    pub fn of(unit: &Unit, from_cap: bool) -> Seen {
+        match unit {
+            Unit::Stats(_) => Seen::Stats,
+            Unit::Object(_) if !from_cap => Seen::Unit,
+            Unit::Object(o) => Seen::Cap(Cap::parse(&o.cap).ok().map(|c| counted(&c, None))),
+        }
+    }
+}
+
+impl InputShape {
+    /// Count one unit, in input order.
+    pub fn record(&mut self, seen: Seen) {
+        self.ended_with_stats = seen == Seen::Stats;
+        match seen {
+            Seen::Stats => {}
+            Seen::Unit => self.units += 1,
+            Seen::Cap(c) => {
+                self.caps += 1;
+                if let Some(c) = c {
+                    self.cap_stats.add(c);
+                }
+            }
+        }
+    }
+
+    /// Whether this is a plain list of caps (no JSON unit at all).
+    pub fn is_cap_list(&self) -> bool {
+        self.caps > 0 && self.units == 0 && !self.ended_with_stats
+    }
+
+    /// The stats unit that closes the output of a plain cap list, so that
+    /// the next stage can tell it complete.
+    pub fn closing_unit(&self) -> Option<Unit> {
+        self.is_cap_list()
+            .then(|| Unit::Stats(self.cap_stats.to_json()))
+    }
+
+    /// How complete the input was, once read to its end.
+    pub fn completeness(&self) -> Completeness {
+        if self.ended_with_stats || self.is_cap_list() {
+            Completeness::Complete
+        } else if self.units + self.caps == 0 {
+            Completeness::Empty
+        } else {
+            Completeness::Partial {
+                objects: self.units + self.caps,
+            }
+        }
+    }
 }
 
 /// Reads lines with their positions.
@@ -187,13 +305,12 @@ impl LineSource {
                 let raw: Vec<u8> = self.buf.drain(..=i).collect();
                 self.pos += raw.len() as u64;
                 self.line += 1;
-                let text = String::from_utf8_lossy(&raw[..raw.len() - 1]).into_owned();
-                return Ok(Some(InputLine {
-                    number: self.line,
-                    end: self.pos,
-                    text,
-                    unterminated: false,
-                }));
+                return Ok(Some(InputLine::new(
+                    self.line,
+                    self.pos,
+                    &raw[..raw.len() - 1],
+                    false,
+                )));
             }
             if self.eof || !self.fill().await? {
                 self.eof = true;
@@ -203,12 +320,7 @@ impl LineSource {
                 let raw = std::mem::take(&mut self.buf);
                 self.pos += raw.len() as u64;
                 self.line += 1;
-                return Ok(Some(InputLine {
-                    number: self.line,
-                    end: self.pos,
-                    text: String::from_utf8_lossy(&raw).into_owned(),
-                    unterminated: true,
-                }));
+                return Ok(Some(InputLine::new(self.line, self.pos, &raw, true)));
             }
         }
     }
@@ -233,6 +345,12 @@ impl LineSource {
 /// Turn an input line into a unit: `Ok(None)` for a blank line. A plain cap
 /// becomes an object unit with an empty path. Errors never quote the line.
 pub fn parse_line(line: &InputLine) -> std::result::Result<Option<Unit>, String> {
+    if let Some(at) = line.invalid_utf8 {
+        return Err(format!(
+            "not valid UTF-8 (from byte {}): a unit's names and caps are Unicode text",
+            at + 1
+        ));
+    }
     let t = line.text.trim();
     if t.is_empty() {
         return Ok(None);
@@ -275,12 +393,7 @@ mod tests {
     use super::*;
 
     fn line(text: &str) -> InputLine {
-        InputLine {
-            number: 1,
-            end: 0,
-            text: text.into(),
-            unterminated: false,
-        }
+        InputLine::new(1, 0, text.as_bytes(), false)
     }
 
     #[test]
@@ -300,6 +413,54 @@ mod tests {
         l.unterminated = true;
         assert!(parse_line(&l).unwrap_err().contains("truncated"));
         assert!(parse_line(&line("URI:CHK:zz")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_is_an_error_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in");
+        std::fs::write(
+            &p,
+            b"{\"type\": \"file\", \"path\": [\"a\xffb\"]}\nURI:LIT:mfrgg\n",
+        )
+        .unwrap();
+        let mut s = LineSource::open(Some(&p)).await.unwrap();
+        let l = s.next_line().await.unwrap().unwrap();
+        let err = parse_line(&l).unwrap_err();
+        assert!(err.contains("UTF-8") && err.contains("byte 29"), "{err}");
+        let l = s.next_line().await.unwrap().unwrap();
+        assert!(parse_line(&l).unwrap().is_some(), "the next line is read");
+    }
+
+    #[test]
+    fn completeness_of_inputs() {
+        let unit = |l: &str| parse_line(&line(l)).unwrap().unwrap();
+        let obj = unit(r#"{"type": "file", "path": [], "cap": "URI:LIT:mfrgg"}"#);
+        let stats = unit(r#"{"type": "stats", "stats": {}}"#);
+        let cap = unit("URI:LIT:mfrgg");
+        let mut s = InputShape::default();
+        assert_eq!(s.completeness(), Completeness::Empty);
+        s.record(Seen::of(&obj, false));
+        s.record(Seen::of(&obj, false));
+        assert_eq!(s.completeness(), Completeness::Partial { objects: 2 });
+        s.record(Seen::of(&stats, false));
+        assert_eq!(s.completeness(), Completeness::Complete);
+        assert!(s.closing_unit().is_none());
+        s.record(Seen::of(&obj, false));
+        assert_eq!(
+            s.completeness(),
+            Completeness::Partial { objects: 3 },
+            "a unit after the stats"
+        );
+        let mut c = InputShape::default();
+        c.record(Seen::of(&cap, true));
+        assert_eq!(c.completeness(), Completeness::Complete);
+        match c.closing_unit() {
+            Some(Unit::Stats(v)) => assert_eq!(v["count-literal-files"], 1),
+            other => panic!("{other:?}"),
+        }
+        c.record(Seen::of(&obj, false));
+        assert_eq!(c.completeness(), Completeness::Partial { objects: 2 });
     }
 
     #[tokio::test]

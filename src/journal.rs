@@ -22,9 +22,24 @@
 //!
 //! [`StageCheckpoint`] is the simpler checkpoint of the `check` and `repair`
 //! stages, whose progress is one number: how many input lines are done.
+//!
+//! Both are created by the rules of [`crate::output`] (0600, never through
+//! a symlink; SQLite is opened with `SQLITE_OPEN_NOFOLLOW`, and its own
+//! side files `-wal`, `-shm`, `-journal` are refused if something other
+//! than a private regular file is in their place).
+//!
+//! Least authority: the frontier of a `--caps verify` manifest holds the
+//! *read* caps of directories still to list (a directory cannot be listed
+//! with less), stronger than anything its output holds. SQLite runs with
+//! `secure_delete` (deleted rows are overwritten with zeros, in the
+//! database and its write-ahead log), and a finished run truncates its
+//! write-ahead log, so a completed checkpoint holds no cap of the frontier
+//! (a test greps its bytes). While a run is unfinished, its checkpoint
+//! holds the caps of the directories it has still to list.
 
 use crate::error::{Error, Result};
-use crate::output::open_private;
+use crate::input::InputShape;
+use crate::output::{check_target, create_temporary, open_private, sync_parent_dir};
 use crate::stats::DeepStats;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -81,6 +96,16 @@ pub struct ManifestJournal {
     path: PathBuf,
 }
 
+/// `path` with `suffix` appended.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// SQLite's side files of a database.
+const SQLITE_SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 /// The checkpoint path beside an output file.
 pub fn checkpoint_path(output: &Path) -> PathBuf {
     let mut s = output.as_os_str().to_owned();
@@ -90,10 +115,9 @@ pub fn checkpoint_path(output: &Path) -> PathBuf {
 
 /// Remove a checkpoint database and its SQLite side files.
 pub fn remove_checkpoint(path: &Path) -> Result<()> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(PathBuf::from(p)) {
+    for suffix in std::iter::once("").chain(SQLITE_SIDE_FILES) {
+        // remove_file removes a symlink itself, never its target.
+        match std::fs::remove_file(with_suffix(path, suffix)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
@@ -105,12 +129,24 @@ pub fn remove_checkpoint(path: &Path) -> Result<()> {
 impl ManifestJournal {
     /// Open (or create) the checkpoint database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        // Create it private before SQLite touches it.
+        // Create it private before SQLite touches it, and check SQLite's
+        // side files (SQLite itself opens them with O_NOFOLLOW, and gives
+        // them the database's mode).
         open_private(path, false)
             .map_err(|e| Error::io(format!("checkpoint {}", path.display()), e))?;
-        let conn = Connection::open(path)?;
+        for suffix in SQLITE_SIDE_FILES {
+            let side = with_suffix(path, suffix);
+            check_target(&side)
+                .map_err(|e| Error::io(format!("checkpoint {}", side.display()), e))?;
+        }
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
+            "PRAGMA secure_delete=ON;
+             PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS seen (si BLOB PRIMARY KEY) WITHOUT ROWID;
@@ -256,6 +292,25 @@ impl ManifestJournal {
             )?;
         }
         tx.commit()?;
+        if progress.done {
+            self.scrub()?;
+        }
+        Ok(())
+    }
+
+    /// Leave nothing of the frontier on disk: copy the write-ahead log into
+    /// the database (where `secure_delete` has zeroed deleted rows) and
+    /// truncate it to nothing. Done when the run is complete.
+    fn scrub(&self) -> Result<()> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(Error::checkpoint(format!(
+                "checkpoint {}: SQLite could not fold its log into the database (is another process reading it?)",
+                self.path.display()
+            )));
+        }
         Ok(())
     }
 }
@@ -305,11 +360,16 @@ pub struct StageCheckpoint {
     pub tally: std::collections::BTreeMap<String, u64>,
     /// Whether the input was consumed to its end.
     pub done: bool,
+    /// What the input held so far, to tell a complete stream from one cut
+    /// short (absent from checkpoints written before it existed).
+    #[serde(default)]
+    pub shape: InputShape,
 }
 
 impl StageCheckpoint {
     /// Read a checkpoint; `None` if there is none.
     pub fn load(path: &Path) -> Result<Option<StageCheckpoint>> {
+        check_target(path).map_err(|e| Error::io(format!("checkpoint {}", path.display()), e))?;
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -336,29 +396,23 @@ impl StageCheckpoint {
         Ok(Some(c))
     }
 
-    /// Replace the checkpoint at `path` durably and atomically.
+    /// Replace the checkpoint at `path` durably and atomically: a
+    /// temporary file `path.tmp` created with `O_EXCL` (never through a
+    /// symlink), written, fsynced and renamed over `path` (rename replaces
+    /// a link itself, never its target), then the directory fsynced.
     pub fn store(&self, path: &Path) -> Result<()> {
         use std::io::Write;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        let tmp = with_suffix(path, ".tmp");
         let ctx = |e| Error::io(format!("writing checkpoint {}", path.display()), e);
-        let mut f = open_private(&tmp, true).map_err(ctx)?;
+        check_target(path).map_err(ctx)?;
+        let mut f = create_temporary(&tmp)
+            .map_err(|e| Error::io(format!("writing checkpoint {}", tmp.display()), e))?;
         f.write_all(serde_json::to_string(self).unwrap().as_bytes())
             .map_err(ctx)?;
         f.sync_all().map_err(ctx)?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(ctx)?;
-        if let Some(dir) = path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        sync_parent_dir(path).map_err(ctx)?;
         Ok(())
     }
 }

@@ -13,7 +13,9 @@
 //! * [`stats`]: Tahoe's deep-stats, computed as units are emitted.
 //! * [`stage`]: the stages themselves, transport-agnostic.
 //! * [`journal`]: the durable checkpoints that make every stage resumable.
-//! * [`output`]: private (0600) output files and stdout.
+//! * [`lock`]: the exclusive lock a run holds on its output files.
+//! * [`output`]: private (0600) output files and stdout, and the rules
+//!   (no devices, FIFOs or symlinks) every file steward writes follows.
 //! * [`config`]: gateways, node directory, aliases and roots.
 //! * [`progress`]: the terminal progress display.
 //! * [`error`]: run-ending errors and exit codes.
@@ -28,6 +30,7 @@ pub mod dispatch;
 pub mod error;
 pub mod input;
 pub mod journal;
+pub mod lock;
 pub mod output;
 pub mod pipeline;
 pub mod progress;

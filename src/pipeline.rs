@@ -1,15 +1,19 @@
 //! Wiring stages to files and checkpoints: what `steward manifest -o FILE`
-//! (and later `check`, `repair`, `deep-check`) does before and after the
-//! stage runs: decide between a fresh run, a resume and a refusal, open the
-//! output at the right length, and run the stage. A one-shot deep check
-//! runs one chain of stages, joined either by channels or by followed files
-//! ([`DeepCheckOutput`]).
+//! (and `check`, `repair`, `deep-check`) does before and after the stage
+//! runs: lock the output ([`RunLock`], before anything is created or cut),
+//! decide between a fresh run, a resume and a refusal, open the output at
+//! the right length, and run the stage. A fresh run writes its first
+//! checkpoint *before* it creates its output, so that an output never exists
+//! without a checkpoint that covers it, whatever stops the run. A one-shot
+//! deep check runs one chain of stages, joined either by channels or by
+//! followed files ([`DeepCheckOutput`]).
 
 use crate::error::{Error, Result};
 use crate::input::{Committed, LineSource};
 use crate::journal::{
     checkpoint_path, remove_checkpoint, ManifestJournal, Progress, RunIdentity, StageCheckpoint,
 };
+use crate::lock::{acquire_all, RunLock};
 use crate::output::Output;
 use crate::stage::traverse::{
     listing_cap, root_identity, Traversal, TraverseCounts, TraverseOptions, TraverseSummary,
@@ -44,8 +48,22 @@ pub struct ManifestDest<'a> {
 }
 
 /// Run a manifest of `root`, writing units to `output` (a file, resumable
-/// through its checkpoint) or to standard output.
+/// through its checkpoint, under the output's lock for the whole run) or to
+/// standard output.
 pub async fn manifest(
+    backend: Arc<dyn Backend>,
+    root: &Cap,
+    opts: TraverseOptions,
+    dest: ManifestDest<'_>,
+    stop: watch::Receiver<bool>,
+    on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
+) -> Result<TraverseSummary> {
+    let _lock = dest.path.map(RunLock::acquire).transpose()?;
+    manifest_locked(backend, root, opts, dest, stop, on_progress).await
+}
+
+/// [`manifest`], with the output's lock already held by the caller.
+async fn manifest_locked(
     backend: Arc<dyn Backend>,
     root: &Cap,
     opts: TraverseOptions,
@@ -69,7 +87,7 @@ pub async fn manifest(
     };
     let ckpt = checkpoint_path(path);
     if restart {
-        remove_checkpoint(&ckpt)?;
+        forget(path)?;
     }
     let had_checkpoint = ckpt.exists();
     let mut journal = ManifestJournal::open(&ckpt)?;
@@ -120,17 +138,19 @@ pub async fn manifest(
                     path.display()
                 )));
             }
-            let mut out = Output::open_file(path, None)?;
             let root_task = crate::journal::DirTask {
                 id: 0,
                 cap: listing_cap(root, opts.caps),
                 path: vec![],
             };
+            // The checkpoint first (it says the output is 0 bytes long),
+            // then the output.
             journal.start(
                 &identity,
                 Some(&root_task),
                 root.storage_index().map(|s| s.0),
             )?;
+            let mut out = Output::open_file(path, None)?;
             let progress = Progress {
                 next_id: 1,
                 ..Default::default()
@@ -140,6 +160,20 @@ pub async fn manifest(
             t.run(&mut out as &mut dyn UnitSink, stop, on_progress)
                 .await
         }
+    }
+}
+
+/// `--restart`: remove the output `path` and its checkpoint, at once (not
+/// when the stage gets to it: a run stopped in between would leave an old
+/// output without a checkpoint, which no run would resume). The caller holds
+/// the output's lock, which checked it is a regular file (removing a symlink
+/// would remove the link only, never its target).
+fn forget(path: &Path) -> Result<()> {
+    remove_checkpoint(&checkpoint_path(path))?;
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
     }
 }
 
@@ -180,8 +214,20 @@ pub struct FileStage<'a> {
 }
 
 /// Run a check or repair stage from a file (or stdin) to a file (or stdout),
-/// resuming from the checkpoint beside the output.
+/// resuming from the checkpoint beside the output, under the output's lock
+/// for the whole run.
 pub async fn run_file_stage(
+    fs: FileStage<'_>,
+    op: &crate::stage::Op,
+    stop: watch::Receiver<bool>,
+    observer: &mut dyn Observer,
+) -> Result<StageSummary> {
+    let _lock = fs.output.map(RunLock::acquire).transpose()?;
+    run_file_stage_locked(fs, op, stop, observer).await
+}
+
+/// [`run_file_stage`], with the output's lock already held by the caller.
+async fn run_file_stage_locked(
     fs: FileStage<'_>,
     op: &crate::stage::Op,
     stop: watch::Receiver<bool>,
@@ -213,9 +259,19 @@ pub async fn run_file_stage(
         )
         .await;
     };
+    if let Some(input) = fs.input.filter(|p| p.as_os_str() != "-") {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        if id(input).is_some() && id(input) == id(out_path) {
+            return Err(Error::input(format!(
+                "{} is both the input and the output: give another -o FILE",
+                out_path.display()
+            )));
+        }
+    }
     let ckpt_path = checkpoint_path(out_path);
     if fs.restart {
-        remove_checkpoint(&ckpt_path)?;
+        forget(out_path)?;
     }
     let (state, src, mut out) = match StageCheckpoint::load(&ckpt_path)? {
         Some(c) => {
@@ -246,6 +302,7 @@ pub async fn run_file_stage(
                     bad_lines: c.tally.get("bad-lines").copied().unwrap_or(0),
                     tally: c.tally,
                     already_done: true,
+                    shape: c.shape,
                 });
             }
             (c, src, out)
@@ -262,19 +319,24 @@ pub async fn run_file_stage(
                 )));
             }
             let src = open_input(0).await?;
-            let out = Output::open_file(out_path, None)?;
+            let (input_prefix_hash, input_prefix_len) = src.prefix_hash(0);
             let state = StageCheckpoint {
                 version: crate::journal::STAGE_CHECKPOINT_VERSION,
                 stage: fs.stage.to_string(),
                 options: fs.options.clone(),
-                input_prefix_hash: String::new(),
-                input_prefix_len: 0,
+                input_prefix_hash,
+                input_prefix_len,
                 input_offset: 0,
                 input_lines: 0,
                 output_len: 0,
                 tally: Default::default(),
                 done: false,
+                shape: Default::default(),
             };
+            // The checkpoint first (nothing done, an empty output), then
+            // the output: a run stopped at any moment after this resumes.
+            state.store(&ckpt_path)?;
+            let out = Output::open_file(out_path, None)?;
             (state, src, out)
         }
     };
@@ -372,10 +434,17 @@ pub async fn deep_check(
             run_chain(transport, plan, root, stop, observer, on_progress).await
         }
         DeepCheckOutput::File { path, restart } => {
+            // Every file of the run is locked before any is touched, and
+            // stays locked until the whole chain has ended.
+            let (manifest_path, check_path) = deep_check_files(path);
+            let mut files = vec![path, manifest_path.as_path()];
+            if plan.repairer.is_some() {
+                files.push(check_path.as_path());
+            }
+            let _locks = acquire_all(files.iter().copied())?;
             if restart {
-                let (manifest_path, check_path) = deep_check_files(path);
-                for p in [path, manifest_path.as_path(), check_path.as_path()] {
-                    remove_checkpoint(&checkpoint_path(p))?;
+                for p in &files {
+                    forget(p)?;
                 }
             }
             let transport = Files {
@@ -399,6 +468,24 @@ async fn run_chain<T: Transport>(
     on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
 ) -> Result<DeepCheckSummary> {
     use crate::stage::check::tally_check;
+    // The stages stop on `stop`, or when one of them fails: each then
+    // reaches its own checkpoint, and the run ends with the failure.
+    let halt = Arc::new(watch::channel(false).0);
+    let _forward = {
+        let (halt, mut outer) = (halt.clone(), stop);
+        crate::stage::Owned::spawn(async move {
+            if outer.wait_for(|s| *s).await.is_ok() {
+                halt.send_replace(true);
+            }
+        })
+    };
+    let stop = halt.subscribe();
+    fn halting<R>(halt: &watch::Sender<bool>, r: Result<R>) -> Result<R> {
+        if r.is_err() {
+            halt.send_replace(true);
+        }
+        r
+    }
     let (manifest_out, manifest_in) = transport.link("manifest");
     let repair_link = plan.repairer.as_ref().map(|r| (r, transport.link("check")));
     let last = transport.end();
@@ -424,15 +511,40 @@ async fn run_chain<T: Transport>(
         jobs: plan.check_jobs,
         observer: check_observer,
     };
-    let traverse = T::traverse(&plan, root, manifest_out, stop.clone(), on_progress);
-    let check = T::map(check, manifest_in, check_out, stop);
-    let repair = async { OptionFuture::from(repair).await.transpose() };
-    let (traverse, check, repair) = tokio::try_join!(traverse, check, repair)?;
-    Ok(DeepCheckSummary {
-        traverse,
-        check,
-        repair,
-    })
+    let traverse_stop = stop.clone();
+    let traverse = async {
+        let r = T::traverse(&plan, root, manifest_out, traverse_stop, on_progress).await;
+        halting(&halt, r)
+    };
+    let check = async { halting(&halt, T::map(check, manifest_in, check_out, stop).await) };
+    let repair = async { halting(&halt, OptionFuture::from(repair).await.transpose()) };
+    // Every stage runs to its own end, even after another failed (which
+    // stops them): a stage dropped in the middle would skip its last
+    // checkpoint.
+    let (traverse, check, repair) = tokio::join!(traverse, check, repair);
+    let first_error = |errors: Vec<Error>| {
+        // The reason a stage ended rather than "the stage before stopped".
+        let mut errors = errors.into_iter();
+        let first = errors.next()?;
+        Some(if first.kind == crate::error::ErrorKind::Interrupted {
+            errors
+                .find(|e| e.kind != crate::error::ErrorKind::Interrupted)
+                .unwrap_or(first)
+        } else {
+            first
+        })
+    };
+    match (traverse, check, repair) {
+        (Ok(traverse), Ok(check), Ok(repair)) => Ok(DeepCheckSummary {
+            traverse,
+            check,
+            repair,
+        }),
+        (t, c, r) => {
+            let errors = [t.err(), c.err(), r.err()].into_iter().flatten().collect();
+            Err(first_error(errors).expect("one stage failed"))
+        }
+    }
 }
 
 /// A check or repair stage of a deep check.
@@ -587,7 +699,7 @@ impl Transport for Files<'_> {
             restart: out.restart,
             notify: out.notify,
         };
-        manifest(
+        manifest_locked(
             plan.lister.clone(),
             root,
             plan.traverse.clone(),
@@ -613,7 +725,7 @@ impl Transport for Files<'_> {
             jobs: stage.jobs,
             notify: out.notify,
         };
-        run_file_stage(fs, &*stage.op, stop, stage.observer).await
+        run_file_stage_locked(fs, &*stage.op, stop, stage.observer).await
     }
 }
 
@@ -648,6 +760,25 @@ mod tests {
         permit: Semaphore,
         root: String,
         files: u32,
+        /// How long a listing takes.
+        list_ms: u64,
+        /// Listings answered.
+        listed: std::sync::atomic::AtomicU64,
+        /// Checks fail as if the gateway were gone.
+        checks_fail: bool,
+    }
+
+    impl OneAtATime {
+        fn new(files: u32) -> Self {
+            OneAtATime {
+                permit: Semaphore::new(1),
+                root: cap("dir", 999_999),
+                files,
+                list_ms: 1,
+                listed: Default::default(),
+                checks_fail: false,
+            }
+        }
     }
 
     #[async_trait::async_trait]
@@ -660,7 +791,9 @@ mod tests {
         }
         async fn list_directory(&self, dir: &Cap) -> std::result::Result<Listing, BackendError> {
             let _p = self.permit.acquire().await.unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(self.list_ms)).await;
+            self.listed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let root_si = Cap::parse(&self.root).unwrap().storage_index();
             if dir.storage_index() == root_si {
                 let children = (0..SUBDIRS)
@@ -708,6 +841,12 @@ mod tests {
             _o: CheckOptions,
         ) -> std::result::Result<steward_backend::CheckResults, BackendError> {
             let _p = self.permit.acquire().await.unwrap();
+            if self.checks_fail {
+                return Err(BackendError::new(
+                    steward_backend::ErrorCode::GatewayUnreachable,
+                    "gone",
+                ));
+            }
             Ok(steward_backend::CheckResults::from_json(
                 serde_json::json!({"storage-index": "x", "summary": "Healthy", "results": {"healthy": true, "recoverable": true}}),
             ).unwrap())
@@ -738,11 +877,7 @@ mod tests {
         // More children per directory than the channel between the stages
         // holds, so the traversal blocks on the channel while other listings
         // are in flight (holding the one place, if nothing polls them).
-        let backend = Arc::new(OneAtATime {
-            permit: Semaphore::new(1),
-            root: cap("dir", 999_999),
-            files: 1500,
-        });
+        let backend = Arc::new(OneAtATime::new(1500));
         let root = Cap::parse(&backend.root).unwrap();
         let plan = DeepCheck {
             lister: backend.clone(),
@@ -774,5 +909,54 @@ mod tests {
             objects + 1,
             "every object once, and the stats"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_stage_stops_the_others_which_checkpoint() {
+        // Files joined by checkpoints: no back-pressure stops the walk when
+        // the check stage fails; the failure must.
+        let backend = Arc::new(OneAtATime {
+            list_ms: 200,
+            checks_fail: true,
+            ..OneAtATime::new(3)
+        });
+        let root = Cap::parse(&backend.root).unwrap();
+        let plan = DeepCheck {
+            lister: backend.clone(),
+            traverse: TraverseOptions {
+                jobs: 1,
+                commit_interval: std::time::Duration::from_millis(50),
+                ..Default::default()
+            },
+            checker: Checker {
+                backend: backend.clone(),
+                fallback: None,
+                opts: CheckOptions::default(),
+            },
+            check_jobs: 1,
+            repairer: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("dc.ndjson");
+        let (_tx, stop) = watch::channel(false);
+        let mut obs = Counting(crate::stage::check::tally_check);
+        let output = DeepCheckOutput::File {
+            path: &out,
+            restart: false,
+        };
+        let err = deep_check(plan, &root, output, stop, &mut obs, &|_| {})
+            .await
+            .err()
+            .expect("the check stage failed");
+        assert_eq!(err.kind, crate::error::ErrorKind::Gateway, "{err}");
+        let listed = backend.listed.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            listed < u64::from(SUBDIRS),
+            "the walk stopped: {listed} listed"
+        );
+        let (manifest, _) = deep_check_files(&out);
+        for p in [out.as_path(), manifest.as_path()] {
+            assert!(checkpoint_path(p).exists(), "{p:?} has its checkpoint");
+        }
     }
 }

@@ -26,6 +26,7 @@
 //! | `check-results` | added by `steward check`: Tahoe's check-results object (`storage-index`, `summary`, `results` with `healthy`, `recoverable`, `count-shares-good`, ...) |
 //! | `check-and-repair-results` | added by `steward repair`: Tahoe's check-and-repair-results object (`repair-attempted`, `repair-successful`, `pre-repair-results`, `post-repair-results`) |
 //! | `repair` | added by `steward repair`: why the object was or was not repaired (`{"action": "repaired" \| "skipped" \| "would-repair" \| "not-repairable", "reason": "..."}`) |
+//! | `literal` | `true` only in a `--caps verify` manifest, for a LIT object (whose cap is its data, so it is not written). Without it, a unit with no cap is a bad unit: a unit is read from its parsed caps, never from which fields are empty |
 //!
 //! # Error codes
 //!
@@ -102,6 +103,11 @@ pub struct ObjectUnit {
     pub check_and_repair_results: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair: Option<Value>,
+    /// A literal (LIT) object whose cap a `--caps verify` manifest does not
+    /// write (its cap is its data): without this mark a unit with no cap is
+    /// a bad unit, never taken for a literal one. Written only then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub literal: bool,
 }
 
 /// One line of a stream.
@@ -112,22 +118,37 @@ pub enum Unit {
 }
 
 impl Unit {
-    /// Parse one line. Errors say what is wrong, never quoting the line (it
-    /// may hold caps).
+    /// Parse one line. Errors say what is wrong and in which field, never
+    /// quoting the line or a value from it (they may be caps): serde's own
+    /// messages quote values, so the fields are checked here first and a
+    /// serde message is never passed on.
     pub fn parse(line: &str) -> Result<Unit, String> {
         let v: Value = serde_json::from_str(line).map_err(|e| {
             if e.is_eof() {
                 "truncated JSON (the line ends in the middle of a unit)".to_string()
             } else {
-                format!("not JSON ({})", e)
+                // Syntax errors name a position, never the text.
+                format!(
+                    "not JSON ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                )
             }
         })?;
         match v.get("type").and_then(Value::as_str) {
             Some("stats") => Ok(Unit::Stats(v.get("stats").cloned().unwrap_or(Value::Null))),
-            Some("file" | "directory" | "unknown") => serde_json::from_value(v)
-                .map(|o| Unit::Object(Box::new(o)))
-                .map_err(|e| format!("not a steward/Tahoe unit ({e})")),
-            Some(other) => Err(format!("unknown unit type {other:?}")),
+            Some("file" | "directory" | "unknown") => {
+                check_fields(&v)?;
+                serde_json::from_value(v)
+                    .map(|o| Unit::Object(Box::new(o)))
+                    .map_err(|_| {
+                        "not a steward/Tahoe unit (a field has the wrong type)".to_string()
+                    })
+            }
+            Some(_) => Err(
+                "unknown unit type (a unit's \"type\" is file, directory, unknown or stats)"
+                    .to_string(),
+            ),
             None => Err("JSON without a \"type\" field".to_string()),
         }
     }
@@ -156,6 +177,35 @@ impl Unit {
             }
         }
     }
+}
+
+/// Check the fields of an object unit's JSON have the types of
+/// [`ObjectUnit`], naming the first that does not (never its value).
+fn check_fields(v: &Value) -> Result<(), String> {
+    let wrong = |field: &str, want: &str| Err(format!("its \"{field}\" is not {want}"));
+    match v.get("path") {
+        Some(Value::Array(names)) if names.iter().all(Value::is_string) => {}
+        Some(_) => return wrong("path", "a list of names"),
+        None => return Err("it has no \"path\"".to_string()),
+    }
+    for field in ["cap", "verifycap", "repaircap", "storage-index"] {
+        match v.get(field) {
+            None | Some(Value::String(_)) => {}
+            Some(_) => return wrong(field, "a string"),
+        }
+    }
+    match v.get("error") {
+        None | Some(Value::Null) => {}
+        Some(e)
+            if e.get("code").is_some_and(Value::is_string)
+                && e.get("message").is_some_and(Value::is_string) => {}
+        Some(_) => return wrong("error", "an object with a \"code\" and a \"message\""),
+    }
+    match v.get("literal") {
+        None | Some(Value::Bool(_)) => {}
+        Some(_) => return wrong("literal", "true or false"),
+    }
+    Ok(())
 }
 
 /// Where traversal units go. A file, a channel to the next stage, or both.
@@ -269,5 +319,28 @@ mod tests {
         assert!(Unit::parse(r#"{"a":1}"#).unwrap_err().contains("type"));
         let s = Unit::parse(r#"{"type":"stats","stats":{"count-files":3}}"#).unwrap();
         assert_eq!(s, Unit::Stats(serde_json::json!({"count-files": 3})));
+    }
+
+    #[test]
+    fn parse_errors_never_quote_a_value() {
+        let secret = "URI:SSK:kd4gn2eutfl7ddk5oxnfbshjsy:eq6zm3mjjhz4vjl6drfw5ap5tcwnuihjcmlgovcgedk2vaykpena";
+        let lines = [
+            format!(r#"{{"type": "file", "path": "{secret}"}}"#),
+            format!(r#"{{"type": "file", "path": ["{secret}", 3]}}"#),
+            format!(r#"{{"type": "file", "path": [], "cap": ["{secret}"]}}"#),
+            format!(r#"{{"type": "file", "path": [], "cap": 7, "verifycap": "{secret}"}}"#),
+            format!(r#"{{"type": "file", "path": [], "error": "{secret}"}}"#),
+            format!(r#"{{"type": "file", "path": [], "error": {{"code": "{secret}"}}}}"#),
+            format!(r#"{{"type": "file", "path": [], "literal": "{secret}"}}"#),
+            format!(r#"{{"type": "{secret}", "path": []}}"#),
+            format!(r#"{{"type": "file", "path": [], "cap": "{secret}\q"}}"#),
+            format!(r#"{{"type": "file", "path": ["{secret}"] "cap": 1}}"#),
+        ];
+        for l in &lines {
+            let e = Unit::parse(l).unwrap_err();
+            assert!(!e.contains("kd4gn2eu") && !e.contains("eq6zm3mj"), "{e}");
+        }
+        assert!(Unit::parse(&lines[0]).unwrap_err().contains("\"path\""));
+        assert!(Unit::parse(&lines[2]).unwrap_err().contains("\"cap\""));
     }
 }

@@ -4,6 +4,7 @@ use super::common::{stop_signal, BackendArgs, CheckRunArgs, GridArgs};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use steward::error::{Error, Exit};
+use steward::input::Completeness;
 use steward::pipeline::{run_file_stage, FileStage};
 use steward::progress::Meter;
 use steward::stage::check::tally_check;
@@ -23,6 +24,11 @@ pub struct CheckArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub run: CheckRunArgs,
+    /// Accept an input of units that does not end with its stats unit (a
+    /// manifest cut short): check what it holds and exit as if it were
+    /// whole, instead of with 3.
+    #[arg(long = "allow-partial")]
+    pub allow_partial: bool,
     /// Checks in flight at most (per gateway, steward finds the best number
     /// below it unless --fixed-jobs).
     #[arg(long, short = 'j', default_value_t = 64)]
@@ -64,6 +70,11 @@ pub struct RepairArgs {
     /// Write a unit for every object, healthy ones too.
     #[arg(long)]
     pub all: bool,
+    /// Accept an input of units that does not end with its stats unit (check
+    /// results cut short): repair what it holds and exit as if it were
+    /// whole, instead of with 3.
+    #[arg(long = "allow-partial")]
+    pub allow_partial: bool,
     /// Forget any checkpoint and start over.
     #[arg(long)]
     pub restart: bool,
@@ -116,11 +127,22 @@ struct StageRun<'a> {
     restart: bool,
     jobs: usize,
     quiet: bool,
+    allow_partial: bool,
     count: fn(&Unit, &mut std::collections::BTreeMap<String, u64>),
 }
 
+/// What a finished stage's input says about the run: an empty input is an
+/// error; one cut short is incomplete (a warning naming it and what it
+/// held), unless the user accepts that.
+pub struct Verdict {
+    pub incomplete: bool,
+}
+
 impl StageRun<'_> {
-    async fn run(self, op: Box<steward::stage::Op>) -> Result<steward::stage::StageSummary, Error> {
+    async fn run(
+        self,
+        op: Box<steward::stage::Op>,
+    ) -> Result<(steward::stage::StageSummary, Verdict), Error> {
         let meter = Meter::bar(Meter::wanted(self.quiet), count_lines(self.input), "lines");
         let mut obs = StageObserver {
             meter: meter.clone(),
@@ -128,7 +150,7 @@ impl StageRun<'_> {
         };
         let fs = FileStage {
             stage: self.stage,
-            options: self.options,
+            options: self.options.clone(),
             input: self.input,
             follow: None,
             output: self.output,
@@ -145,7 +167,53 @@ impl StageRun<'_> {
                 self.stage
             );
         }
-        Ok(s)
+        let verdict = self.judge(&s)?;
+        Ok((s, verdict))
+    }
+
+    /// Judge the input the stage read to its end.
+    fn judge(&self, s: &steward::stage::StageSummary) -> Result<Verdict, Error> {
+        let name = match self.input {
+            Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+            _ => "standard input".to_string(),
+        };
+        match s.shape.completeness() {
+            Completeness::Complete => Ok(Verdict { incomplete: false }),
+            Completeness::Empty if s.bad_lines == 0 => Err(Error::input(format!(
+                "{name} is empty: nothing to {}; give a manifest, check results, or a list of caps",
+                self.stage
+            ))),
+            Completeness::Empty => Ok(Verdict { incomplete: false }),
+            Completeness::Partial { objects } => {
+                eprintln!(
+                    "steward: {}: {name} ends without the stats unit that closes every steward or Tahoe manifest: it is incomplete ({objects} objects), so the objects after them were never {}ed (was the run that wrote it interrupted?){}",
+                    if self.allow_partial { "note" } else { "warning" },
+                    self.stage,
+                    if self.allow_partial {
+                        ""
+                    } else {
+                        "; exit 3. Pass --allow-partial to accept a partial input"
+                    }
+                );
+                Ok(Verdict {
+                    incomplete: !self.allow_partial,
+                })
+            }
+        }
+    }
+}
+
+/// The exit code of a check or repair: failed (bad input lines) before
+/// incomplete before findings.
+fn exit_code(bad_lines: u64, verdict: &Verdict, findings: u64) -> Exit {
+    if bad_lines > 0 {
+        Exit::Failed
+    } else if verdict.incomplete {
+        Exit::Incomplete
+    } else if findings > 0 {
+        Exit::Findings
+    } else {
+        Exit::Ok
     }
 }
 
@@ -154,7 +222,7 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
         .backend
         .checker(&a.grid, a.run.check_options(), None, a.jobs)
         .await?;
-    let s = StageRun {
+    let (s, verdict) = StageRun {
         stage: "check",
         options: checker.checkpoint_key(),
         input: a.input.as_deref(),
@@ -162,6 +230,7 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
         restart: a.run.restart,
         jobs: a.jobs,
         quiet: a.run.quiet,
+        allow_partial: a.allow_partial,
         count: tally_check,
     }
     .run(checker.into_op())
@@ -178,13 +247,8 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
             if s.bad_lines > 0 { format!("; {} input lines skipped", s.bad_lines) } else { String::new() }
         );
     }
-    Ok(if s.bad_lines > 0 {
-        Exit::Failed
-    } else if n(t, "unhealthy") + n(t, "unrecoverable") + n(t, "failed") > 0 {
-        Exit::Findings
-    } else {
-        Exit::Ok
-    })
+    let findings = n(t, "unhealthy") + n(t, "unrecoverable") + n(t, "failed");
+    Ok(exit_code(s.bad_lines, &verdict, findings))
 }
 
 /// The grid's happiness target from a node's tahoe.cfg (`[client] shares.happy`).
@@ -226,7 +290,7 @@ pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
         policy: policy.clone(),
     }
     .into_op();
-    let s = StageRun {
+    let (s, verdict) = StageRun {
         stage: "repair",
         options: policy.checkpoint_key(),
         input: a.input.as_deref(),
@@ -234,17 +298,26 @@ pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
         restart: a.restart,
         jobs: a.jobs,
         quiet: a.quiet,
+        allow_partial: a.allow_partial,
         count: tally_repair,
     }
     .run(op)
     .await?;
     let t = &s.tally;
     eprintln!(
-        "repair: {} repairs attempted, {} successful, {} failed; {} not repairable{}{}",
+        "repair: {} repairs attempted, {} successful, {} failed; {} not repairable{}{}{}",
         n(t, "repair-attempted"),
         n(t, "repair-successful"),
         n(t, "repair-failed"),
         n(t, "not-repairable"),
+        if n(t, "not-checked") > 0 {
+            format!(
+                "; {} not checked (their check failed: check them again)",
+                n(t, "not-checked")
+            )
+        } else {
+            String::new()
+        },
         if a.dry_run {
             format!("; {} would be repaired (dry run)", n(t, "would-repair"))
         } else {
@@ -256,11 +329,7 @@ pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
             String::new()
         }
     );
-    Ok(if s.bad_lines > 0 {
-        Exit::Failed
-    } else if n(t, "repair-failed") + n(t, "not-repairable") + n(t, "would-repair") > 0 {
-        Exit::Findings
-    } else {
-        Exit::Ok
-    })
+    let findings =
+        n(t, "repair-failed") + n(t, "not-repairable") + n(t, "would-repair") + n(t, "not-checked");
+    Ok(exit_code(s.bad_lines, &verdict, findings))
 }

@@ -5,8 +5,8 @@ use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use steward::config;
 use steward::error::{Error, ErrorKind, Exit};
-use steward::{config, output};
 use steward_backend::retry::RetryPolicy;
 use steward_backend::Scheduler;
 use steward_cap::Authority;
@@ -292,13 +292,12 @@ pub fn run_async(fut: impl std::future::Future<Output = Result<Exit, Error>>) ->
     }
 }
 
-/// Print a run-ending error as one line and pick the exit code.
+/// Print a run-ending error as one line and pick the exit code. A closed
+/// standard output is no reason for an exit 0: the run did not reach its
+/// end, so it cannot say everything is healthy.
 pub fn report(e: &Error) -> Exit {
-    if output::is_broken_pipe(e) {
-        return Exit::Ok;
-    }
     let label = match e.kind {
-        ErrorKind::Interrupted => "steward: stopped",
+        ErrorKind::Interrupted | ErrorKind::OutputClosed => "steward: stopped",
         _ => "steward: error",
     };
     eprintln!("{label}: {e}");

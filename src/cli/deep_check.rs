@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use steward::config;
 use steward::error::{Error, Exit};
 use steward::input::{parse_line, LineSource};
-use steward::output::Output;
+use steward::output::{stdout_error, Output};
 use steward::pipeline::{deep_check, DeepCheck, DeepCheckOutput};
 use steward::progress::Meter;
 use steward::report::Report;
@@ -80,7 +80,10 @@ impl UnitSink for FinalSink {
                 if !buf.is_empty() {
                     let text = String::from_utf8_lossy(&buf);
                     if self.meter.is_hidden() {
-                        print!("{text}");
+                        // A closed stdout ends the run (exit 3), never a panic.
+                        std::io::stdout()
+                            .write_all(text.as_bytes())
+                            .map_err(stdout_error)?;
                     } else {
                         for l in text.lines() {
                             self.meter.println(l);
@@ -95,7 +98,7 @@ impl UnitSink for FinalSink {
         match &mut self.raw {
             Some(out) => out.flush().map(|_| 0),
             None => {
-                let _ = std::io::stdout().flush();
+                std::io::stdout().flush().map_err(stdout_error)?;
                 Ok(0)
             }
         }

@@ -161,7 +161,7 @@ fn demo(a: DemoArgs) -> anyhow::Result<Exit> {
     show("steward deep-check tahoe:");
     let st = steward_cmd(&node, &["deep-check", "tahoe:"]).status()?;
     println!(
-        "(exit code {}: 0 all healthy, 1 unhealthy or lost objects remain, 2 the run failed)",
+        "(exit code {}: 0 all healthy, 1 unhealthy or lost objects remain, 2 the run failed, 3 incomplete)",
         st.code().unwrap_or(-1)
     );
 

@@ -355,6 +355,7 @@ mod tests {
             check_results: None,
             check_and_repair_results: None,
             repair: None,
+            literal: false,
         }
     }
 

@@ -1,12 +1,17 @@
 //! The check stage: manifest units in, check units out.
 //!
-//! For each object unit, [`Checker::check_unit`] picks the weakest cap the
-//! backend accepts (a read cap for a gateway, a verify cap for the storage
-//! servers), runs the check (with `verify` and `add-lease` as asked) and
-//! adds Tahoe's `check-results` object to the unit, or an `error` if the
-//! check itself failed. LIT objects are healthy by definition and get
-//! Tahoe's LIT results without a request; unknown objects and units whose
-//! cap could not be parsed pass through unchanged. Stats units pass through.
+//! For each object unit, [`Checker::check_unit`] classifies the unit from
+//! its *parsed* caps ([`unit_cap`]), never from which fields are empty,
+//! picks the weakest cap the backend accepts (a read cap for a gateway, a
+//! verify cap for the storage servers), runs the check (with `verify` and
+//! `add-lease` as asked) and adds Tahoe's `check-results` object to the
+//! unit, or an `error` if the check itself failed. LIT objects are healthy
+//! by definition and get Tahoe's LIT results without a request (a LIT cap,
+//! or the `literal` mark of a `--caps verify` manifest, which writes no LIT
+//! cap); a unit whose caps are not caps, disagree with each other or with
+//! its `storage-index`, or that holds none, gets a `bad-cap` error and no
+//! results: it is never healthy. Unknown objects and stats units pass
+//! through.
 //!
 //! Only a gateway that cannot be reached at all stops the stage; every other
 //! failure is written into that object's unit and the run goes on.
@@ -25,25 +30,70 @@ pub fn lit_results() -> Value {
     json!({"storage-index": "", "results": {"healthy": true}})
 }
 
-/// The strongest cap a unit holds (its `cap`, `repaircap` or `verifycap`).
-///
-/// Parses no more than it must (this runs once per object): a write cap
-/// ends the search, a repair cap equal to the cap is not parsed twice, and
-/// the verify cap, the weakest there is, only when nothing else parses.
-pub fn strongest_cap(u: &ObjectUnit) -> Option<Cap> {
-    let parse = |s: &str| (!s.is_empty()).then(|| Cap::parse(s).ok()).flatten();
-    let mut best = parse(&u.cap);
-    if best.as_ref().map(Cap::authority) != Some(Authority::Write) && u.repaircap != u.cap {
-        if let Some(r) = parse(&u.repaircap) {
-            if best
-                .as_ref()
-                .map_or(true, |b| r.authority() > b.authority())
-            {
-                best = Some(r);
-            }
+/// What a unit's caps say it is.
+#[derive(Clone, Debug)]
+pub enum UnitCap {
+    /// Its strongest cap (of `cap`, `repaircap` and `verifycap`).
+    Cap(Cap),
+    /// A literal object of a `--caps verify` manifest: its cap is its data,
+    /// so none was written, and the unit says so (`"literal": true`).
+    Literal,
+    /// No usable cap; why (never quoting the cap).
+    Bad(String),
+}
+
+/// Classify a unit from its parsed caps. Every cap field that is not empty
+/// must parse, all must name the same object, and so must `storage-index`
+/// when present; a unit with no cap at all is bad unless it is marked
+/// literal. Runs once per object: each distinct cap text is parsed once.
+pub fn unit_cap(u: &ObjectUnit) -> UnitCap {
+    let fields = [
+        ("cap", &u.cap),
+        ("repaircap", &u.repaircap),
+        ("verifycap", &u.verifycap),
+    ];
+    let mut best: Option<Cap> = None;
+    let mut si = None;
+    for (i, (name, text)) in fields.iter().enumerate() {
+        // A field equal to the one before it names the same cap (Tahoe's
+        // repair cap is the cap of a mutable object, the verify cap of an
+        // immutable file): parsed once.
+        let same = match i {
+            1 => u.repaircap == u.cap,
+            2 => u.verifycap == u.repaircap || u.verifycap == u.cap,
+            _ => false,
+        };
+        if text.is_empty() || same {
+            continue;
+        }
+        let cap = match Cap::parse(text) {
+            Ok(c) => c,
+            Err(e) => return UnitCap::Bad(format!("its {name} is not a valid cap: {e}")),
+        };
+        let this_si = cap.storage_index();
+        if best.is_some() && this_si != si {
+            return UnitCap::Bad(format!("its {name} names another object than its cap"));
+        }
+        si = this_si;
+        if best
+            .as_ref()
+            .map_or(true, |b| cap.authority() > b.authority())
+        {
+            best = Some(cap);
         }
     }
-    best.or_else(|| parse(&u.verifycap))
+    let Some(best) = best else {
+        return if u.literal && u.storage_index.is_empty() {
+            UnitCap::Literal
+        } else {
+            UnitCap::Bad("the unit holds no cap".into())
+        };
+    };
+    let written = si.map(|s| s.to_string()).unwrap_or_default();
+    if !u.storage_index.is_empty() && u.storage_index != written {
+        return UnitCap::Bad("its storage-index is not the one of its cap".into());
+    }
+    UnitCap::Cap(best)
 }
 
 /// Runs checks through a backend, handing what it cannot do (verify, for
@@ -108,25 +158,23 @@ impl Checker {
         if u.object_type == ObjectType::Unknown {
             return Ok(Unit::Object(u));
         }
-        let Some(cap) = strongest_cap(&u) else {
-            if u.error.is_none() && u.storage_index.is_empty() && u.verifycap.is_empty() {
-                // A literal object in a verify-cap manifest: its cap is its
-                // data, so none was written; it has no shares to check.
+        let cap = match unit_cap(&u) {
+            UnitCap::Cap(c) if !c.is_literal() => c,
+            UnitCap::Cap(_) | UnitCap::Literal => {
+                // No shares to check: healthy by definition, as Tahoe says.
                 u.check_results = Some(lit_results());
                 return Ok(Unit::Object(u));
             }
-            if u.error.is_none() {
-                u.error = Some(UnitError {
-                    code: ErrorCode::BadCap.as_str().into(),
-                    message: "the unit holds no usable cap".into(),
-                });
+            UnitCap::Bad(why) => {
+                u.check_results = None;
+                // An earlier bad-cap error (the traversal's, naming the
+                // listing's problem) is kept.
+                if u.error.as_ref().map(|e| e.code.as_str()) != Some(ErrorCode::BadCap.as_str()) {
+                    u.error = Some(bad_cap(why));
+                }
+                return Ok(Unit::Object(u));
             }
-            return Ok(Unit::Object(u));
         };
-        if cap.is_literal() {
-            u.check_results = Some(lit_results());
-            return Ok(Unit::Object(u));
-        }
         let backend = match self.pick() {
             Ok(b) => b,
             Err(e) => {
@@ -168,6 +216,14 @@ impl Checker {
     }
 }
 
+/// The `bad-cap` error of a unit whose caps are not usable.
+pub fn bad_cap(why: String) -> UnitError {
+    UnitError {
+        code: ErrorCode::BadCap.as_str().into(),
+        message: format!("{why}: this object cannot be checked or repaired; write its unit again from a manifest"),
+    }
+}
+
 fn authority_name(a: Authority) -> &'static str {
     match a {
         Authority::Write => "write",
@@ -203,10 +259,14 @@ pub fn health_of(results: Option<&Value>) -> Health {
     }
 }
 
-/// Health of a check unit.
+/// Health of a check unit. A unit whose caps are bad is never healthy,
+/// whatever results it carries.
 pub fn unit_health(u: &ObjectUnit) -> Health {
     if u.object_type == ObjectType::Unknown {
         return Health::Unchecked;
+    }
+    if u.error.as_ref().map(|e| e.code.as_str()) == Some(ErrorCode::BadCap.as_str()) {
+        return Health::Failed;
     }
     if u.check_results.is_none() {
         return if u.error.is_some() {
@@ -259,37 +319,83 @@ impl<F: FnMut(&Unit) + Send> Observer for CheckObserver<F> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn strongest_cap_prefers_write_then_read_then_verify() {
-        let key = steward_cap::base32::encode(&[7u8; 16]);
-        let fp = steward_cap::base32::encode(&[9u8; 32]);
-        let write = Cap::parse(&format!("URI:SSK:{key}:{fp}")).unwrap();
-        let read = write.weaken_to(Authority::Read).unwrap();
-        let verify = write.weaken_to(Authority::Verify).unwrap();
-        let unit = |c: &Cap, r: &Cap, v: &Cap| ObjectUnit {
+    fn unit(c: &str, r: &str, v: &str) -> ObjectUnit {
+        ObjectUnit {
             path: vec![],
-            cap: c.expose().to_string(),
+            cap: c.to_string(),
             object_type: ObjectType::File,
-            verifycap: v.expose().to_string(),
-            repaircap: r.expose().to_string(),
+            verifycap: v.to_string(),
+            repaircap: r.to_string(),
             storage_index: String::new(),
             error: None,
             check_results: None,
             check_and_repair_results: None,
             repair: None,
+            literal: false,
+        }
+    }
+
+    fn ssk(n: u8) -> Cap {
+        let key = steward_cap::base32::encode(&[n; 16]);
+        let fp = steward_cap::base32::encode(&[9u8; 32]);
+        Cap::parse(&format!("URI:SSK:{key}:{fp}")).unwrap()
+    }
+
+    #[test]
+    fn the_strongest_cap_wins_write_then_read_then_verify() {
+        let write = ssk(7);
+        let read = write.weaken_to(Authority::Read).unwrap();
+        let verify = write.weaken_to(Authority::Verify).unwrap();
+        let (w, r, v) = (write.expose(), read.expose(), verify.expose());
+        let pick = |u: &ObjectUnit| match unit_cap(u) {
+            UnitCap::Cap(c) => Some(c.authority()),
+            _ => None,
         };
-        let pick = |u: &ObjectUnit| strongest_cap(u).map(|c| c.authority());
-        assert_eq!(pick(&unit(&read, &write, &verify)), Some(Authority::Write));
-        assert_eq!(pick(&unit(&write, &read, &verify)), Some(Authority::Write));
-        assert_eq!(pick(&unit(&read, &read, &verify)), Some(Authority::Read));
-        let mut only_verify = unit(&read, &read, &verify);
-        only_verify.cap.clear();
-        only_verify.repaircap.clear();
-        assert_eq!(pick(&only_verify), Some(Authority::Verify));
-        only_verify.cap = "URI:CHK:not-a-cap".into();
-        assert_eq!(pick(&only_verify), Some(Authority::Verify));
-        only_verify.verifycap.clear();
-        assert_eq!(pick(&only_verify), None);
+        assert_eq!(pick(&unit(r, w, v)), Some(Authority::Write));
+        assert_eq!(pick(&unit(w, r, v)), Some(Authority::Write));
+        assert_eq!(pick(&unit(r, r, v)), Some(Authority::Read));
+        assert_eq!(pick(&unit("", "", v)), Some(Authority::Verify));
+        let mut with_si = unit(r, "", v);
+        with_si.storage_index = write.storage_index().unwrap().to_string();
+        assert_eq!(pick(&with_si), Some(Authority::Read));
+    }
+
+    #[test]
+    fn a_unit_is_classified_from_its_parsed_caps_never_from_empty_fields() {
+        let write = ssk(7);
+        let verify = write.weaken_to(Authority::Verify).unwrap();
+        let other = ssk(8);
+        let is_bad = |u: &ObjectUnit| matches!(unit_cap(u), UnitCap::Bad(_));
+        // Not caps, even with a good verify cap beside them.
+        assert!(is_bad(&unit("not a cap", "", "")));
+        assert!(is_bad(&unit("URI:CHK:garbage", "", "")));
+        assert!(is_bad(&unit("URI:CHK:not-a-cap", "", verify.expose())));
+        // No cap at all: not a literal object, unless marked so.
+        assert!(is_bad(&unit("", "", "")));
+        let mut lit = unit("", "", "");
+        lit.literal = true;
+        assert!(matches!(unit_cap(&lit), UnitCap::Literal));
+        lit.storage_index = "aaaa".into();
+        assert!(is_bad(&lit), "a literal object has no storage index");
+        // Caps of different objects, or another storage index.
+        assert!(is_bad(&unit(
+            write.expose(),
+            "",
+            other.weaken_to(Authority::Verify).unwrap().expose()
+        )));
+        let mut wrong_si = unit(write.expose(), "", "");
+        wrong_si.storage_index = other.storage_index().unwrap().to_string();
+        assert!(is_bad(&wrong_si));
+        // A LIT cap is a cap.
+        assert!(
+            matches!(unit_cap(&unit("URI:LIT:mfrgg", "", "")), UnitCap::Cap(c) if c.is_literal())
+        );
+        // Messages never quote the cap.
+        let secret = format!("{}x", write.expose());
+        match unit_cap(&unit(&secret, "", "")) {
+            UnitCap::Bad(m) => assert!(!m.contains(&write.expose()[10..]), "{m}"),
+            _ => panic!(),
+        }
     }
 
     #[test]

@@ -8,10 +8,21 @@
 //!
 //! | `action` | meaning |
 //! |---|---|
-//! | `repaired` | sent to the gateway for repair; `check-and-repair-results` says how it went (`repair-attempted`: false when the gateway found it healthy by then; `repair-successful`) |
+//! | `repaired` | sent to the gateway for repair; `check-and-repair-results` says how it went (`repair-attempted`, `repair-successful`) |
 //! | `would-repair` | `--dry-run`: this object would have been repaired |
-//! | `not-repairable` | unrecoverable (fewer than k good shares), or the input holds no cap strong enough |
-//! | `skipped` | healthy enough by the thresholds (written only with `--all`), or not checked |
+//! | `not-repairable` | unrecoverable (fewer than k good shares), the input holds no cap strong enough, or its caps are not caps (error `bad-cap`) |
+//! | `skipped` | healthy enough by the thresholds (written only with `--all`); not checked (always written, and counted as a finding); or found already healthy when sent for repair (the gateway attempted nothing: an earlier run stopped before its checkpoint, or someone else, repaired it since the check) |
+//!
+//! A repair that Tahoe reports failed for no reason it gives (no corrupt
+//! share left) is sent once more: when another repair of the same object
+//! was in flight (a run stopped in the middle leaves its repair going on at
+//! the gateway), the two take each other's places on the servers and one
+//! reads as failed though the object ends healthy. The second answer is the
+//! one written, and the reason says there were two.
+//!
+//! The decision reads the unit's parsed caps ([`super::check::unit_cap`]),
+//! never which fields are empty: a unit whose caps are bad is reported as
+//! such even if its check results say "healthy literal object".
 //!
 //! Thresholds: by default an object is repaired when its check says it is
 //! not healthy. With `--repair-below K2`, only when it has fewer than K2 good
@@ -22,6 +33,7 @@
 //! (Tahoe's own `deep-check --repair` stops at the first one).
 
 use super::bump;
+use super::check::{bad_cap, unit_cap, UnitCap};
 use crate::error::{Error, Result};
 use crate::unit::{ObjectType, ObjectUnit, Unit, UnitError};
 use serde_json::{json, Value};
@@ -60,6 +72,8 @@ pub enum Decision {
     Skip(String),
     Repair(String),
     NotRepairable(String),
+    /// The unit's caps are not usable (a `bad-cap` error).
+    BadCap(String),
 }
 
 fn num(r: &Value, k: &str) -> Option<u64> {
@@ -71,13 +85,18 @@ pub fn decide(u: &ObjectUnit, policy: &RepairPolicy) -> Decision {
     if u.object_type == ObjectType::Unknown {
         return Decision::Skip("unknown object kind".into());
     }
+    let literal = match unit_cap(u) {
+        UnitCap::Bad(why) => return Decision::BadCap(why),
+        UnitCap::Literal => true,
+        UnitCap::Cap(c) => c.is_literal(),
+    };
     let Some(cr) = &u.check_results else {
         return Decision::Skip(match &u.error {
             Some(e) => format!("not checked ({}): check it again", e.code),
             None => "no check results in the input".into(),
         });
     };
-    if u.storage_index.is_empty() && cr.get("storage-index").and_then(Value::as_str) == Some("") {
+    if literal {
         return Decision::Skip("literal object: nothing to repair".into());
     }
     let Some(r) = cr.get("results") else {
@@ -121,7 +140,9 @@ pub fn decide(u: &ObjectUnit, policy: &RepairPolicy) -> Decision {
 /// The cap to repair with: the read cap of an immutable object, the write
 /// cap of a mutable one.
 pub fn repair_cap(u: &ObjectUnit) -> Option<Cap> {
-    let best = super::check::strongest_cap(u)?;
+    let UnitCap::Cap(best) = unit_cap(u) else {
+        return None;
+    };
     if best.is_mutable() {
         (best.authority() == Authority::Write).then_some(best)
     } else {
@@ -169,6 +190,11 @@ impl Repairer {
                 ("skipped", reason)
             }
             Decision::NotRepairable(reason) => ("not-repairable", reason),
+            Decision::BadCap(why) => {
+                let reason = format!("not repaired: {why}");
+                u.error = Some(bad_cap(why));
+                ("not-repairable", reason)
+            }
             Decision::Repair(reason) => match repair_cap(&u) {
                 None => (
                     "not-repairable",
@@ -186,14 +212,45 @@ impl Repairer {
                         verify: self.policy.verify || has_corrupt_shares(&u),
                         add_lease: false,
                     };
-                    match self.backend.repair(&cap, opts).await {
+                    let mut result = self.backend.repair(&cap, opts).await.map(|r| r.into_json());
+                    let mut again = false;
+                    if matches!(&result, Ok(v) if failed_for_no_known_reason(v)) {
+                        // Another repair of this object may have been in
+                        // flight (a run stopped mid-repair leaves its
+                        // repair going on at the gateway) and taken the
+                        // servers' places: Tahoe's answer then reads as a
+                        // failure though the object ends healthy. Ask once
+                        // more; the answer says how it is now.
+                        if let Ok(v) = self.backend.repair(&cap, opts).await {
+                            result = Ok(v.into_json());
+                            again = true;
+                        }
+                    }
+                    match result {
+                        Ok(v) if already_healthy(&v) => {
+                            u.check_and_repair_results = Some(v);
+                            let why = if again {
+                                "a first repair reported failure (another repair of it was in flight), and sent again it was healthy"
+                            } else {
+                                "the gateway found nothing to repair; an earlier run stopped before its checkpoint, or someone else, repaired it since"
+                            };
+                            u.repair = Some(json!({"action": "skipped", "reason": format!(
+                                "already healthy when sent for repair ({reason} at the check): {why}"
+                            )}));
+                            return Ok(vec![Unit::Object(u)]);
+                        }
                         Ok(v) => {
-                            let v = v.into_json();
                             let corrupt_left = v
                                 .pointer("/post-repair-results/results/count-corrupt-shares")
                                 .and_then(Value::as_u64)
                                 .unwrap_or(0);
                             u.check_and_repair_results = Some(v);
+                            if again {
+                                u.repair = Some(json!({"action": "repaired", "reason": format!(
+                                    "{reason}; repaired twice: the first reported failure (another repair of it in flight?)"
+                                )}));
+                                return Ok(vec![Unit::Object(u)]);
+                            }
                             if corrupt_left > 0 {
                                 let reason = format!(
                                     "{reason}; {corrupt_left} corrupt shares remain: Tahoe's repairer does not replace a share that a server already holds, even a corrupt one; delete it on that server (see list-corrupt-shares) and repair again"
@@ -219,6 +276,24 @@ impl Repairer {
         u.repair = Some(json!({"action": action, "reason": reason}));
         Ok(vec![Unit::Object(u)])
     }
+}
+
+/// Whether a repair was attempted and failed, with no corrupt share left
+/// to explain it (Tahoe 1.20 cannot replace those, and says so again).
+fn failed_for_no_known_reason(v: &Value) -> bool {
+    v.get("repair-attempted").and_then(Value::as_bool) == Some(true)
+        && v.get("repair-successful").and_then(Value::as_bool) == Some(false)
+        && v.pointer("/post-repair-results/results/count-corrupt-shares")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            == 0
+}
+
+/// Whether a check-and-repair result says the object was healthy before
+/// the repair, which was then not attempted.
+fn already_healthy(v: &Value) -> bool {
+    v.get("repair-attempted").and_then(Value::as_bool) == Some(false)
+        && super::check::health_of(v.get("pre-repair-results")) == super::check::Health::Healthy
 }
 
 /// Whether the gateway attempted a repair (it does not when its own check
@@ -251,7 +326,8 @@ pub fn post_repair_healthy(u: &ObjectUnit) -> bool {
 }
 
 /// Counts repair units: `repair-attempted`, `repair-successful`,
-/// `repair-failed`, `not-repairable`, `would-repair`, `skipped`.
+/// `repair-failed`, `not-repairable`, `would-repair`, `skipped`, and
+/// `not-checked` (skipped for want of check results: a finding).
 pub fn tally_repair(u: &Unit, tally: &mut BTreeMap<String, u64>) {
     let Unit::Object(o) = u else { return };
     let action = o
@@ -260,16 +336,13 @@ pub fn tally_repair(u: &Unit, tally: &mut BTreeMap<String, u64>) {
         .and_then(|r| r.get("action"))
         .and_then(Value::as_str)
         .unwrap_or("skipped");
+    if action == "skipped" && o.check_results.is_none() && o.object_type != ObjectType::Unknown {
+        bump(tally, "not-checked");
+    }
     match action {
         "repaired" if !repair_attempted(o) => {
-            // Healthy by the time it was looked at again (for example
-            // repaired by a run that was interrupted before its checkpoint):
-            // nothing to do, nothing failed.
-            if post_repair_healthy(o) {
-                bump(tally, "repair-unneeded");
-            } else {
-                bump(tally, "repair-failed");
-            }
+            // Not attempted, and not found healthy (that is `skipped`).
+            bump(tally, "repair-failed");
         }
         "repaired" => {
             bump(tally, "repair-attempted");
@@ -287,19 +360,55 @@ pub fn tally_repair(u: &Unit, tally: &mut BTreeMap<String, u64>) {
 mod tests {
     use super::*;
 
+    fn chk() -> Cap {
+        let key = steward_cap::base32::encode(&[3u8; 16]);
+        let ueb = steward_cap::base32::encode(&[4u8; 32]);
+        Cap::parse(&format!("URI:CHK:{key}:{ueb}:2:5:1000")).unwrap()
+    }
+
     fn unit(results: Value) -> ObjectUnit {
+        let cap = chk();
+        let si = cap.storage_index().unwrap().to_string();
         ObjectUnit {
             object_type: ObjectType::File,
             path: vec![],
-            cap: String::new(),
-            verifycap: String::new(),
+            cap: cap.expose().to_string(),
+            verifycap: cap.to_verify_cap().unwrap().expose().to_string(),
             repaircap: String::new(),
-            storage_index: "aaaa".into(),
+            storage_index: si.clone(),
             error: None,
-            check_results: Some(json!({"storage-index": "aaaa", "results": results})),
+            check_results: Some(json!({"storage-index": si, "results": results})),
             check_and_repair_results: None,
             repair: None,
+            literal: false,
         }
+    }
+
+    #[test]
+    fn units_are_decided_from_their_parsed_caps() {
+        let healthy_lit = json!({"healthy": true});
+        let mut u = unit(healthy_lit.clone());
+        u.storage_index.clear();
+        u.verifycap.clear();
+        u.check_results = Some(json!({"storage-index": "", "results": healthy_lit}));
+        for bad in ["not a cap", "URI:CHK:garbage", ""] {
+            u.cap = bad.into();
+            assert!(
+                matches!(decide(&u, &RepairPolicy::default()), Decision::BadCap(_)),
+                "{bad:?} is not taken for a literal object"
+            );
+        }
+        u.cap = "URI:LIT:mfrgg".into();
+        assert_eq!(
+            decide(&u, &RepairPolicy::default()),
+            Decision::Skip("literal object: nothing to repair".into())
+        );
+        u.cap.clear();
+        u.literal = true;
+        assert!(matches!(
+            decide(&u, &RepairPolicy::default()),
+            Decision::Skip(_)
+        ));
     }
 
     #[test]

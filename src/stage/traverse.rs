@@ -96,6 +96,9 @@ pub fn object_unit(
     } else {
         cap.to_verify_cap()
     };
+    // A LIT cap is its data: with verify caps only, it is not written, and
+    // the unit says it is a literal object instead.
+    let literal = cap.is_literal() && written.is_none();
     ObjectUnit {
         object_type,
         path,
@@ -115,6 +118,7 @@ pub fn object_unit(
         check_results: None,
         check_and_repair_results: None,
         repair: None,
+        literal,
     }
 }
 
@@ -270,10 +274,12 @@ impl Traversal {
                 // for a full channel to the next stage: the next stage's
                 // checks need those places.
                 in_flight.push(super::Owned::spawn(async move {
-                    let res = if task.cap.is_directory() {
-                        backend.list_directory(&task.cap).await
-                    } else {
+                    let res = if !task.cap.is_directory() {
                         Ok(Listing::default())
+                    } else if task.cap.authority() == Authority::Verify {
+                        Err(verify_cap_cannot_list())
+                    } else {
+                        backend.list_directory(&task.cap).await
                     };
                     (task, res)
                 }));
@@ -430,6 +436,7 @@ impl Traversal {
                 check_results: None,
                 check_and_repair_results: None,
                 repair: None,
+                literal: false,
             })))
             .await?;
             return Ok(None);
@@ -466,6 +473,7 @@ impl Traversal {
                     check_results: None,
                     check_and_repair_results: None,
                     repair: None,
+                    literal: false,
                 })))
                 .await?;
                 return Ok(None);
@@ -485,6 +493,15 @@ impl Traversal {
         sink.emit(Unit::Object(Box::new(unit))).await?;
         Ok(None)
     }
+}
+
+/// Why a directory named by its verify cap (a root given as one) is not
+/// listed: a verify cap can check shares, not read what they hold.
+pub fn verify_cap_cannot_list() -> BackendError {
+    BackendError::new(
+        ErrorCode::InsufficientAuthority,
+        "a verify cap cannot list a directory (it can check shares, not read them): give the directory's read or write cap",
+    )
 }
 
 /// The cap to list a directory with: its write cap when write caps are to
@@ -522,5 +539,7 @@ mod tests {
             u.cap, "",
             "a LIT cap is its data: not written in verify mode"
         );
+        assert!(u.literal, "and the unit says it is a literal object");
+        assert!(!object_unit(ObjectType::File, vec![], &lit, Authority::Read).literal);
     }
 }

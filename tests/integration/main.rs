@@ -20,6 +20,7 @@ mod check;
 mod deep_check;
 mod engine;
 mod faults;
+mod hostile;
 mod instructions;
 mod manifest;
 mod native;

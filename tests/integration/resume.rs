@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// A tree of `groups` x `dirs` directories with `files` CHK files each,
 /// built with one request per directory. Returns the root write cap and
 /// every file's cap by path.
-fn big_tree(
+pub(crate) fn big_tree(
     name: &str,
     groups: usize,
     dirs: usize,
@@ -226,7 +226,16 @@ fn repair_and_deep_check_survive_kill_9() {
         &proxy,
         Some(Duration::from_millis(1500)),
     );
-    assert_eq!(code, 0);
+    let failed: Vec<_> = objects(&read_units(&r))
+        .into_iter()
+        .filter(|o| {
+            o.check_and_repair_results
+                .as_ref()
+                .map_or(true, |c| c["repair-successful"] != true)
+        })
+        .map(|o| (o.path, o.repair, o.check_and_repair_results))
+        .collect();
+    assert_eq!(code, 0, "{failed:#?}");
     let got = path_counts(&r);
     assert_eq!(got.len(), damaged, "{got:?}");
     assert!(got.values().all(|n| *n == 1));
@@ -319,7 +328,14 @@ fn ctrl_c_stops_cleanly_and_the_run_resumes() {
     ]);
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     let child = c.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Some listings after the run has started (its checkpoint exists),
+    // however long starting took on a busy machine.
+    let ckpt = dir.path().join("m.ndjson.steward-ckpt");
+    let t0 = Instant::now();
+    while !ckpt.exists() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(400));
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }

@@ -1,0 +1,785 @@
+//! Issue 10: steward used as a hostile operator or a careless cron job
+//! would use it. Never certify what was not checked (bad caps, inputs cut
+//! short, a closed standard output), never write where it should not (a
+//! device, a FIFO, a symlink, a file another run is writing), and resume
+//! whatever signal stopped a run.
+
+use crate::common::*;
+use crate::proxy::Proxy;
+use crate::resume::big_tree;
+use rand::Rng;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use steward::unit::ObjectUnit;
+use steward_cap::{Authority, Cap};
+
+fn code_of(o: &ObjectUnit) -> Option<&str> {
+    o.error.as_ref().map(|e| e.code.as_str())
+}
+
+fn action(o: &ObjectUnit) -> &str {
+    o.repair
+        .as_ref()
+        .and_then(|r| r.get("action"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A manifest of `root` (read caps) in `dir/name`; returns its path.
+fn manifest_file(root: &str, dir: &Path, name: &str, caps: &str) -> PathBuf {
+    let m = dir.join(name);
+    let (code, _, err) = run(stw(&["manifest", "-q", "--caps", caps, root, "-o", s(&m)]));
+    assert!(code <= 1, "{err}");
+    m
+}
+
+// ---------------------------------------------------------------------
+// Certifying what was never checked
+// ---------------------------------------------------------------------
+
+#[test]
+fn units_whose_cap_is_not_a_cap_are_bad_cap_never_healthy() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-badcap");
+    let dir = tempfile::tempdir().unwrap();
+    let root = tree.cap("");
+    // A DIR2 cap with one character cut from its key.
+    let colon = root.rfind(':').unwrap();
+    let short_dir = format!("{}{}", &root[..colon - 1], &root[colon..]);
+    let bad = [
+        ("file", "not a cap".to_string()),
+        ("file", "URI:CHK:garbage".to_string()),
+        ("file", String::new()),
+        ("directory", short_dir),
+    ];
+    let mut text = String::new();
+    for (i, (ty, cap)) in bad.iter().enumerate() {
+        text.push_str(
+            &serde_json::json!({"type": ty, "path": [format!("bad{i}")], "cap": cap}).to_string(),
+        );
+        text.push('\n');
+    }
+    // A good cap whose storage-index field names another object.
+    let chk = tree.cap("a/chk0");
+    text.push_str(
+        &serde_json::json!({"type": "file", "path": ["mismatch"], "cap": chk,
+            "storage-index": tree.si("a/chk1")})
+        .to_string(),
+    );
+    text.push('\n');
+    // And a good LIT unit, which stays healthy.
+    text.push_str(
+        &serde_json::json!({"type": "file", "path": ["lit"], "cap": tree.cap("lit"),
+            "verifycap": "", "repaircap": "", "storage-index": ""})
+        .to_string(),
+    );
+    text.push_str("\n{\"type\": \"stats\", \"stats\": {}}\n");
+    let input = write(dir.path(), "bad.ndjson", &text);
+    let (code, out, err) = run(stw(&["check", "-q", &input]));
+    assert_eq!(code, 1, "bad caps are findings: {err}");
+    let objs = objects(&units(&out));
+    assert_eq!(objs.len(), bad.len() + 2);
+    for o in &objs[..bad.len() + 1] {
+        assert_eq!(code_of(o), Some("bad-cap"), "{:?}", o.path);
+        assert!(o.check_results.is_none(), "{:?} never healthy", o.path);
+    }
+    assert_eq!(
+        objs[bad.len() + 1].check_results.as_ref().unwrap()["results"]["healthy"],
+        true
+    );
+    assert!(err.contains("could not be checked"), "{err}");
+
+    // Repair: check units that claim a healthy literal object but whose
+    // cap is not a cap are reported, not skipped as literal.
+    let mut text = String::new();
+    for (i, (ty, cap)) in bad.iter().enumerate() {
+        text.push_str(
+            &serde_json::json!({"type": ty, "path": [format!("bad{i}")], "cap": cap,
+                "verifycap": "", "repaircap": "", "storage-index": "",
+                "check-results": {"storage-index": "", "results": {"healthy": true}}})
+            .to_string(),
+        );
+        text.push('\n');
+    }
+    text.push_str("{\"type\": \"stats\", \"stats\": {}}\n");
+    let input = write(dir.path(), "badcheck.ndjson", &text);
+    let (code, out, err) = run(stw(&["repair", "-q", &input]));
+    assert_eq!(code, 1, "{err}");
+    let objs = objects(&units(&out));
+    assert_eq!(objs.len(), bad.len(), "every bad unit is written: {out}");
+    for o in &objs {
+        assert_eq!(code_of(o), Some("bad-cap"), "{:?}", o.path);
+        assert_eq!(action(o), "not-repairable", "{:?}", o.path);
+    }
+}
+
+#[test]
+fn an_input_cut_short_or_empty_is_never_all_healthy() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-partial");
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&tree.root, dir.path(), "m.ndjson", "read");
+    let full = std::fs::read_to_string(&m).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    // The output of an interrupted manifest: no stats line.
+    let cut = write(
+        dir.path(),
+        "cut.ndjson",
+        &format!("{}\n", lines[..5].join("\n")),
+    );
+    let (code, out, err) = run(stw(&["check", "-q", &cut]));
+    assert_eq!(code, 3, "incomplete: {err}");
+    assert!(err.contains(&cut) && err.contains("5 objects"), "{err}");
+    assert!(err.contains("--allow-partial"), "{err}");
+    assert_eq!(objects(&units(&out)).len(), 5, "what it holds is checked");
+    let (code, _, err) = run(stw(&["check", "-q", "--allow-partial", &cut]));
+    assert_eq!(code, 0, "{err}");
+    // Everything but the stats line.
+    let nostats = write(
+        dir.path(),
+        "nostats.ndjson",
+        &format!("{}\n", lines[..lines.len() - 1].join("\n")),
+    );
+    let (code, _, err) = run(stw(&["check", "-q", &nostats]));
+    assert_eq!(code, 3, "{err}");
+    // With -o too, and a second run says it again.
+    let c = dir.path().join("c.ndjson");
+    let (code, _, err) = run(stw(&["check", "-q", &cut, "-o", s(&c)]));
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = run(stw(&["check", "-q", &cut, "-o", s(&c)]));
+    assert_eq!(code, 3, "already complete, still incomplete input: {err}");
+    // Empty inputs are errors: a file, /dev/null, a closed stdin.
+    let empty = write(dir.path(), "empty.ndjson", "");
+    let (code, _, err) = run(stw(&["check", "-q", &empty]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("empty"), "{err}");
+    let mut c = stw(&["check", "-q"]);
+    c.stdin(Stdio::null());
+    let (code, _, err) = run(c);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("standard input") && err.contains("empty"),
+        "{err}"
+    );
+    let mut c = stw(&["check", "-q", "-"]);
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        c.pre_exec(|| {
+            libc::close(0);
+            Ok(())
+        });
+    }
+    let (code, _, err) = run(c);
+    assert_eq!(code, 2, "closed stdin: {err}");
+    // A plain cap list needs no stats line; checked, it gets one, so that
+    // repair can tell it complete.
+    let caps = write(
+        dir.path(),
+        "caps.txt",
+        &format!("{}\n{}\n", tree.cap("a/chk0"), tree.cap("lit")),
+    );
+    let cc = dir.path().join("cc.ndjson");
+    let (code, _, err) = run(stw(&["check", "-q", &caps, "-o", s(&cc)]));
+    assert_eq!(code, 0, "{err}");
+    let us = read_units(&cc);
+    assert_eq!(stats(&us)["count-immutable-files"], 1);
+    assert_eq!(stats(&us)["count-literal-files"], 1);
+    let (code, _, err) = run(stw(&["repair", "-q", s(&cc)]));
+    assert_eq!(code, 0, "{err}");
+    // Repair reads check units: the same rule.
+    let c = dir.path().join("full.ndjson");
+    run(stw(&["check", "-q", s(&m), "-o", s(&c)]));
+    let checked = std::fs::read_to_string(&c).unwrap();
+    let cl: Vec<&str> = checked.lines().collect();
+    let cutc = write(
+        dir.path(),
+        "cutc.ndjson",
+        &format!("{}\n", cl[..3].join("\n")),
+    );
+    let (code, _, err) = run(stw(&["repair", "-q", &cutc]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains(&cutc) && err.contains("3 objects"), "{err}");
+    let (code, _, err) = run(stw(&["repair", "-q", "--allow-partial", &cutc]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(stw(&["repair", "-q", s(&c)]));
+    assert_eq!(code, 0, "{err}");
+    let empty_in = write(dir.path(), "e2", "\n\n");
+    let (code, _, err) = run(stw(&["repair", "-q", &empty_in]));
+    assert_eq!(code, 2, "{err}");
+}
+
+/// Standard output is a pipe whose reader has already gone (`| head -0`).
+fn closed_stdout(c: &mut Command) {
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    unsafe { libc::close(fds[0]) };
+    use std::os::unix::io::FromRawFd;
+    c.stdout(Stdio::from(unsafe { std::fs::File::from_raw_fd(fds[1]) }));
+}
+
+#[test]
+fn a_closed_standard_output_never_says_healthy() {
+    let g = grid();
+    let tree = build_damaged_tree(g, "hostile-pipe");
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&tree.root, dir.path(), "m.ndjson", "write");
+    let c = dir.path().join("c.ndjson");
+    run(stw(&["check", "-q", s(&m), "-o", s(&c)]));
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["check", "-q", s(&m)],
+        vec!["deep-check", "-q", "--raw", &tree.root],
+        vec!["repair", "-q", "--dry-run", "--all", s(&c)],
+        vec!["manifest", "-q", &tree.root],
+    ];
+    for args in runs {
+        let mut cmd = stw(&args);
+        closed_stdout(&mut cmd);
+        cmd.stderr(Stdio::piped());
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("standard output was closed"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // The report of a small tree is printed at the end of a run that
+    // checked everything: its exit code says what was found.
+    let mut cmd = stw(&["deep-check", "-q", &tree.root]);
+    closed_stdout(&mut cmd);
+    let (code, _, err) = run(cmd);
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_verify_cap_root_is_insufficient_authority() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-vroot");
+    let vroot = Cap::parse(&tree.root)
+        .unwrap()
+        .weaken_to(Authority::Verify)
+        .unwrap();
+    let vroot = vroot.expose();
+    let (code, out, err) = run(stw(&["manifest", "-q", vroot]));
+    assert_eq!(code, 1, "{err}");
+    let objs = objects(&units(&out));
+    assert_eq!(objs.len(), 1);
+    assert_eq!(code_of(&objs[0]), Some("insufficient-authority"), "{out}");
+    let (code, out, err) = run(stw(&["deep-check", "-q", "--raw", vroot]));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        code_of(&objects(&units(&out))[0]),
+        Some("insufficient-authority"),
+        "{out}"
+    );
+    for cmd in ["manifest", "deep-check"] {
+        let (code, _, err) = run(stw(&[cmd, "-q", &format!("{vroot}/a")]));
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(err.contains("insufficient-authority"), "{cmd}: {err}");
+        assert!(!err.contains(vroot), "no whole cap: {err}");
+    }
+}
+
+#[test]
+fn a_path_that_is_not_utf8_is_a_bad_line() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-utf8");
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"{\"type\": \"file\", \"path\": [\"a\xffb\"], \"cap\": \"".to_vec();
+    bytes.extend_from_slice(tree.cap("a/chk0").as_bytes());
+    bytes.extend_from_slice(b"\"}\n{\"type\": \"stats\", \"stats\": {}}\n");
+    let p = dir.path().join("bad.ndjson");
+    std::fs::write(&p, bytes).unwrap();
+    let (code, out, err) = run(stw(&["check", "-q", s(&p)]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("input line 1") && err.contains("UTF-8"),
+        "{err}"
+    );
+    assert!(objects(&units(&out)).is_empty(), "{out}");
+    assert!(!out.contains('\u{fffd}'));
+}
+
+// ---------------------------------------------------------------------
+// Writing where it should not
+// ---------------------------------------------------------------------
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn outputs_are_regular_files_never_devices_fifos_or_symlinks() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-files");
+    let dir = tempfile::tempdir().unwrap();
+    let caps = write(dir.path(), "caps.txt", &format!("{}\n", tree.cap("a/chk0")));
+    // A FIFO (as a character device would be): refused, its mode unchanged.
+    let fifo = dir.path().join("fifo");
+    let cpath = std::ffi::CString::new(s(&fifo)).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o644) }, 0);
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for args in [
+        vec!["check", "-q", &caps, "-o", s(&fifo)],
+        vec!["manifest", "-q", &tree.root, "-o", s(&fifo)],
+        vec!["deep-check", "-q", &tree.root, "-o", s(&fifo)],
+    ] {
+        let (code, _, err) = run(stw(&args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("not a regular file"), "{err}");
+        assert_eq!(mode(&fifo), 0o644, "{args:?}: not chmodded");
+    }
+    assert!(!dir.path().join("fifo.steward-ckpt").exists());
+    assert!(!dir.path().join("fifo.steward-lock").exists());
+    // -o a symlink to another file: refused, the target untouched, with
+    // --restart too, whether the target is empty or not.
+    for content in ["", "precious\n"] {
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, content).unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link.ndjson");
+        let _ = std::fs::remove_file(&link);
+        symlink(&victim, &link).unwrap();
+        for restart in [false, true] {
+            let mut args = vec!["check", "-q", &caps, "-o", s(&link)];
+            if restart {
+                args.push("--restart");
+            }
+            let (code, _, err) = run(stw(&args));
+            assert_eq!(code, 2, "{err}");
+            assert!(err.contains("symlink"), "{err}");
+            assert_eq!(std::fs::read_to_string(&victim).unwrap(), content);
+            assert_eq!(mode(&victim), 0o644, "the target is not chmodded");
+        }
+    }
+    // A file steward did not create, readable by others: refused, not
+    // chmodded.
+    let open = dir.path().join("open.ndjson");
+    std::fs::write(&open, "").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(stw(&["check", "-q", &caps, "-o", s(&open)]));
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(mode(&open), 0o644);
+    assert!(err.contains("chmod 600"), "{err}");
+    // The input as the output: refused, the input untouched.
+    std::fs::set_permissions(&caps, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = std::fs::read_to_string(&caps).unwrap();
+    for restart in [false, true] {
+        let mut args = vec!["check", "-q", &caps, "-o", &caps];
+        if restart {
+            args.push("--restart");
+        }
+        let (code, _, err) = run(stw(&args));
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("both the input and the output"), "{err}");
+        assert_eq!(std::fs::read_to_string(&caps).unwrap(), before);
+    }
+}
+
+#[test]
+fn checkpoints_and_temporary_files_are_never_written_through_symlinks() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-links");
+    let dir = tempfile::tempdir().unwrap();
+    let caps = write(dir.path(), "caps.txt", &format!("{}\n", tree.cap("a/chk0")));
+    let victim = dir.path().join("victim");
+    let fresh_victim = || {
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    let untouched = |what: &str| {
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious\n",
+            "{what}"
+        );
+        assert_eq!(mode(&victim), 0o644, "{what}");
+    };
+    // check / repair: the JSON checkpoint and its temporary file.
+    for suffix in [".steward-ckpt.tmp", ".steward-ckpt"] {
+        fresh_victim();
+        let out = dir.path().join(format!("c{suffix}.ndjson"));
+        let planted = PathBuf::from(format!("{}{suffix}", s(&out)));
+        symlink(&victim, &planted).unwrap();
+        let (code, _, err) = run(stw(&["check", "-q", &caps, "-o", s(&out)]));
+        assert_eq!(code, 2, "{suffix}: {err}");
+        assert!(err.contains("symlink"), "{suffix}: {err}");
+        untouched(suffix);
+        assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+    }
+    // A stale temporary file steward left (a regular file): removed, and
+    // the run goes on.
+    let out = dir.path().join("stale.ndjson");
+    std::fs::write(format!("{}.steward-ckpt.tmp", s(&out)), "junk").unwrap();
+    let (code, _, err) = run(stw(&["check", "-q", &caps, "-o", s(&out)]));
+    assert_eq!(code, 0, "{err}");
+    // manifest: the SQLite checkpoint and its side files.
+    for suffix in [".steward-ckpt", ".steward-ckpt-wal", ".steward-ckpt-shm"] {
+        fresh_victim();
+        let out = dir.path().join(format!("m{suffix}.ndjson"));
+        symlink(&victim, format!("{}{suffix}", s(&out))).unwrap();
+        let (code, _, err) = run(stw(&["manifest", "-q", &tree.root, "-o", s(&out)]));
+        assert_eq!(code, 2, "{suffix}: {err}");
+        assert!(err.contains("symlink"), "{suffix}: {err}");
+        untouched(suffix);
+    }
+    // deep-check -o: the files beside FILE.
+    for suffix in [".manifest", ".check", ".manifest.steward-ckpt"] {
+        fresh_victim();
+        let out = dir.path().join(format!("d{suffix}.ndjson"));
+        symlink(&victim, format!("{}{suffix}", s(&out))).unwrap();
+        let (code, _, err) = run(stw(&[
+            "deep-check",
+            "-q",
+            "--repair",
+            &tree.root,
+            "-o",
+            s(&out),
+        ]));
+        assert_eq!(code, 2, "{suffix}: {err}");
+        assert!(err.contains("symlink"), "{suffix}: {err}");
+        untouched(suffix);
+    }
+}
+
+/// Start `args` through `proxy`, with stderr piped.
+fn spawn_via(proxy: &Proxy, args: &[&str]) -> Child {
+    let mut c = steward();
+    c.args(args).arg("--gateway").arg(&proxy.url);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+fn wait_for(p: &Path) {
+    let t0 = Instant::now();
+    while !p.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{p:?} never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The run `first` ends well, with `objects` objects in `out`.
+fn completes_each_object_once(first: Child, out: &Path, objects_wanted: usize) {
+    let o = first.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let objs = objects(&read_units(out));
+    assert_eq!(objs.len(), objects_wanted, "each object once");
+}
+
+#[test]
+fn a_second_run_on_the_same_output_is_refused_at_once() {
+    let g = grid();
+    let (root, want) = big_tree("hostile-lock", 1, 3, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&root, dir.path(), "m.ndjson", "read");
+    let proxy = Proxy::start(&g.gateway_url());
+    proxy.delay(150);
+    // check -o, twice.
+    let c = dir.path().join("c.ndjson");
+    let first = spawn_via(&proxy, &["check", "-q", "-j", "1", s(&m), "-o", s(&c)]);
+    wait_for(&c);
+    let t0 = Instant::now();
+    let (code, _, err) = run(stw(&["check", "-q", s(&m), "-o", s(&c)]));
+    assert!(t0.elapsed() < Duration::from_secs(5), "at once");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(s(&c)), "names the file: {err}");
+    assert!(
+        err.contains(&format!("pid {}", first.id())),
+        "names the run: {err}"
+    );
+    completes_each_object_once(first, &c, want.len());
+    // deep-check -o locks its files beside FILE too.
+    let d = dir.path().join("d.ndjson");
+    let first = spawn_via(
+        &proxy,
+        &[
+            "deep-check",
+            "-q",
+            "--raw",
+            "--list-jobs",
+            "1",
+            "-j",
+            "1",
+            &root,
+            "-o",
+            s(&d),
+        ],
+    );
+    wait_for(&dir.path().join("d.ndjson.manifest"));
+    let dm = dir.path().join("d.ndjson.manifest");
+    for args in [
+        vec!["deep-check", "-q", "--raw", &root, "-o", s(&d)],
+        vec!["manifest", "-q", &root, "-o", s(&dm)],
+    ] {
+        let (code, _, err) = run(stw(&args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("pid {}", first.id())),
+            "{args:?}: {err}"
+        );
+    }
+    completes_each_object_once(first, &d, want.len());
+}
+
+// ---------------------------------------------------------------------
+// Resume that does not resume
+// ---------------------------------------------------------------------
+
+/// Every output file of a deep check that holds anything has a checkpoint.
+fn every_output_has_its_checkpoint(out: &Path, when: &str) {
+    for suffix in ["", ".manifest", ".check"] {
+        let p = PathBuf::from(format!("{}{suffix}", s(out)));
+        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        let ckpt = PathBuf::from(format!("{}.steward-ckpt", s(&p)));
+        assert!(
+            len == 0 || ckpt.exists(),
+            "{when}: {p:?} holds {len} bytes and has no checkpoint"
+        );
+    }
+}
+
+#[test]
+fn deep_check_repair_stopped_by_a_signal_at_any_moment_resumes() {
+    let g = grid();
+    let (root, want) = big_tree("hostile-sigterm", 2, 5, 5);
+    for (path, cap) in &want {
+        if path.ends_with("f1") {
+            let si = Cap::parse(cap)
+                .unwrap()
+                .storage_index()
+                .unwrap()
+                .to_string();
+            g.drop_shares(&si, 2).unwrap();
+        }
+    }
+    let proxy = Proxy::start(&g.gateway_url());
+    proxy.delay(15);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dc.ndjson");
+    let args = |restart: bool| {
+        let mut a = vec![
+            "deep-check",
+            "-q",
+            "--repair",
+            "--raw",
+            "--happy",
+            "1",
+            "--list-jobs",
+            "2",
+            "-j",
+            "2",
+            &root,
+            "-o",
+            s(&out),
+        ];
+        if restart {
+            a.push("--restart");
+        }
+        a
+    };
+    let mut rng = rand::thread_rng();
+    for (i, signal) in [libc::SIGINT, libc::SIGTERM, libc::SIGINT, libc::SIGTERM]
+        .into_iter()
+        .enumerate()
+    {
+        // From the start (--restart), so that the moment falls in the
+        // repair stage's first second (before its first periodic
+        // checkpoint) as often as not.
+        let child = spawn_via(&proxy, &args(true));
+        let at = Duration::from_millis(rng.gen_range(600..3000));
+        std::thread::sleep(at);
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        let when = format!("try {i}, signal {signal} at {at:?}");
+        assert!(
+            matches!(o.status.code(), Some(130) | Some(0) | Some(1)),
+            "{when}: {err}"
+        );
+        every_output_has_its_checkpoint(&out, &when);
+        // The same command resumes.
+        let o = spawn_via(&proxy, &args(false)).wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{when}: resumed: {err}");
+        let got = objects(&read_units(&out));
+        assert_eq!(got.len(), want.len(), "{when}: each object once");
+        let mut paths: Vec<_> = got.iter().map(|o| o.path.join("/")).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), want.len(), "{when}: none twice");
+    }
+}
+
+#[test]
+fn an_object_already_healthy_when_repaired_again_is_skipped_not_failed() {
+    let g = grid();
+    let tree = build_damaged_tree(g, "hostile-again");
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&tree.root, dir.path(), "m.ndjson", "write");
+    let c = dir.path().join("c.ndjson");
+    run(stw(&["check", "-q", s(&m), "-o", s(&c)]));
+    // The first repair (as the run killed after repairing, before its
+    // checkpoint).
+    let (code, _, err) = run(stw(&["repair", "-q", "--happy", "1", s(&c)]));
+    assert_eq!(code, 1, "unrecoverable ones remain: {err}");
+    // The same check units again: a/chk0 and sdmf are healthy by now.
+    let (_, out, err) = run(stw(&["repair", "-q", "--happy", "1", s(&c)]));
+    let p = by_path(&objects(&units(&out)));
+    for path in ["a/chk0", "sdmf"] {
+        let o = &p[path];
+        assert_eq!(action(o), "skipped", "{path}: {:?}", o.repair);
+        let reason = o.repair.as_ref().unwrap()["reason"].as_str().unwrap();
+        assert!(reason.contains("already healthy"), "{reason}");
+    }
+    assert!(err.contains("0 repairs attempted"), "{err}");
+}
+
+#[test]
+fn a_verify_cap_manifest_leaves_no_read_cap_in_its_checkpoint() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-secure");
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&tree.root, dir.path(), "v.ndjson", "verify");
+    let mut secrets = vec![];
+    for (path, cap) in &tree.caps {
+        let cap = Cap::parse(cap).unwrap();
+        if cap.is_directory() {
+            if let Some(r) = cap.to_read_cap() {
+                secrets.push((path.clone(), r.expose().to_string()));
+            }
+        }
+    }
+    assert!(secrets.len() >= 5);
+    let mut files = 0;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let p = format!("{}.steward-ckpt{suffix}", s(&m));
+        let Ok(bytes) = std::fs::read(&p) else {
+            continue;
+        };
+        files += 1;
+        for (path, secret) in &secrets {
+            // The whole cap, and its key alone (the third field).
+            let key = secret.split(':').nth(2).unwrap();
+            for needle in [secret.as_str(), key] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{p} holds the read cap of {path:?}"
+                );
+            }
+        }
+    }
+    assert!(files > 0);
+}
+
+/// Issue 9: a new file's directory entry is made durable (the directory
+/// fsynced) before the file holds anything, so that after a power cut a
+/// checkpoint cannot outlive the output it covers. Seen with strace.
+#[test]
+fn a_new_output_is_in_its_directory_before_it_holds_anything() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-dirsync");
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = std::fs::canonicalize(dir.path()).unwrap();
+    let caps = write(&dir_path, "caps.txt", &format!("{}\n", tree.cap("a/chk0")));
+    for (name, args) in [
+        ("c.ndjson", vec!["check", "-q", caps.as_str()]),
+        ("m.ndjson", vec!["manifest", "-q", tree.root.as_str()]),
+    ] {
+        let out = dir_path.join(name);
+        let trace = dir_path.join(format!("{name}.strace"));
+        let mut c = Command::new("strace");
+        c.args([
+            "-f",
+            "-y",
+            "-qq",
+            "-e",
+            "trace=openat,write,fsync,fdatasync",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_steward"))
+        .args(&args)
+        .args(["-o", s(&out), "--gateway", &g.gateway_url()])
+        .env_remove("STEWARD_GATEWAY")
+        .env("HOME", "/nonexistent");
+        let (code, _, err) = run(c);
+        assert_eq!(code, 0, "{name} (this test needs strace): {err}");
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let quoted = format!("\"{}\"", s(&out));
+        let created = lines
+            .iter()
+            .position(|l| l.contains("openat(") && l.contains(&quoted) && l.contains("O_CREAT"))
+            .unwrap_or_else(|| panic!("{name}: no creation in\n{text}"));
+        let fd_path = format!("<{}>", s(&out));
+        let first_write = lines[created..]
+            .iter()
+            .position(|l| l.contains("write(") && l.contains(&fd_path))
+            .map(|i| i + created)
+            .unwrap_or_else(|| panic!("{name}: never written\n{text}"));
+        let dir_fd = format!("<{}>)", dir_path.display());
+        assert!(
+            lines[created..first_write]
+                .iter()
+                .any(|l| l.contains("fsync(") && l.contains(&dir_fd)),
+            "{name}: the directory is not fsynced between the creation and the first write:\n{}",
+            lines[created..=first_write].join("\n")
+        );
+    }
+}
+
+/// A repair racing another repair of the same object (the one a killed run
+/// left in flight at the gateway, which goes on without it): the object
+/// ends healthy, and the unit must not call that a failed repair.
+#[test]
+fn a_repair_racing_another_repair_of_the_same_object_is_not_a_failure() {
+    let g = grid();
+    let t = tag("hostile-race");
+    let caps: Vec<String> = (0..8)
+        .map(|i| {
+            let data = format!("{t} {i} {}", "r".repeat(300_000));
+            g.upload(data.as_bytes(), "CHK").unwrap()
+        })
+        .collect();
+    for c in &caps {
+        let si = Cap::parse(c).unwrap().storage_index().unwrap().to_string();
+        g.drop_shares(&si, 2).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "caps.txt", &(caps.join("\n") + "\n"));
+    let c = dir.path().join("c.ndjson");
+    let (code, _, err) = run(stw(&["check", "-q", &list, "-o", s(&c)]));
+    assert_eq!(code, 1, "{err}");
+    // The other repairs, through the other gateway, started just before.
+    let other = std::thread::spawn(move || {
+        std::thread::scope(|sc| {
+            for cap in &caps {
+                sc.spawn(move || {
+                    let _ = g.post(&format!("uri/{cap}?t=check&repair=true&output=JSON"));
+                });
+            }
+        });
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let (code, out, err) = run(stw(&["repair", "-q", "--happy", "1", "-j", "8", s(&c)]));
+    other.join().unwrap();
+    let objs = objects(&units(&out));
+    assert_eq!(objs.len(), 8, "{out}");
+    for o in &objs {
+        let now = g.check(&o.cap, false).unwrap();
+        assert_eq!(now["results"]["healthy"], true, "healthy in the end");
+    }
+    assert_eq!(code, 0, "{err}\n{out}");
+}
