@@ -196,6 +196,37 @@ pub async fn resolve_root(spec: &RootSpec, backend: &dyn Backend) -> Result<Cap>
     Ok(cap)
 }
 
+/// One value of a node's tahoe.cfg (an INI file, as Python's configparser
+/// reads it: `[section]` headers, `key = value` lines, `#`/`;` comments).
+pub fn tahoe_cfg(node_dir: &Path, section: &str, key: &str) -> Option<String> {
+    let cfg = std::fs::read_to_string(node_dir.join("tahoe.cfg")).ok()?;
+    let mut here = false;
+    for line in cfg.lines() {
+        let l = line.trim();
+        if l.starts_with('#') || l.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            here = name.trim() == section;
+            continue;
+        }
+        if here {
+            if let Some((k, v)) = l.split_once('=') {
+                if k.trim() == key {
+                    return Some(v.trim().to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The grid's happiness target from a node's tahoe.cfg (`[client]
+/// shares.happy`).
+pub fn happy_from_node(node_dir: &Path) -> Option<u64> {
+    tahoe_cfg(node_dir, "client", "shares.happy")?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +274,22 @@ mod tests {
         assert!(err.message.contains("neither a cap"), "{err}");
         let r = parse_root(&format!("{cap}/x/y"), dir.path()).unwrap();
         assert_eq!(r.path, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn tahoe_cfg_values_are_read_by_section() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tahoe.cfg"),
+            "[node]\nshares.happy = 9\n# [client]\n[client]\n; shares.happy = 1\nshares.needed = 2\nshares.happy = 3\n",
+        )
+        .unwrap();
+        assert_eq!(happy_from_node(dir.path()), Some(3));
+        assert_eq!(
+            tahoe_cfg(dir.path(), "node", "shares.happy").as_deref(),
+            Some("9")
+        );
+        assert_eq!(tahoe_cfg(dir.path(), "client", "nope"), None);
+        assert_eq!(happy_from_node(&dir.path().join("missing")), None);
     }
 }

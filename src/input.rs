@@ -15,8 +15,9 @@
 //! none and needs none.
 
 use crate::error::{Error, Result};
-use crate::stage::traverse::{counted, object_unit};
+use crate::stats::counted;
 use crate::stats::{Counted, DeepStats};
+use crate::unit::object_unit;
 use crate::unit::{ObjectType, Unit};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -156,6 +157,9 @@ impl InputShape {
     }
 }
 
+/// How much of an input is hashed to recognise it again on resume.
+pub const INPUT_PREFIX: usize = 64 * 1024;
+
 /// Reads lines with their positions.
 pub struct LineSource {
     reader: Box<dyn AsyncRead + Unpin + Send>,
@@ -170,6 +174,8 @@ pub struct LineSource {
     /// The first bytes read, to recognise this input again on resume.
     head: Vec<u8>,
     name: String,
+    /// The input's length, when it is a file of known length (for an ETA).
+    size: Option<u64>,
 }
 
 impl LineSource {
@@ -188,6 +194,7 @@ impl LineSource {
             eof: false,
             head: Vec::new(),
             name,
+            size: None,
         }
     }
 
@@ -208,7 +215,15 @@ impl LineSource {
                 let f = tokio::fs::File::open(p)
                     .await
                     .map_err(|e| Error::io(format!("cannot open input {}", p.display()), e))?;
-                Ok(Self::new(Box::new(f), p.display().to_string(), None))
+                let size = f
+                    .metadata()
+                    .await
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len());
+                let mut s = Self::new(Box::new(f), p.display().to_string(), None);
+                s.size = size;
+                Ok(s)
             }
         }
     }
@@ -233,6 +248,12 @@ impl LineSource {
             path.display().to_string(),
             Some(committed),
         ))
+    }
+
+    /// The input's length in bytes, if known (a file; not a pipe, nor a
+    /// file another stage is still writing).
+    pub fn size(&self) -> Option<u64> {
+        self.size
     }
 
     /// A name for messages.
@@ -291,7 +312,7 @@ impl LineSource {
             }
             return Ok(false);
         }
-        let want = crate::journal::INPUT_PREFIX.saturating_sub(self.head.len());
+        let want = INPUT_PREFIX.saturating_sub(self.head.len());
         self.head.extend_from_slice(&chunk[..want.min(n)]);
         self.read += n as u64;
         self.buf.extend_from_slice(&chunk[..n]);

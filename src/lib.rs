@@ -25,11 +25,12 @@
 //! the `Backend` trait of `steward-backend`, whose first implementation is
 //! the gateway web-API client.
 
+pub mod backends;
 pub mod config;
 pub mod dispatch;
+pub mod engine;
 pub mod error;
 pub mod input;
-pub mod journal;
 pub mod lock;
 pub mod output;
 pub mod pipeline;

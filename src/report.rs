@@ -11,7 +11,7 @@
 
 use crate::stage::check::{unit_health, Health};
 use crate::stage::repair::{post_repair_healthy, repair_attempted, repair_successful};
-use crate::unit::{ObjectType, ObjectUnit, Unit};
+use crate::unit::{ObjectType, ObjectUnit, RepairAction, Unit};
 use serde_json::Value;
 use std::io::Write;
 
@@ -82,7 +82,7 @@ impl Report {
         if let Some(list) = o
             .check_results
             .as_ref()
-            .and_then(|c| c.pointer("/results/list-corrupt-shares"))
+            .and_then(|c| c.json().pointer("/results/list-corrupt-shares"))
             .and_then(Value::as_array)
         {
             for loc in list {
@@ -97,12 +97,8 @@ impl Report {
                 }
             }
         }
-        let action = o
-            .repair
-            .as_ref()
-            .and_then(|r| r.get("action"))
-            .and_then(Value::as_str);
-        if action == Some("repaired") && repair_attempted(o) {
+        let action = o.repair.as_ref().map(|r| r.action);
+        if action == Some(RepairAction::Repaired) && repair_attempted(o) {
             self.repairs_attempted += 1;
             if repair_successful(o) == Some(true) {
                 self.repairs_successful += 1;
@@ -111,7 +107,7 @@ impl Report {
                 let _ = writeln!(out, " repair failed");
             }
         }
-        if action == Some("not-repairable") {
+        if action == Some(RepairAction::NotRepairable) {
             self.not_repairable += 1;
         }
         let ok_now = if self.repair_mode {
@@ -133,7 +129,7 @@ impl Report {
                 (None, _) => o
                     .check_results
                     .as_ref()
-                    .and_then(|c| c.get("summary"))
+                    .and_then(|c| c.json().get("summary"))
                     .and_then(Value::as_str)
                     .unwrap_or("not healthy")
                     .to_string(),

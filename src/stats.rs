@@ -25,6 +25,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use steward_cap::Cap;
 
 /// The running totals of a traversal. Serializable so that a checkpoint can
 /// carry them across a restart.
@@ -42,6 +43,19 @@ pub struct DeepStats {
     pub largest_immutable_file: u64,
     /// Bucket lower bound -> (upper bound, count).
     pub histogram: BTreeMap<u64, (u64, u64)>,
+}
+
+/// How an object counts in the deep-stats.
+pub fn counted(cap: &Cap, listed_size: Option<u64>) -> Counted {
+    if cap.is_directory() {
+        Counted::Directory
+    } else if cap.is_mutable() {
+        Counted::MutableFile
+    } else if cap.is_literal() {
+        Counted::LiteralFile(cap.size().or(listed_size).unwrap_or(0))
+    } else {
+        Counted::ImmutableFile(cap.size().or(listed_size).unwrap_or(0))
+    }
 }
 
 /// The kind of object being counted.

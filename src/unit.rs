@@ -47,6 +47,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io;
+use steward_backend::{CheckResults, RepairResults};
+use steward_cap::{Authority, Cap};
 
 /// What kind of object a unit describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +75,47 @@ impl From<&steward_backend::BackendError> for UnitError {
     }
 }
 
+/// What the repair stage did with an object (the unit's `repair` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepairAction {
+    /// Sent for repair; `check-and-repair-results` says how it went.
+    Repaired,
+    /// `--dry-run`: would have been repaired.
+    WouldRepair,
+    /// Unrecoverable, or no cap strong enough to repair it.
+    NotRepairable,
+    /// Healthy enough, or not checked (see the reason).
+    Skipped,
+}
+
+impl RepairAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairAction::Repaired => "repaired",
+            RepairAction::WouldRepair => "would-repair",
+            RepairAction::NotRepairable => "not-repairable",
+            RepairAction::Skipped => "skipped",
+        }
+    }
+}
+
+/// The unit's `repair` field: what was done, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairNote {
+    pub action: RepairAction,
+    pub reason: String,
+}
+
+impl RepairNote {
+    pub fn new(action: RepairAction, reason: impl Into<String>) -> Self {
+        RepairNote {
+            action,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// One object of the tree, with whatever the stages so far added to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectUnit {
@@ -94,20 +137,65 @@ pub struct ObjectUnit {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub check_results: Option<Value>,
+    pub check_results: Option<CheckResults>,
     #[serde(
         rename = "check-and-repair-results",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub check_and_repair_results: Option<Value>,
+    pub check_and_repair_results: Option<RepairResults>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repair: Option<Value>,
+    pub repair: Option<RepairNote>,
     /// A literal (LIT) object whose cap a `--caps verify` manifest does not
     /// write (its cap is its data): without this mark a unit with no cap is
     /// a bad unit, never taken for a literal one. Written only then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub literal: bool,
+}
+
+/// Build the unit for one object, writing no cap stronger than `caps`.
+pub fn object_unit(
+    object_type: ObjectType,
+    path: Vec<String>,
+    cap: &Cap,
+    caps: Authority,
+) -> ObjectUnit {
+    let written = cap.weaken_to(caps);
+    // Tahoe's get_repair_cap(): the verify cap of an immutable file (its
+    // repairer needs no more), the write cap of a mutable file or directory,
+    // nothing for literal objects, immutable directories and read-only
+    // mutable objects. A write cap is written only when allowed.
+    let repaircap = if cap.is_literal() || (cap.is_directory() && !cap.is_mutable()) {
+        None
+    } else if cap.is_mutable() {
+        (caps == Authority::Write && cap.authority() == Authority::Write).then(|| cap.clone())
+    } else {
+        cap.to_verify_cap()
+    };
+    // A LIT cap is its data: with verify caps only, it is not written, and
+    // the unit says it is a literal object instead.
+    let literal = cap.is_literal() && written.is_none();
+    ObjectUnit {
+        object_type,
+        path,
+        cap: written.map(|c| c.expose().to_string()).unwrap_or_default(),
+        verifycap: cap
+            .to_verify_cap()
+            .map(|c| c.expose().to_string())
+            .unwrap_or_default(),
+        repaircap: repaircap
+            .map(|c| c.expose().to_string())
+            .unwrap_or_default(),
+        storage_index: cap
+            .storage_index()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        error: None,
+        check_results: None,
+        check_and_repair_results: None,
+        repair: None,
+        literal,
+    }
 }
 
 /// One line of a stream.
@@ -204,6 +292,30 @@ fn check_fields(v: &Value) -> Result<(), String> {
     match v.get("literal") {
         None | Some(Value::Bool(_)) => {}
         Some(_) => return wrong("literal", "true or false"),
+    }
+    if let Some(c) = v.get("check-results") {
+        if let Err(e) = steward_backend::CheckSummary::parse(c) {
+            return Err(format!(
+                "its \"check-results\" are not Tahoe's check results ({e})"
+            ));
+        }
+    }
+    if let Some(c) = v.get("check-and-repair-results") {
+        if let Err(e) = RepairResults::from_json(c.clone()) {
+            return Err(format!(
+                "its \"check-and-repair-results\" are not Tahoe's check-and-repair results ({e})"
+            ));
+        }
+    }
+    match v.get("repair") {
+        None => {}
+        Some(r) if serde_json::from_value::<RepairNote>(r.clone()).is_ok() => {}
+        Some(_) => {
+            return wrong(
+                "repair",
+                "an object with an \"action\" (repaired, would-repair, not-repairable or skipped) and a \"reason\"",
+            )
+        }
     }
     Ok(())
 }

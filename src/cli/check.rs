@@ -1,16 +1,23 @@
 //! `steward check [INPUT] [-o FILE]` and `steward repair [INPUT] [-o FILE]`.
 
-use super::common::{stop_signal, BackendArgs, CheckRunArgs, GridArgs};
+use super::common::{
+    report_outages, stop_signal, watch_outages, window_arg, BackendArgs, CheckRunArgs, GridArgs,
+};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use steward::config;
+use steward::engine::Runner;
 use steward::error::{Error, Exit};
 use steward::input::Completeness;
 use steward::pipeline::{run_file_stage, FileStage};
 use steward::progress::Meter;
-use steward::stage::check::tally_check;
-use steward::stage::repair::{tally_repair, RepairPolicy, Repairer};
-use steward::stage::{BadLine, Observer};
-use steward::unit::Unit;
+use steward::stage::check::Checker;
+use steward::stage::repair::{RepairPolicy, Repairer};
+use steward::stage::tally::{CheckTally, RepairTally, Tally};
+use steward::stage::{MappedOptions, StageSummary};
+use steward::store::StageName;
+use steward_backend::{Scheduler, Tenant};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -29,9 +36,9 @@ pub struct CheckArgs {
     /// whole, instead of with 3.
     #[arg(long = "allow-partial")]
     pub allow_partial: bool,
-    /// Checks in flight at most (per gateway, steward finds the best number
-    /// below it unless --fixed-jobs).
-    #[arg(long, short = 'j', default_value_t = 64)]
+    /// Objects worked on at once (the scheduler decides how many requests
+    /// are in flight: see --per-gateway and --max-requests).
+    #[arg(long, short = 'j', default_value_t = 64, value_parser = window_arg)]
     pub jobs: usize,
     #[command(flatten)]
     pub grid: GridArgs,
@@ -48,9 +55,9 @@ pub struct RepairArgs {
     /// standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Repairs in flight at most (per gateway, steward finds the best number
-    /// below it unless --fixed-jobs).
-    #[arg(long, short = 'j', default_value_t = 16)]
+    /// Objects worked on at once (the scheduler decides how many requests
+    /// are in flight: see --per-gateway and --max-requests).
+    #[arg(long, short = 'j', default_value_t = 16, value_parser = window_arg)]
     pub jobs: usize,
     /// Repair only objects with fewer than K2 good shares (default: every
     /// object that is not healthy).
@@ -85,42 +92,11 @@ pub struct RepairArgs {
     pub grid: GridArgs,
 }
 
-/// Count the lines of an input file for the progress bar's total.
-pub fn count_lines(p: Option<&Path>) -> Option<u64> {
-    let p = p.filter(|p| p.as_os_str() != "-")?;
-    let data = std::fs::read(p).ok()?;
-    Some(data.iter().filter(|&&b| b == b'\n').count() as u64)
-}
-
-/// Progress and bad-line reporting for a file stage.
-pub struct StageObserver {
-    pub meter: Meter,
-    pub count: fn(&Unit, &mut std::collections::BTreeMap<String, u64>),
-}
-
-impl Observer for StageObserver {
-    fn output(&mut self, unit: &Unit, tally: &mut std::collections::BTreeMap<String, u64>) {
-        (self.count)(unit, tally);
-        self.meter.inc(1);
-    }
-    fn bad_line(&mut self, bad: &BadLine) {
-        self.meter.inc(1);
-        self.meter.println(&format!(
-            "steward: input line {}: {}; skipped",
-            bad.number, bad.message
-        ));
-    }
-}
-
-fn n(t: &std::collections::BTreeMap<String, u64>, k: &str) -> u64 {
-    t.get(k).copied().unwrap_or(0)
-}
-
 /// The part of `check` and `repair` that is the same: a progress bar over
-/// the input's lines, the resumable file stage, and the "already complete"
-/// notice.
+/// the input's bytes, the resumable file stage, the "already complete"
+/// notice and the judgement of the input.
 struct StageRun<'a> {
-    stage: &'static str,
+    stage: StageName,
     options: String,
     input: Option<&'a Path>,
     output: Option<&'a Path>,
@@ -128,7 +104,6 @@ struct StageRun<'a> {
     jobs: usize,
     quiet: bool,
     allow_partial: bool,
-    count: fn(&Unit, &mut std::collections::BTreeMap<String, u64>),
 }
 
 /// What a finished stage's input says about the run: an empty input is an
@@ -139,15 +114,21 @@ pub struct Verdict {
 }
 
 impl StageRun<'_> {
-    async fn run(
+    async fn run<T: Tally>(
         self,
         op: Box<steward::stage::Op>,
-    ) -> Result<(steward::stage::StageSummary, Verdict), Error> {
-        let meter = Meter::bar(Meter::wanted(self.quiet), count_lines(self.input), "lines");
-        let mut obs = StageObserver {
-            meter: meter.clone(),
-            count: self.count,
-        };
+        sched: &Arc<Scheduler>,
+    ) -> Result<(StageSummary<T>, Verdict), Error> {
+        let meter = Meter::new(Meter::wanted(self.quiet));
+        let runner = Runner::new(
+            Some(stop_signal()),
+            Arc::new(meter.clone()),
+            Some((sched.clone(), Tenant::default())),
+        );
+        let ctx = runner.stage(self.stage.as_str());
+        let statuses = runner.statuses();
+        let _ticker = meter.track(move || statuses.clone());
+        let _outages = watch_outages(sched, &meter);
         let fs = FileStage {
             stage: self.stage,
             options: self.options.clone(),
@@ -155,16 +136,17 @@ impl StageRun<'_> {
             follow: None,
             output: self.output,
             restart: self.restart,
-            jobs: self.jobs.max(1),
+            mapped: MappedOptions::new(self.jobs),
             notify: None,
         };
-        let result = run_file_stage(fs, &*op, stop_signal(), &mut obs).await;
+        let result = run_file_stage::<T>(fs, &*op, &ctx).await;
         meter.finish();
+        report_outages(sched);
         let s = result?;
         if s.already_done {
             eprintln!(
                 "steward: this {} is already complete; use --restart to run it again",
-                self.stage
+                self.stage.as_str()
             );
         }
         let verdict = self.judge(&s)?;
@@ -172,23 +154,23 @@ impl StageRun<'_> {
     }
 
     /// Judge the input the stage read to its end.
-    fn judge(&self, s: &steward::stage::StageSummary) -> Result<Verdict, Error> {
+    fn judge<T: Tally>(&self, s: &StageSummary<T>) -> Result<Verdict, Error> {
         let name = match self.input {
             Some(p) if p.as_os_str() != "-" => p.display().to_string(),
             _ => "standard input".to_string(),
         };
         match s.shape.completeness() {
             Completeness::Complete => Ok(Verdict { incomplete: false }),
-            Completeness::Empty if s.bad_lines == 0 => Err(Error::input(format!(
+            Completeness::Empty if s.tally.bad_lines() == 0 => Err(Error::input(format!(
                 "{name} is empty: nothing to {}; give a manifest, check results, or a list of caps",
-                self.stage
+                self.stage.as_str()
             ))),
             Completeness::Empty => Ok(Verdict { incomplete: false }),
             Completeness::Partial { objects } => {
                 eprintln!(
                     "steward: {}: {name} ends without the stats unit that closes every steward or Tahoe manifest: it is incomplete ({objects} objects), so the objects after them were never {}ed (was the run that wrote it interrupted?){}",
                     if self.allow_partial { "note" } else { "warning" },
-                    self.stage,
+                    self.stage.as_str(),
                     if self.allow_partial {
                         ""
                     } else {
@@ -218,12 +200,18 @@ fn exit_code(bad_lines: u64, verdict: &Verdict, findings: u64) -> Exit {
 }
 
 pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
-    let checker = a
-        .backend
-        .checker(&a.grid, a.run.check_options(), None, a.jobs)
+    let sched = a.grid.scheduler();
+    let grid = a.grid.config(a.jobs, Some(&a.backend));
+    let opts = a.run.check_options();
+    let routes = grid
+        .routes(&sched, opts, false, &|w| eprintln!("{w}"))
         .await?;
+    let checker = Checker {
+        backend: Arc::new(routes),
+        opts,
+    };
     let (s, verdict) = StageRun {
-        stage: "check",
+        stage: StageName::Check,
         options: checker.checkpoint_key(),
         input: a.input.as_deref(),
         output: a.output.as_deref(),
@@ -231,51 +219,30 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
         jobs: a.jobs,
         quiet: a.run.quiet,
         allow_partial: a.allow_partial,
-        count: tally_check,
     }
-    .run(checker.into_op())
+    .run::<CheckTally>(checker.into_op(), &sched)
     .await?;
     let t = &s.tally;
-    if !a.run.quiet || n(t, "healthy") != n(t, "checked") {
+    if !a.run.quiet || t.healthy != t.checked {
         eprintln!(
             "check: {} objects checked, {} healthy, {} unhealthy ({} unrecoverable), {} could not be checked{}",
-            n(t, "checked"),
-            n(t, "healthy"),
-            n(t, "unhealthy") + n(t, "unrecoverable"),
-            n(t, "unrecoverable"),
-            n(t, "failed"),
-            if s.bad_lines > 0 { format!("; {} input lines skipped", s.bad_lines) } else { String::new() }
+            t.checked,
+            t.healthy,
+            t.unhealthy + t.unrecoverable,
+            t.unrecoverable,
+            t.failed,
+            if t.bad_lines > 0 { format!("; {} input lines skipped", t.bad_lines) } else { String::new() }
         );
     }
-    let findings = n(t, "unhealthy") + n(t, "unrecoverable") + n(t, "failed");
-    Ok(exit_code(s.bad_lines, &verdict, findings))
-}
-
-/// The grid's happiness target from a node's tahoe.cfg (`[client] shares.happy`).
-pub fn happy_from_node(node_dir: &Path) -> Option<u64> {
-    let cfg = std::fs::read_to_string(node_dir.join("tahoe.cfg")).ok()?;
-    let mut in_client = false;
-    for line in cfg.lines() {
-        let l = line.trim();
-        if l.starts_with('[') {
-            in_client = l == "[client]";
-            continue;
-        }
-        if in_client {
-            if let Some((k, v)) = l.split_once('=') {
-                if k.trim() == "shares.happy" {
-                    return v.trim().parse().ok();
-                }
-            }
-        }
-    }
-    None
+    Ok(exit_code(t.bad_lines, &verdict, t.findings()))
 }
 
 pub fn policy_from(a: &RepairArgs) -> RepairPolicy {
     RepairPolicy {
         repair_below: a.repair_below,
-        happy: a.happy.or_else(|| happy_from_node(&a.grid.node_dir())),
+        happy: a
+            .happy
+            .or_else(|| config::happy_from_node(&a.grid.node_dir())),
         verify: a.verify,
         dry_run: a.dry_run,
         all: a.all,
@@ -283,6 +250,7 @@ pub fn policy_from(a: &RepairArgs) -> RepairPolicy {
 }
 
 pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
+    let sched = a.grid.scheduler();
     let gateway = a.grid.gateway(a.jobs).await?;
     let policy = policy_from(&a);
     let op = Repairer {
@@ -291,7 +259,7 @@ pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
     }
     .into_op();
     let (s, verdict) = StageRun {
-        stage: "repair",
+        stage: StageName::Repair,
         options: policy.checkpoint_key(),
         input: a.input.as_deref(),
         output: a.output.as_deref(),
@@ -299,37 +267,34 @@ pub async fn run_repair(a: RepairArgs) -> Result<Exit, Error> {
         jobs: a.jobs,
         quiet: a.quiet,
         allow_partial: a.allow_partial,
-        count: tally_repair,
     }
-    .run(op)
+    .run::<RepairTally>(op, &sched)
     .await?;
     let t = &s.tally;
     eprintln!(
         "repair: {} repairs attempted, {} successful, {} failed; {} not repairable{}{}{}",
-        n(t, "repair-attempted"),
-        n(t, "repair-successful"),
-        n(t, "repair-failed"),
-        n(t, "not-repairable"),
-        if n(t, "not-checked") > 0 {
+        t.repair_attempted,
+        t.repair_successful,
+        t.repair_failed,
+        t.not_repairable,
+        if t.not_checked > 0 {
             format!(
                 "; {} not checked (their check failed: check them again)",
-                n(t, "not-checked")
+                t.not_checked
             )
         } else {
             String::new()
         },
         if a.dry_run {
-            format!("; {} would be repaired (dry run)", n(t, "would-repair"))
+            format!("; {} would be repaired (dry run)", t.would_repair)
         } else {
             String::new()
         },
-        if s.bad_lines > 0 {
-            format!("; {} input lines skipped", s.bad_lines)
+        if t.bad_lines > 0 {
+            format!("; {} input lines skipped", t.bad_lines)
         } else {
             String::new()
         }
     );
-    let findings =
-        n(t, "repair-failed") + n(t, "not-repairable") + n(t, "would-repair") + n(t, "not-checked");
-    Ok(exit_code(s.bad_lines, &verdict, findings))
+    Ok(exit_code(t.bad_lines, &verdict, t.findings()))
 }

@@ -5,12 +5,12 @@ use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use steward::backends::{BackendKind, GridConfig};
 use steward::config;
 use steward::error::{Error, ErrorKind, Exit};
-use steward_backend::retry::RetryPolicy;
 use steward_backend::Scheduler;
 use steward_cap::Authority;
-use steward_gateway::{Gateway, GatewayOptions};
+use steward_gateway::Gateway;
 use tokio::sync::watch;
 
 /// How to reach the grid.
@@ -24,15 +24,27 @@ pub struct GridArgs {
     /// Tahoe node directory, for node.url and aliases.
     #[arg(long = "node-directory", short = 'd', value_name = "DIR")]
     pub node_directory: Option<PathBuf>,
-    /// Seconds allowed for one request.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    /// Seconds allowed for a listing or a check (a request still
+    /// unanswered after 30 s is logged as slow). A request that timed out
+    /// is tried once more.
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// Seconds allowed for a verify or a repair, which move whole files.
+    #[arg(long = "long-timeout", value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub long_timeout: u64,
     /// Retries of a request that failed transiently (connection refused or
-    /// reset, 502/503/504, timeout), with exponential backoff.
+    /// reset, 502/503/504), with exponential backoff.
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub retries: u32,
-    /// Keep exactly --jobs requests in flight per gateway (and, with
-    /// --backend native, --per-server per storage server), instead of
+    /// Requests in flight to one gateway at most (default: --jobs);
+    /// steward finds the best number below it unless --fixed-jobs.
+    #[arg(long = "per-gateway", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub per_gateway: Option<u64>,
+    /// Requests in flight in all, over every gateway and storage server.
+    #[arg(long = "max-requests", value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests: u64,
+    /// Keep exactly --per-gateway requests in flight per gateway (and,
+    /// with --backend native, --per-server per storage server), instead of
     /// finding the best number below it (steward measures latencies and
     /// backs off when a server only queues requests).
     #[arg(long = "fixed-jobs")]
@@ -72,7 +84,7 @@ pub enum BackendArg {
     /// The gateway's web API (needs read caps).
     Gateway,
     /// Straight to the storage servers over their HTTPS storage protocol
-    /// (a verify cap is enough); verify and repair still go to a gateway.
+    /// (a verify cap is enough); what they cannot do goes to a gateway.
     Native,
 }
 
@@ -94,103 +106,58 @@ pub struct BackendArgs {
     /// With --backend native: the most requests in flight to one storage
     /// server (steward finds the best number below it from the latencies
     /// it sees, unless --fixed-jobs).
-    #[arg(long = "per-server", value_name = "N", default_value_t = 64)]
-    pub per_server: usize,
+    #[arg(long = "per-server", value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub per_server: u64,
 }
 
-impl BackendArgs {
-    /// The checker for these options: the native backend (with the gateway,
-    /// if one is configured, for what it cannot do) or the gateway.
-    /// `gateway`: a client already made for this run, to share (one pace
-    /// per gateway); else one is made when needed, for `jobs` in flight.
-    pub async fn checker(
-        &self,
-        grid: &GridArgs,
-        opts: steward_backend::CheckOptions,
-        gateway: Option<Arc<Gateway>>,
-        jobs: usize,
-    ) -> Result<steward::stage::check::Checker, Error> {
-        use steward_backend::Backend;
-        let gateway_now = |gw: Option<Arc<Gateway>>| async move {
-            match gw {
-                Some(g) => Ok(g),
-                None => grid.gateway(jobs).await,
-            }
-        };
-        match self.backend {
-            BackendArg::Gateway => Ok(steward::stage::check::Checker {
-                backend: gateway_now(gateway).await?,
-                fallback: None,
-                opts,
-            }),
-            BackendArg::Native => {
-                let mut nopts = steward_native::NativeOptions {
-                    per_server_in_flight: self.per_server.max(1),
-                    adaptive: !grid.fixed_jobs,
-                    ..Default::default()
-                };
-                if let Some(f) = &self.lease_secret {
-                    let text = std::fs::read_to_string(f)
-                        .map_err(|e| Error::io(format!("lease secret {}", f.display()), e))?;
-                    let secret = steward_cap::base32::decode(text.trim()).map_err(|_| {
-                        Error::config(format!(
-                            "{} is not a Tahoe lease secret (base32 text)",
-                            f.display()
-                        ))
-                    })?;
-                    nopts.lease_secret = Some(secret);
-                }
-                let native = match &self.servers {
-                    Some(f) => {
-                        steward_native::NativeBackend::from_servers_file(f, nopts, &scheduler())
-                    }
-                    None => steward_native::NativeBackend::from_node_dir(
-                        &grid.node_dir(),
-                        nopts,
-                        &scheduler(),
-                    ),
-                }
-                .map_err(|e| Error::config(e.message))?;
-                if opts.add_lease {
-                    native
-                        .require_add_lease()
-                        .map_err(|e| Error::config(e.message))?;
-                }
-                for w in native
-                    .preflight()
-                    .await
-                    .map_err(|e| Error::config(e.message))?
-                {
-                    eprintln!("steward: warning: {w}");
-                }
-                // A gateway, when one is configured, takes what the storage
-                // servers cannot do (verify, repair).
-                let fallback: Option<Arc<dyn Backend>> =
-                    if config::gateway_urls(&grid.gateway, &grid.node_dir()).is_ok() {
-                        match gateway_now(gateway).await {
-                            Ok(g) => Some(g as Arc<dyn Backend>),
-                            Err(e) => {
-                                if opts.verify {
-                                    return Err(e);
-                                }
-                                None
-                            }
-                        }
-                    } else {
-                        None
-                    };
-                if opts.verify && fallback.is_none() {
-                    return Err(Error::config(
-                        "--verify downloads shares through a gateway, and none is configured: pass --gateway, or check without --verify",
-                    ));
-                }
-                Ok(steward::stage::check::Checker {
-                    backend: Arc::new(native),
-                    fallback,
-                    opts,
-                })
-            }
+/// A window of units worked on at once (at least 1).
+pub fn window_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl GridArgs {
+    pub fn node_dir(&self) -> PathBuf {
+        config::node_directory(self.node_directory.as_deref())
+    }
+
+    /// The grid configuration of these options; `jobs` is the default
+    /// per-gateway cap.
+    pub fn config(&self, jobs: usize, backend: Option<&BackendArgs>) -> GridConfig {
+        let mut c = GridConfig::new(self.node_dir());
+        c.gateways = self.gateway.clone();
+        c.timeout = Duration::from_secs(self.timeout);
+        c.long_timeout = Duration::from_secs(self.long_timeout);
+        c.retries = self.retries;
+        c.fixed = self.fixed_jobs;
+        c.per_gateway = self.per_gateway.map_or(jobs, |n| n as usize).max(1);
+        if let Some(b) = backend {
+            c.backend = match b.backend {
+                BackendArg::Gateway => BackendKind::Gateway,
+                BackendArg::Native => BackendKind::Native,
+            };
+            c.servers = b.servers.clone();
+            c.lease_secret = b.lease_secret.clone();
+            c.per_server = b.per_server as usize;
         }
+        c
+    }
+
+    /// The process's scheduler, with this run's budget.
+    pub fn scheduler(&self) -> Arc<Scheduler> {
+        let s = scheduler();
+        s.set_budget(self.max_requests as usize);
+        s
+    }
+
+    /// The gateway client, with at most `jobs` requests in flight per
+    /// gateway (unless --per-gateway), probed: a gateway that is down fails
+    /// here, at once.
+    pub async fn gateway(&self, jobs: usize) -> Result<Arc<Gateway>, Error> {
+        self.config(jobs, None).gateway(&self.scheduler()).await
     }
 }
 
@@ -212,38 +179,10 @@ impl From<CapsArg> for Authority {
     }
 }
 
-impl GridArgs {
-    pub fn node_dir(&self) -> PathBuf {
-        config::node_directory(self.node_directory.as_deref())
-    }
-
-    /// The gateway client, with at most `jobs` requests in flight per
-    /// gateway, probed: a gateway that is down fails here, at once.
-    pub async fn gateway(&self, jobs: usize) -> Result<Arc<Gateway>, Error> {
-        let urls = config::gateway_urls(&self.gateway, &self.node_dir())?;
-        let gw = Gateway::new(
-            GatewayOptions {
-                urls,
-                timeout: Duration::from_secs(self.timeout.max(1)),
-                retry: RetryPolicy {
-                    retries: self.retries,
-                    ..Default::default()
-                },
-                max_in_flight: jobs.max(1),
-                adaptive: !self.fixed_jobs,
-                ..Default::default()
-            },
-            scheduler(),
-        )?;
-        gw.probe().await?;
-        Ok(Arc::new(gw))
-    }
-}
-
 /// The process's request scheduler: every client of the grid shares it.
 pub fn scheduler() -> Arc<Scheduler> {
     static SCHED: std::sync::OnceLock<Arc<Scheduler>> = std::sync::OnceLock::new();
-    SCHED.get_or_init(|| Scheduler::new(4096)).clone()
+    SCHED.get_or_init(|| Scheduler::new(1024)).clone()
 }
 
 /// Log to stderr, filtered by STEWARD_LOG (default: warnings).
@@ -302,4 +241,71 @@ pub fn report(e: &Error) -> Exit {
     };
     eprintln!("{label}: {e}");
     e.exit()
+}
+
+/// Say once, above the progress bar, when an endpoint (a gateway, a
+/// storage server) stops answering: its objects' shares count as missing
+/// from then on, which an operator must tell from lost shares.
+pub fn watch_outages(sched: &Arc<Scheduler>, meter: &steward::progress::Meter) -> Ticking {
+    let (sched, meter) = (sched.clone(), meter.clone());
+    Ticking(tokio::spawn(async move {
+        let mut told = std::collections::HashSet::new();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for e in sched.endpoints() {
+                for o in e.outages() {
+                    if o.until.is_none() && told.insert((o.endpoint.clone(), o.since)) {
+                        meter.println(&format!(
+                            "steward: warning: {} stopped answering at {} ({}); until it answers, the shares it holds count as missing",
+                            o.endpoint,
+                            clock(o.since),
+                            o.reason
+                        ));
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// At the end of a run: every outage it saw, so that the summary says
+/// which results a stopped server made look worse.
+pub fn report_outages(sched: &Arc<Scheduler>) {
+    for e in sched.endpoints() {
+        for o in e.outages() {
+            eprintln!(
+                "steward: {} did not answer from {} {} ({}): objects checked meanwhile may show its shares as missing; check them again",
+                o.endpoint,
+                clock(o.since),
+                match o.until {
+                    Some(t) => format!("to {}", clock(t)),
+                    None => "to the end of the run".into(),
+                },
+                o.reason
+            );
+        }
+    }
+}
+
+/// A time of day (UTC), for messages.
+fn clock(t: std::time::SystemTime) -> String {
+    let s = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        (s / 3600) % 24,
+        (s / 60) % 60,
+        s % 60
+    )
+}
+
+/// A background task stopped when dropped.
+pub struct Ticking(tokio::task::JoinHandle<()>);
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

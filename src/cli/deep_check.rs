@@ -1,22 +1,27 @@
 //! `steward deep-check ROOT [--verify] [--add-lease] [--repair] [--raw] [-o FILE]`.
 
-use super::check::happy_from_node;
-use super::common::{stop_signal, BackendArgs, CapsArg, CheckRunArgs, GridArgs};
+use super::common::{
+    report_outages, stop_signal, watch_outages, window_arg, BackendArgs, CapsArg, CheckRunArgs,
+    GridArgs,
+};
 use clap::Args;
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use steward::config;
+use steward::engine::Runner;
 use steward::error::{Error, Exit};
 use steward::input::{parse_line, LineSource};
 use steward::output::{stdout_error, Output};
 use steward::pipeline::{deep_check, DeepCheck, DeepCheckOutput};
 use steward::progress::Meter;
 use steward::report::Report;
-use steward::stage::repair::{tally_repair, RepairPolicy, Repairer};
-use steward::stage::traverse::{TraverseCounts, TraverseOptions};
-use steward::stage::{check::tally_check, BadLine, Observer};
+use steward::stage::check::Checker;
+use steward::stage::repair::{RepairPolicy, Repairer};
+use steward::stage::traverse::TraverseOptions;
+use steward::stage::MappedOptions;
 use steward::unit::{Unit, UnitSink};
+use steward_backend::Tenant;
 use steward_cap::Authority;
 
 #[derive(Args, Debug)]
@@ -39,12 +44,12 @@ pub struct DeepCheckArgs {
     /// mutable objects are repaired with their write cap; else read).
     #[arg(long, value_enum)]
     pub caps: Option<CapsArg>,
-    /// Checks (and repairs) in flight at most (per gateway, steward finds
-    /// the best number below it unless --fixed-jobs).
-    #[arg(long, short = 'j', default_value_t = 64)]
+    /// Objects checked (and repaired) at once (the scheduler decides how
+    /// many requests are in flight: see --per-gateway and --max-requests).
+    #[arg(long, short = 'j', default_value_t = 64, value_parser = window_arg)]
     pub jobs: usize,
-    /// Directory listings in flight.
-    #[arg(long = "list-jobs", default_value_t = 8)]
+    /// Directories listed at once.
+    #[arg(long = "list-jobs", default_value_t = 8, value_parser = window_arg)]
     pub list_jobs: usize,
     /// With --repair: repair only objects with fewer than K2 good shares.
     #[arg(long = "repair-below", value_name = "K2")]
@@ -105,21 +110,6 @@ impl UnitSink for FinalSink {
     }
 }
 
-struct Progressing {
-    meter: Meter,
-    count: fn(&Unit, &mut BTreeMap<String, u64>),
-}
-
-impl Observer for Progressing {
-    fn output(&mut self, unit: &Unit, tally: &mut BTreeMap<String, u64>) {
-        (self.count)(unit, tally);
-        if matches!(unit, Unit::Object(_)) {
-            self.meter.inc(1);
-        }
-    }
-    fn bad_line(&mut self, _bad: &BadLine) {}
-}
-
 /// The report of the final units in `out`: made from the whole file, which
 /// a resumed run only partly produced. With `raw` it only counts (for the
 /// exit code): the units are the output.
@@ -141,7 +131,9 @@ async fn report_of_file(out: &Path, repair: bool, raw: bool) -> Result<Report, E
 
 pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
-    let gateway = a.grid.gateway(a.jobs).await?;
+    let sched = a.grid.scheduler();
+    let grid = a.grid.config(a.jobs, Some(&a.backend));
+    let gateway = grid.gateway(&sched).await?;
     let root = config::resolve_root(&spec, gateway.as_ref()).await?;
     let caps: Authority = a.caps.map(Into::into).unwrap_or(if a.repair {
         Authority::Write
@@ -149,31 +141,30 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
         Authority::Read
     });
     let enabled = Meter::wanted(a.run.quiet);
-    let meter = Meter::bar(enabled, Some(1), "objects");
-    let m2 = meter.clone();
-    let on_progress = move |c: TraverseCounts| m2.set_length(c.objects.max(1));
+    let meter = Meter::new(enabled);
+    let opts = a.run.check_options();
+    let routes = grid
+        .routes(&sched, opts, false, &|w| eprintln!("{w}"))
+        .await?;
     let plan = DeepCheck {
         lister: gateway.clone(),
         traverse: TraverseOptions {
-            jobs: a.list_jobs.max(1),
+            jobs: a.list_jobs,
             caps,
             ..Default::default()
         },
-        checker: a
-            .backend
-            .checker(
-                &a.grid,
-                a.run.check_options(),
-                Some(gateway.clone()),
-                a.jobs,
-            )
-            .await?,
-        check_jobs: a.jobs.max(1),
+        checker: Checker {
+            backend: Arc::new(routes),
+            opts,
+        },
+        mapped: MappedOptions::new(a.jobs),
         repairer: a.repair.then(|| Repairer {
             backend: gateway.clone(),
             policy: RepairPolicy {
                 repair_below: a.repair_below,
-                happy: a.happy.or_else(|| happy_from_node(&a.grid.node_dir())),
+                happy: a
+                    .happy
+                    .or_else(|| config::happy_from_node(&a.grid.node_dir())),
                 verify: a.run.verify,
                 dry_run: false,
                 all: true,
@@ -192,12 +183,20 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
         },
         None => DeepCheckOutput::Sink(&mut sink),
     };
-    let mut obs = Progressing {
-        meter: meter.clone(),
-        count: if a.repair { tally_repair } else { tally_check },
+    let runner = Arc::new(Runner::new(
+        Some(stop_signal()),
+        Arc::new(meter.clone()),
+        Some((sched.clone(), Tenant::default())),
+    ));
+    let ticker = {
+        let r = runner.clone();
+        meter.track(move || r.statuses())
     };
-    let result = deep_check(plan, &root, output, stop_signal(), &mut obs, &on_progress).await;
+    let _outages = watch_outages(&sched, &meter);
+    let result = deep_check(plan, &root, output, &runner).await;
+    drop(ticker);
     meter.finish();
+    report_outages(&sched);
     let summary = result?;
     let rep = match &a.output {
         Some(out) => report_of_file(out, a.repair, a.raw).await?,

@@ -1,12 +1,15 @@
 //! `steward manifest ROOT [-o FILE]`.
 
-use super::common::{stop_signal, CapsArg, GridArgs};
+use super::common::{stop_signal, window_arg, CapsArg, GridArgs};
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::Arc;
+use steward::engine::Runner;
 use steward::error::{Error, Exit};
 use steward::progress::Meter;
 use steward::stage::traverse::TraverseOptions;
 use steward::{config, pipeline};
+use steward_backend::Tenant;
 
 #[derive(Args, Debug)]
 pub struct ManifestArgs {
@@ -14,7 +17,7 @@ pub struct ManifestArgs {
     /// alias (tahoe: or tahoe:some/dir).
     pub root: String,
     /// Write units to FILE (created mode 0600, resumable through
-    /// FILE.steward-ckpt) instead of standard output.
+    /// FILE.steward-journal) instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Strongest cap written into units: write caps only when asked; read
@@ -22,8 +25,9 @@ pub struct ManifestArgs {
     /// without being able to read them.
     #[arg(long, value_enum, default_value = "read")]
     pub caps: CapsArg,
-    /// Directory listings in flight.
-    #[arg(long, short = 'j', default_value_t = 16)]
+    /// Directories listed at once (the scheduler decides how many requests
+    /// are in flight: see --per-gateway and --max-requests).
+    #[arg(long, short = 'j', default_value_t = 16, value_parser = window_arg)]
     pub jobs: usize,
     /// Forget any checkpoint and start over.
     #[arg(long)]
@@ -37,45 +41,32 @@ pub struct ManifestArgs {
 
 pub async fn run(a: ManifestArgs) -> Result<Exit, Error> {
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
+    let sched = a.grid.scheduler();
     let gateway = a.grid.gateway(a.jobs).await?;
     let root = config::resolve_root(&spec, gateway.as_ref()).await?;
-    if !root.is_directory() && !spec.path.is_empty() {
-        // A file named by a path is fine: its manifest is one unit.
-    }
-    let meter = Meter::counter(
-        Meter::wanted(a.quiet),
-        "{spinner} [{elapsed_precise}] {msg}",
+    let meter = Meter::new(Meter::wanted(a.quiet));
+    let runner = Runner::new(
+        Some(stop_signal()),
+        Arc::new(meter.clone()),
+        Some((sched.clone(), Tenant::default())),
     );
-    let started = std::time::Instant::now();
-    let m2 = meter.clone();
-    let on_progress = move |c: steward::stage::traverse::TraverseCounts| {
-        let secs = started.elapsed().as_secs_f64().max(0.001);
-        m2.set_message(format!(
-            "{} objects, {} directories listed, {} queued, {:.0} objects/s",
-            c.objects,
-            c.directories_listed,
-            c.pending,
-            c.objects as f64 / secs
-        ));
-    };
+    let ctx = runner.stage("traverse");
+    let statuses = runner.statuses();
+    let _ticker = meter.track(move || statuses.clone());
     let opts = TraverseOptions {
-        jobs: a.jobs.max(1),
+        jobs: a.jobs,
         caps: a.caps.into(),
         ..Default::default()
     };
-    let result = pipeline::manifest(
-        gateway,
-        &root,
-        opts,
-        pipeline::ManifestDest {
-            path: a.output.as_deref(),
+    let dest = match a.output.as_deref() {
+        Some(path) => pipeline::ManifestDest::File {
+            path,
             restart: a.restart,
             notify: None,
         },
-        stop_signal(),
-        &on_progress,
-    )
-    .await;
+        None => pipeline::ManifestDest::Stdout,
+    };
+    let result = pipeline::manifest(gateway, &root, opts, dest, &ctx).await;
     meter.finish();
     let summary = result?;
     let s = &summary.stats;

@@ -53,8 +53,9 @@
 //! caps, type, storage index, health and repair outcome are never cut.
 
 use crate::stage::check::lit_results;
-use crate::unit::{to_ascii_json, ObjectType, ObjectUnit, Unit};
+use crate::unit::{to_ascii_json, ObjectType, ObjectUnit, RepairAction, Unit};
 use serde_json::{json, Map, Value};
+use steward_backend::{CheckResults, RepairResults};
 
 /// The longest line written, newline excluded: under the stock CLI's
 /// 16,384-byte limit with room to spare.
@@ -98,10 +99,12 @@ impl Shaper {
             return u;
         }
         if u.check_results.is_none() {
-            u.check_results = Some(failed_results(&u));
+            u.check_results =
+                Some(CheckResults::from_json(failed_results(&u)).expect("valid results"));
         }
         if matches!(self, Shaper::DeepCheckAndRepair) && u.check_and_repair_results.is_none() {
-            u.check_and_repair_results = Some(unrepaired(&u));
+            u.check_and_repair_results =
+                Some(RepairResults::from_json(unrepaired(&u)).expect("valid results"));
         }
         if matches!(self, Shaper::DeepCheckAndRepair) {
             u.check_results = None;
@@ -130,16 +133,14 @@ fn failed_results(u: &ObjectUnit) -> Value {
 
 /// Tahoe's check-and-repair results for an object that was not repaired.
 fn unrepaired(u: &ObjectUnit) -> Value {
-    let cr = u.check_results.clone().unwrap_or_else(|| failed_results(u));
-    if u.storage_index.is_empty() && cr == lit_results() {
+    let cr = u
+        .check_results
+        .as_ref()
+        .map_or_else(|| failed_results(u), |c| c.json().clone());
+    if u.storage_index.is_empty() && cr == *lit_results().json() {
         return json!({"storage-index": "", "repair-attempted": false});
     }
-    let attempted = u
-        .repair
-        .as_ref()
-        .and_then(|r| r.get("action"))
-        .and_then(Value::as_str)
-        == Some("repaired");
+    let attempted = u.repair.as_ref().map(|r| r.action) == Some(RepairAction::Repaired);
     json!({
         "storage-index": u.storage_index,
         // A repair that was sent but failed with an error (so no results).
@@ -394,15 +395,21 @@ mod tests {
         // 300 servers: the per-server maps alone are about 40 KB; with
         // repair, pre- and post-repair results hold them twice.
         let mut u = unit(vec!["docs".into(), "é".repeat(3000)]);
-        u.check_results = Some(big_results(300, 120, false));
-        u.check_and_repair_results = Some(json!({
-            "storage-index": "cccc",
-            "repair-attempted": true,
-            "repair-successful": false,
-            "pre-repair-results": big_results(300, 120, false),
-            "post-repair-results": big_results(300, 120, false),
-        }));
-        u.repair = Some(json!({"action": "repaired", "reason": "r".repeat(5000)}));
+        u.check_results = Some(CheckResults::from_json(big_results(300, 120, false)).unwrap());
+        u.check_and_repair_results = Some(
+            RepairResults::from_json(json!({
+                "storage-index": "cccc",
+                "repair-attempted": true,
+                "repair-successful": false,
+                "pre-repair-results": big_results(300, 120, false),
+                "post-repair-results": big_results(300, 120, false),
+            }))
+            .unwrap(),
+        );
+        u.repair = Some(crate::unit::RepairNote::new(
+            RepairAction::Repaired,
+            "r".repeat(5000),
+        ));
         let whole = Unit::Object(Box::new(u.clone())).to_line();
         assert!(
             whole.len() > 100_000,

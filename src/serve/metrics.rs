@@ -132,19 +132,37 @@ impl Metrics {
             }
         } else {
             // The health labels of the check stage's own tally.
-            let mut tally = Default::default();
-            crate::stage::check::tally_check(unit, &mut tally);
-            tally.remove("checked");
-            tally.into_keys().next().unwrap_or_default()
+            use crate::stage::check::{unit_health, Health};
+            match unit_health(o) {
+                Health::Healthy => "healthy",
+                Health::Unhealthy => "unhealthy",
+                Health::Unrecoverable => "unrecoverable",
+                Health::Failed => "failed",
+                Health::Unchecked => "unchecked",
+            }
+            .to_string()
         };
         self.objects
             .get_or_create(&vec![("kind", kind.into()), ("result", result)])
             .inc();
         if repair {
-            let mut tally = Default::default();
-            crate::stage::repair::tally_repair(unit, &mut tally);
-            for (k, n) in tally {
-                self.repairs.get_or_create(&vec![("result", k)]).inc_by(n);
+            use crate::stage::tally::{RepairTally, Tally};
+            let mut t = RepairTally::default();
+            t.count(unit);
+            for (k, n) in [
+                ("repair-attempted", t.repair_attempted),
+                ("repair-successful", t.repair_successful),
+                ("repair-failed", t.repair_failed),
+                ("not-repairable", t.not_repairable),
+                ("would-repair", t.would_repair),
+                ("skipped", t.skipped),
+                ("not-checked", t.not_checked),
+            ] {
+                if n > 0 {
+                    self.repairs
+                        .get_or_create(&vec![("result", k.to_string())])
+                        .inc_by(n);
+                }
             }
         }
     }

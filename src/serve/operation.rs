@@ -24,14 +24,14 @@
 //!   repair stage writes a unit for every object (policy `all`).
 
 use super::metrics::Metrics;
+use crate::engine::{Notices, Runner};
 use crate::error::{Error, ErrorKind};
-use crate::pipeline::{self, ChannelSink, DeepCheck, DeepCheckOutput};
-use crate::stage::check::{tally_check, Checker};
-use crate::stage::repair::{tally_repair, RepairPolicy, Repairer};
-use crate::stage::traverse::{Traversal, TraverseOptions};
-use crate::stage::{BadLine, Observer};
+use crate::pipeline::{self, ChannelSink, DeepCheck, DeepCheckOutput, ManifestDest};
+use crate::stage::check::Checker;
+use crate::stage::repair::{RepairPolicy, Repairer};
+use crate::stage::traverse::TraverseOptions;
+use crate::stage::MappedOptions;
 use crate::unit::{Unit, UnitSink};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use steward_backend::{Backend, CheckOptions};
 use steward_cap::{Authority, Cap};
@@ -153,39 +153,31 @@ impl Running {
     }
 }
 
-/// Counts the final units of a deep check into the metrics.
-struct Counted {
+/// Counts units into the metrics on their way out.
+struct CountedSink {
+    inner: ChannelSink,
     metrics: Arc<Metrics>,
     kind: &'static str,
     repair: bool,
 }
 
-impl Observer for Counted {
-    fn output(&mut self, unit: &Unit, tally: &mut BTreeMap<String, u64>) {
-        if self.repair {
-            tally_repair(unit, tally);
-        } else {
-            tally_check(unit, tally);
-        }
-        self.metrics.count_object(self.kind, unit, self.repair);
-    }
-    fn bad_line(&mut self, _bad: &BadLine) {}
-}
-
-/// Counts manifest units into the metrics on their way out.
-struct CountedSink {
-    inner: ChannelSink,
-    metrics: Arc<Metrics>,
-}
-
 #[async_trait::async_trait]
 impl UnitSink for CountedSink {
     async fn emit(&mut self, unit: Unit) -> crate::Result<()> {
-        self.metrics.count_object("manifest", &unit, false);
+        self.metrics.count_object(self.kind, &unit, self.repair);
         self.inner.emit(unit).await
     }
     async fn sync(&mut self) -> crate::Result<u64> {
-        Ok(0)
+        self.inner.sync().await
+    }
+}
+
+/// Notices of a served operation go to the log.
+struct Logged;
+
+impl Notices for Logged {
+    fn notice(&self, message: &str) {
+        tracing::warn!("{message}");
     }
 }
 
@@ -298,14 +290,25 @@ impl Grid {
         };
         let lister = self.lister.clone();
         let metrics = self.metrics.clone();
+        let runner = Runner::new(Some(stop), Arc::new(Logged), None);
+        let mut sink = CountedSink {
+            inner: ChannelSink::new(tx),
+            metrics,
+            kind: spec.kind.label(),
+            repair: matches!(spec.kind, Kind::DeepCheck(f) if f.repair),
+        };
         match spec.kind {
             Kind::Manifest => {
-                let mut sink = CountedSink {
-                    inner: ChannelSink(tx),
-                    metrics,
-                };
-                let t = Traversal::new(lister, &spec.root, traverse, None, None)?;
-                t.run(&mut sink, stop, &|_| {}).await.map(|_| ())
+                let ctx = runner.stage("traverse");
+                pipeline::manifest(
+                    lister,
+                    &spec.root,
+                    traverse,
+                    ManifestDest::Sink(&mut sink),
+                    &ctx,
+                )
+                .await
+                .map(|_| ())
             }
             Kind::DeepCheck(flags) => {
                 let plan = DeepCheck {
@@ -313,13 +316,12 @@ impl Grid {
                     traverse,
                     checker: Checker {
                         backend: self.checker.clone(),
-                        fallback: None,
                         opts: CheckOptions {
                             verify: flags.verify,
                             add_lease: flags.add_lease,
                         },
                     },
-                    check_jobs: self.check_jobs.max(1),
+                    mapped: MappedOptions::new(self.check_jobs),
                     repairer: flags.repair.then(|| Repairer {
                         backend: self.checker.clone(),
                         policy: RepairPolicy {
@@ -331,22 +333,9 @@ impl Grid {
                         },
                     }),
                 };
-                let mut sink = ChannelSink(tx);
-                let mut observer = Counted {
-                    metrics,
-                    kind: spec.kind.label(),
-                    repair: flags.repair,
-                };
-                pipeline::deep_check(
-                    plan,
-                    &spec.root,
-                    DeepCheckOutput::Sink(&mut sink),
-                    stop,
-                    &mut observer,
-                    &|_| {},
-                )
-                .await
-                .map(|_| ())
+                pipeline::deep_check(plan, &spec.root, DeepCheckOutput::Sink(&mut sink), &runner)
+                    .await
+                    .map(|_| ())
             }
         }
     }

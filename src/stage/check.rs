@@ -16,18 +16,15 @@
 //! Only a gateway that cannot be reached at all stops the stage; every other
 //! failure is written into that object's unit and the run goes on.
 
-use super::{bump, Observer};
 use crate::error::{Error, Result};
 use crate::unit::{ObjectType, ObjectUnit, Unit, UnitError};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use steward_backend::{Backend, BackendError, CheckOptions, ErrorCode, Operation};
+use steward_backend::{Backend, CheckOptions, CheckResults, ErrorCode, Operation};
 use steward_cap::{Authority, Cap};
 
 /// The check-results Tahoe gives a literal object.
-pub fn lit_results() -> Value {
-    json!({"storage-index": "", "results": {"healthy": true}})
+pub fn lit_results() -> CheckResults {
+    CheckResults::literal()
 }
 
 /// What a unit's caps say it is.
@@ -96,49 +93,37 @@ pub fn unit_cap(u: &ObjectUnit) -> UnitCap {
     UnitCap::Cap(best)
 }
 
-/// Runs checks through a backend, handing what it cannot do (verify, for
-/// the native backend) to a second backend when one is configured.
+/// Runs checks through a backend: usually a [`steward_backend::route::Routes`],
+/// which sends each kind of check (plain, verify, add-lease) to the backend
+/// configured for it.
 #[derive(Clone)]
 pub struct Checker {
     pub backend: Arc<dyn Backend>,
-    pub fallback: Option<Arc<dyn Backend>>,
     pub opts: CheckOptions,
 }
 
 impl Checker {
-    fn pick(&self) -> std::result::Result<&Arc<dyn Backend>, BackendError> {
-        let needs: &[Operation] = match (self.opts.verify, self.opts.add_lease) {
-            (true, true) => &[Operation::Verify, Operation::AddLease],
-            (true, false) => &[Operation::Verify],
-            (false, true) => &[Operation::Check, Operation::AddLease],
-            (false, false) => &[Operation::Check],
-        };
-        if needs.iter().all(|op| self.backend.supports(*op)) {
-            return Ok(&self.backend);
-        }
-        match &self.fallback {
-            Some(f) if needs.iter().all(|op| f.supports(*op)) => Ok(f),
-            _ => Err(BackendError::new(
-                ErrorCode::NotSupported,
-                format!(
-                    "{} cannot {}; configure a gateway (--gateway) for it",
-                    self.backend.describe(),
-                    if self.opts.verify {
-                        "verify shares"
-                    } else {
-                        "do this check"
-                    }
-                ),
-            )),
+    /// The operation a check with these options is.
+    fn operation(&self) -> Operation {
+        if self.opts.verify {
+            Operation::Verify
+        } else if self.opts.add_lease {
+            Operation::AddLease
+        } else {
+            Operation::Check
         }
     }
 
     /// What a checkpoint records of these options: a resume with other
     /// options would mix results of different kinds in one output.
+    /// It names the backend too: a resume with another backend would mix
+    /// gateway and native results in one output.
     pub fn checkpoint_key(&self) -> String {
         format!(
-            "verify={},add-lease={}",
-            self.opts.verify, self.opts.add_lease
+            "verify={},add-lease={},backend={}",
+            self.opts.verify,
+            self.opts.add_lease,
+            self.backend.kind(self.operation())
         )
     }
 
@@ -175,21 +160,8 @@ impl Checker {
                 return Ok(Unit::Object(u));
             }
         };
-        let backend = match self.pick() {
-            Ok(b) => b,
-            Err(e) => {
-                u.error = Some(UnitError::from(&e));
-                return Ok(Unit::Object(u));
-            }
-        };
-        let op = if self.opts.verify {
-            Operation::Verify
-        } else if self.opts.add_lease {
-            Operation::AddLease
-        } else {
-            Operation::Check
-        };
-        let need = backend.authority_for(op);
+        let backend = &self.backend;
+        let need = backend.authority_for(self.operation());
         let Some(use_cap) = cap.weaken_to(need).filter(|c| c.authority() >= need) else {
             u.error = Some(UnitError {
                 code: ErrorCode::InsufficientAuthority.as_str().into(),
@@ -207,7 +179,7 @@ impl Checker {
                 // A fresh result replaces an earlier error on this object
                 // (for example a directory that could not be listed keeps its
                 // listing error, which is about the traversal, not the check).
-                u.check_results = Some(v.into_json());
+                u.check_results = Some(v);
             }
             Err(e) if e.is_fatal() => return Err(Error::from(e)),
             Err(e) => u.error = Some(UnitError::from(&e)),
@@ -246,13 +218,13 @@ pub enum Health {
 }
 
 /// Read a unit's health from its check results.
-pub fn health_of(results: Option<&Value>) -> Health {
-    let Some(r) = results.and_then(|v| v.get("results")) else {
+pub fn health_of(results: Option<&CheckResults>) -> Health {
+    let Some(r) = results.map(CheckResults::summary) else {
         return Health::Failed;
     };
-    if r.get("healthy").and_then(Value::as_bool) == Some(true) {
+    if r.healthy {
         Health::Healthy
-    } else if r.get("recoverable").and_then(Value::as_bool) == Some(false) {
+    } else if !r.recoverable {
         Health::Unrecoverable
     } else {
         Health::Unhealthy
@@ -276,43 +248,6 @@ pub fn unit_health(u: &ObjectUnit) -> Health {
         };
     }
     health_of(u.check_results.as_ref())
-}
-
-/// Counts check units for the summary: `checked`, `healthy`, `unhealthy`,
-/// `unrecoverable`, `failed`, `unchecked`.
-pub fn tally_check(u: &Unit, tally: &mut BTreeMap<String, u64>) {
-    let Unit::Object(o) = u else { return };
-    if o.object_type != ObjectType::Unknown {
-        bump(tally, "checked");
-    }
-    bump(
-        tally,
-        match unit_health(o) {
-            Health::Healthy => "healthy",
-            Health::Unhealthy => "unhealthy",
-            Health::Unrecoverable => "unrecoverable",
-            Health::Failed => "failed",
-            Health::Unchecked => "unchecked",
-        },
-    );
-}
-
-/// A check-stage observer that counts and reports bad lines on stderr.
-pub struct CheckObserver<F: FnMut(&Unit) + Send> {
-    pub on_unit: F,
-}
-
-impl<F: FnMut(&Unit) + Send> Observer for CheckObserver<F> {
-    fn output(&mut self, unit: &Unit, tally: &mut BTreeMap<String, u64>) {
-        tally_check(unit, tally);
-        (self.on_unit)(unit);
-    }
-    fn bad_line(&mut self, bad: &super::BadLine) {
-        eprintln!(
-            "steward: input line {}: {}; skipped",
-            bad.number, bad.message
-        );
-    }
 }
 
 #[cfg(test)]
@@ -400,17 +335,18 @@ mod tests {
 
     #[test]
     fn health_is_read_from_results() {
+        let r = |v| CheckResults::from_json(v).unwrap();
         assert_eq!(health_of(Some(&lit_results())), Health::Healthy);
         assert_eq!(
-            health_of(Some(
-                &json!({"results": {"healthy": false, "recoverable": true}})
-            )),
+            health_of(Some(&r(
+                serde_json::json!({"results": {"healthy": false, "recoverable": true}})
+            ))),
             Health::Unhealthy
         );
         assert_eq!(
-            health_of(Some(
-                &json!({"results": {"healthy": false, "recoverable": false}})
-            )),
+            health_of(Some(&r(
+                serde_json::json!({"results": {"healthy": false, "recoverable": false}})
+            ))),
             Health::Unrecoverable
         );
         assert_eq!(health_of(None), Health::Failed);

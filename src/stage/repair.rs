@@ -32,14 +32,11 @@
 //! failure from loss. An unrecoverable object is reported and the run goes on
 //! (Tahoe's own `deep-check --repair` stops at the first one).
 
-use super::bump;
 use super::check::{bad_cap, unit_cap, UnitCap};
 use crate::error::{Error, Result};
-use crate::unit::{ObjectType, ObjectUnit, Unit, UnitError};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use crate::unit::{ObjectType, ObjectUnit, RepairAction, RepairNote, Unit, UnitError};
 use std::sync::Arc;
-use steward_backend::{Backend, CheckOptions, ErrorCode, Operation};
+use steward_backend::{Backend, CheckOptions, ErrorCode, Operation, RepairResults};
 use steward_cap::{Authority, Cap};
 
 /// When to repair.
@@ -76,10 +73,6 @@ pub enum Decision {
     BadCap(String),
 }
 
-fn num(r: &Value, k: &str) -> Option<u64> {
-    r.get(k).and_then(Value::as_u64)
-}
-
 /// Decide from a unit's check results.
 pub fn decide(u: &ObjectUnit, policy: &RepairPolicy) -> Decision {
     if u.object_type == ObjectType::Unknown {
@@ -99,18 +92,10 @@ pub fn decide(u: &ObjectUnit, policy: &RepairPolicy) -> Decision {
     if literal {
         return Decision::Skip("literal object: nothing to repair".into());
     }
-    let Some(r) = cr.get("results") else {
-        return Decision::Skip("check results without counts".into());
-    };
-    let healthy = r.get("healthy").and_then(Value::as_bool).unwrap_or(false);
-    let recoverable = r
-        .get("recoverable")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    let good = num(r, "count-shares-good").unwrap_or(0);
-    let needed = num(r, "count-shares-needed").unwrap_or(0);
-    let expected = num(r, "count-shares-expected").unwrap_or(0);
-    let happiness = num(r, "count-happiness");
+    let r = cr.summary();
+    let (healthy, recoverable) = (r.healthy, r.recoverable);
+    let (good, needed, expected) = (r.good_shares, r.needed, r.expected);
+    let happiness = r.happiness;
     if !recoverable {
         return Decision::NotRepairable(format!(
             "unrecoverable: {good} good shares, {needed} needed"
@@ -154,10 +139,7 @@ pub fn repair_cap(u: &ObjectUnit) -> Option<Cap> {
 fn has_corrupt_shares(u: &ObjectUnit) -> bool {
     u.check_results
         .as_ref()
-        .and_then(|c| c.get("results"))
-        .and_then(|r| num(r, "count-corrupt-shares"))
-        .unwrap_or(0)
-        > 0
+        .is_some_and(|c| c.summary().corrupt_shares > 0)
 }
 
 /// Repairs through a backend (the gateway: storage servers cannot repair).
@@ -187,24 +169,24 @@ impl Repairer {
                 if !self.policy.all && u.check_results.is_some() {
                     return Ok(vec![]);
                 }
-                ("skipped", reason)
+                (RepairAction::Skipped, reason)
             }
-            Decision::NotRepairable(reason) => ("not-repairable", reason),
+            Decision::NotRepairable(reason) => (RepairAction::NotRepairable, reason),
             Decision::BadCap(why) => {
                 let reason = format!("not repaired: {why}");
                 u.error = Some(bad_cap(why));
-                ("not-repairable", reason)
+                (RepairAction::NotRepairable, reason)
             }
             Decision::Repair(reason) => match repair_cap(&u) {
                 None => (
-                    "not-repairable",
+                    RepairAction::NotRepairable,
                     format!(
                         "{reason}; but the input holds no cap strong enough to repair it (a mutable object needs its write cap: write the manifest with --caps write)"
                     ),
                 ),
-                Some(_) if self.policy.dry_run => ("would-repair", reason),
+                Some(_) if self.policy.dry_run => (RepairAction::WouldRepair, reason),
                 Some(_) if !self.backend.supports(Operation::Repair) => (
-                    "not-repairable",
+                    RepairAction::NotRepairable,
                     format!("{reason}; but {} cannot repair", self.backend.describe()),
                 ),
                 Some(cap) => {
@@ -212,7 +194,7 @@ impl Repairer {
                         verify: self.policy.verify || has_corrupt_shares(&u),
                         add_lease: false,
                     };
-                    let mut result = self.backend.repair(&cap, opts).await.map(|r| r.into_json());
+                    let mut result = self.backend.repair(&cap, opts).await;
                     let mut again = false;
                     if matches!(&result, Ok(v) if failed_for_no_known_reason(v)) {
                         // Another repair of this object may have been in
@@ -222,7 +204,7 @@ impl Repairer {
                         // failure though the object ends healthy. Ask once
                         // more; the answer says how it is now.
                         if let Ok(v) = self.backend.repair(&cap, opts).await {
-                            result = Ok(v.into_json());
+                            result = Ok(v);
                             again = true;
                         }
                     }
@@ -234,28 +216,27 @@ impl Repairer {
                             } else {
                                 "the gateway found nothing to repair; an earlier run stopped before its checkpoint, or someone else, repaired it since"
                             };
-                            u.repair = Some(json!({"action": "skipped", "reason": format!(
-                                "already healthy when sent for repair ({reason} at the check): {why}"
-                            )}));
+                            u.repair = Some(RepairNote::new(
+                                RepairAction::Skipped,
+                                format!("already healthy when sent for repair ({reason} at the check): {why}"),
+                            ));
                             return Ok(vec![Unit::Object(u)]);
                         }
                         Ok(v) => {
-                            let corrupt_left = v
-                                .pointer("/post-repair-results/results/count-corrupt-shares")
-                                .and_then(Value::as_u64)
-                                .unwrap_or(0);
+                            let corrupt_left = v.post.as_ref().map_or(0, |p| p.corrupt_shares);
                             u.check_and_repair_results = Some(v);
                             if again {
-                                u.repair = Some(json!({"action": "repaired", "reason": format!(
-                                    "{reason}; repaired twice: the first reported failure (another repair of it in flight?)"
-                                )}));
+                                u.repair = Some(RepairNote::new(
+                                    RepairAction::Repaired,
+                                    format!("{reason}; repaired twice: the first reported failure (another repair of it in flight?)"),
+                                ));
                                 return Ok(vec![Unit::Object(u)]);
                             }
                             if corrupt_left > 0 {
                                 let reason = format!(
                                     "{reason}; {corrupt_left} corrupt shares remain: Tahoe's repairer does not replace a share that a server already holds, even a corrupt one; delete it on that server (see list-corrupt-shares) and repair again"
                                 );
-                                u.repair = Some(json!({"action": "repaired", "reason": reason}));
+                                u.repair = Some(RepairNote::new(RepairAction::Repaired, reason));
                                 return Ok(vec![Unit::Object(u)]);
                             }
                         }
@@ -263,37 +244,31 @@ impl Repairer {
                         Err(e) => {
                             if e.code == ErrorCode::Unrecoverable {
                                 u.error = Some(UnitError::from(&e));
-                                u.repair = Some(json!({"action": "not-repairable", "reason": e.message}));
+                                u.repair = Some(RepairNote::new(RepairAction::NotRepairable, e.message));
                                 return Ok(vec![Unit::Object(u)]);
                             }
                             u.error = Some(UnitError::from(&e));
                         }
                     }
-                    ("repaired", reason)
+                    (RepairAction::Repaired, reason)
                 }
             },
         };
-        u.repair = Some(json!({"action": action, "reason": reason}));
+        u.repair = Some(RepairNote::new(action, reason));
         Ok(vec![Unit::Object(u)])
     }
 }
 
 /// Whether a repair was attempted and failed, with no corrupt share left
 /// to explain it (Tahoe 1.20 cannot replace those, and says so again).
-fn failed_for_no_known_reason(v: &Value) -> bool {
-    v.get("repair-attempted").and_then(Value::as_bool) == Some(true)
-        && v.get("repair-successful").and_then(Value::as_bool) == Some(false)
-        && v.pointer("/post-repair-results/results/count-corrupt-shares")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            == 0
+fn failed_for_no_known_reason(v: &RepairResults) -> bool {
+    v.attempted && !v.successful && v.post.as_ref().map_or(0, |p| p.corrupt_shares) == 0
 }
 
 /// Whether a check-and-repair result says the object was healthy before
 /// the repair, which was then not attempted.
-fn already_healthy(v: &Value) -> bool {
-    v.get("repair-attempted").and_then(Value::as_bool) == Some(false)
-        && super::check::health_of(v.get("pre-repair-results")) == super::check::Health::Healthy
+fn already_healthy(v: &RepairResults) -> bool {
+    !v.attempted && v.pre.as_ref().is_some_and(|p| p.healthy)
 }
 
 /// Whether the gateway attempted a repair (it does not when its own check
@@ -301,64 +276,31 @@ fn already_healthy(v: &Value) -> bool {
 pub fn repair_attempted(u: &ObjectUnit) -> bool {
     u.check_and_repair_results
         .as_ref()
-        .and_then(|c| c.get("repair-attempted"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+        .is_some_and(|c| c.attempted)
 }
 
 /// Whether a repair unit says the repair worked.
 pub fn repair_successful(u: &ObjectUnit) -> Option<bool> {
-    u.check_and_repair_results
-        .as_ref()
-        .and_then(|c| c.get("repair-successful"))
-        .and_then(Value::as_bool)
+    u.check_and_repair_results.as_ref().map(|c| c.successful)
 }
 
 /// Health after repair, from the post-repair results (or the check results
 /// when nothing was repaired).
 pub fn post_repair_healthy(u: &ObjectUnit) -> bool {
-    let results = u
-        .check_and_repair_results
-        .as_ref()
-        .and_then(|c| c.get("post-repair-results"))
-        .or(u.check_results.as_ref());
-    super::check::health_of(results) == super::check::Health::Healthy
-}
-
-/// Counts repair units: `repair-attempted`, `repair-successful`,
-/// `repair-failed`, `not-repairable`, `would-repair`, `skipped`, and
-/// `not-checked` (skipped for want of check results: a finding).
-pub fn tally_repair(u: &Unit, tally: &mut BTreeMap<String, u64>) {
-    let Unit::Object(o) = u else { return };
-    let action = o
-        .repair
-        .as_ref()
-        .and_then(|r| r.get("action"))
-        .and_then(Value::as_str)
-        .unwrap_or("skipped");
-    if action == "skipped" && o.check_results.is_none() && o.object_type != ObjectType::Unknown {
-        bump(tally, "not-checked");
-    }
-    match action {
-        "repaired" if !repair_attempted(o) => {
-            // Not attempted, and not found healthy (that is `skipped`).
-            bump(tally, "repair-failed");
-        }
-        "repaired" => {
-            bump(tally, "repair-attempted");
-            if repair_successful(o) == Some(true) {
-                bump(tally, "repair-successful");
-            } else {
-                bump(tally, "repair-failed");
-            }
-        }
-        other => bump(tally, other),
+    match &u.check_and_repair_results {
+        Some(r) => r.healthy_after(),
+        None => u
+            .check_results
+            .as_ref()
+            .is_some_and(|c| c.summary().healthy),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+    use steward_backend::CheckResults;
 
     fn chk() -> Cap {
         let key = steward_cap::base32::encode(&[3u8; 16]);
@@ -377,7 +319,9 @@ mod tests {
             repaircap: String::new(),
             storage_index: si.clone(),
             error: None,
-            check_results: Some(json!({"storage-index": si, "results": results})),
+            check_results: Some(
+                CheckResults::from_json(json!({"storage-index": si, "results": results})).unwrap(),
+            ),
             check_and_repair_results: None,
             repair: None,
             literal: false,
@@ -390,7 +334,9 @@ mod tests {
         let mut u = unit(healthy_lit.clone());
         u.storage_index.clear();
         u.verifycap.clear();
-        u.check_results = Some(json!({"storage-index": "", "results": healthy_lit}));
+        u.check_results = Some(
+            CheckResults::from_json(json!({"storage-index": "", "results": healthy_lit})).unwrap(),
+        );
         for bad in ["not a cap", "URI:CHK:garbage", ""] {
             u.cap = bad.into();
             assert!(

@@ -20,11 +20,12 @@
 //!   limit, its oldest (deepest-buried) entries are dropped from memory after
 //!   a commit and reloaded from the journal when the stack runs dry.
 
+use crate::engine::StageCtx;
 use crate::error::{Error, Result};
 use crate::input::Committed;
-use crate::journal::{Batch, DirTask, ManifestJournal, Progress};
-use crate::stats::{Counted, DeepStats};
-use crate::unit::{ObjectType, ObjectUnit, Unit, UnitError, UnitSink};
+use crate::stats::{counted, Counted, DeepStats};
+use crate::store::{Batch, DirTask, StageKey, StageName, Store, TraversalProgress};
+use crate::unit::{object_unit, ObjectType, ObjectUnit, Unit, UnitError, UnitSink};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -77,64 +78,6 @@ pub struct TraverseCounts {
     pub pending: u64,
 }
 
-/// Build the unit for one object, writing no cap stronger than `caps`.
-pub fn object_unit(
-    object_type: ObjectType,
-    path: Vec<String>,
-    cap: &Cap,
-    caps: Authority,
-) -> ObjectUnit {
-    let written = cap.weaken_to(caps);
-    // Tahoe's get_repair_cap(): the verify cap of an immutable file (its
-    // repairer needs no more), the write cap of a mutable file or directory,
-    // nothing for literal objects, immutable directories and read-only
-    // mutable objects. A write cap is written only when allowed.
-    let repaircap = if cap.is_literal() || (cap.is_directory() && !cap.is_mutable()) {
-        None
-    } else if cap.is_mutable() {
-        (caps == Authority::Write && cap.authority() == Authority::Write).then(|| cap.clone())
-    } else {
-        cap.to_verify_cap()
-    };
-    // A LIT cap is its data: with verify caps only, it is not written, and
-    // the unit says it is a literal object instead.
-    let literal = cap.is_literal() && written.is_none();
-    ObjectUnit {
-        object_type,
-        path,
-        cap: written.map(|c| c.expose().to_string()).unwrap_or_default(),
-        verifycap: cap
-            .to_verify_cap()
-            .map(|c| c.expose().to_string())
-            .unwrap_or_default(),
-        repaircap: repaircap
-            .map(|c| c.expose().to_string())
-            .unwrap_or_default(),
-        storage_index: cap
-            .storage_index()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-        error: None,
-        check_results: None,
-        check_and_repair_results: None,
-        repair: None,
-        literal,
-    }
-}
-
-/// How an object counts in the deep-stats.
-pub fn counted(cap: &Cap, listed_size: Option<u64>) -> Counted {
-    if cap.is_directory() {
-        Counted::Directory
-    } else if cap.is_mutable() {
-        Counted::MutableFile
-    } else if cap.is_literal() {
-        Counted::LiteralFile(cap.size().or(listed_size).unwrap_or(0))
-    } else {
-        Counted::ImmutableFile(cap.size().or(listed_size).unwrap_or(0))
-    }
-}
-
 /// An identity for the root that does not reveal it: its storage index, or
 /// for a literal root a hash of the cap.
 pub fn root_identity(cap: &Cap) -> String {
@@ -148,6 +91,22 @@ pub fn root_identity(cap: &Cap) -> String {
     }
 }
 
+/// Where a traversal keeps its state between commits: a store, and the
+/// key of this traversal in it.
+pub struct Journal {
+    pub store: Arc<dyn Store>,
+    pub run: String,
+}
+
+impl Journal {
+    fn key(&self) -> StageKey<'_> {
+        StageKey {
+            run: &self.run,
+            stage: StageName::Traverse,
+        }
+    }
+}
+
 /// A traversal in progress.
 pub struct Traversal {
     backend: Arc<dyn Backend>,
@@ -155,50 +114,57 @@ pub struct Traversal {
     stack: Vec<DirTask>,
     /// Pending tasks with ids up to this are only in the journal.
     spilled_max: Option<u64>,
+    /// Tasks taken off the stack whose end is not committed yet (being
+    /// listed, or listed since the last commit): still in the journal's
+    /// frontier, so a refill must not take them again.
+    taken: HashSet<u64>,
     seen: HashSet<[u8; 16]>,
-    progress: Progress,
+    progress: TraversalProgress,
     batch: Batch,
-    journal: Option<ManifestJournal>,
-    bad_caps: u64,
+    journal: Option<Journal>,
     listed: u64,
     notify: Option<watch::Sender<Committed>>,
 }
 
 impl Traversal {
-    /// Start or resume. With a journal holding an unfinished run, the state
-    /// is reloaded from it; otherwise the root is the first task.
-    pub fn new(
+    /// Start or resume. With a journal holding an unfinished run (`resume`
+    /// is its committed progress), the state is reloaded from it; otherwise
+    /// the root is the first task.
+    pub async fn new(
         backend: Arc<dyn Backend>,
         root: &Cap,
         opts: TraverseOptions,
-        journal: Option<ManifestJournal>,
-        resume: Option<Progress>,
+        journal: Option<Journal>,
+        resume: Option<TraversalProgress>,
     ) -> Result<Self> {
         let mut t = Traversal {
             backend,
             opts,
             stack: Vec::new(),
             spilled_max: None,
+            taken: HashSet::new(),
             seen: HashSet::new(),
-            progress: Progress {
+            progress: TraversalProgress {
                 next_id: 1,
                 ..Default::default()
             },
             batch: Batch::default(),
             journal,
-            bad_caps: 0,
             listed: 0,
             notify: None,
         };
         match (resume, &t.journal) {
             (Some(p), Some(j)) => {
-                let seen = &mut t.seen;
-                j.for_each_seen(|si| {
-                    seen.insert(si);
-                })?;
+                let mut seen = HashSet::new();
+                j.store
+                    .seen(j.key(), &mut |si| {
+                        seen.insert(si);
+                    })
+                    .await?;
+                t.seen = seen;
                 t.progress = p;
                 t.spilled_max = Some(u64::MAX >> 1);
-                t.refill()?;
+                t.refill().await?;
             }
             _ => {
                 if let Some(si) = root.storage_index() {
@@ -230,44 +196,50 @@ impl Traversal {
         }
     }
 
-    /// Reload pending directories left in the journal when the stack is empty.
-    fn refill(&mut self) -> Result<()> {
+    /// Reload pending directories left in the journal when the stack is
+    /// empty, leaving out those taken and not yet committed as done.
+    async fn refill(&mut self) -> Result<()> {
         let (Some(max), Some(j)) = (self.spilled_max, &self.journal) else {
             return Ok(());
         };
         let limit = (self.opts.max_stack / 2).max(1);
-        let tasks = j.load_frontier(max, limit)?;
+        let tasks = j.store.frontier(j.key(), max, limit).await?;
         self.spilled_max = if tasks.len() < limit {
             None
         } else {
-            tasks.first().map(|t| t.id.saturating_sub(1))
+            tasks.first().and_then(|t| t.id.checked_sub(1))
         };
-        self.stack.extend(tasks);
+        let taken = &self.taken;
+        self.stack
+            .extend(tasks.into_iter().filter(|t| !taken.contains(&t.id)));
         Ok(())
     }
 
-    fn next_task(&mut self) -> Result<Option<DirTask>> {
-        if self.stack.is_empty() {
-            self.refill()?;
+    async fn next_task(&mut self) -> Result<Option<DirTask>> {
+        while self.stack.is_empty() && self.spilled_max.is_some() {
+            self.refill().await?;
         }
-        Ok(self.stack.pop())
+        let task = self.stack.pop();
+        if let (Some(t), Some(_)) = (&task, &self.journal) {
+            self.taken.insert(t.id);
+        }
+        Ok(task)
     }
 
-    /// Run to the end, or until `stop` turns true (then commit and return
-    /// [`Error::interrupted`]). `on_progress` is called after each listing.
-    pub async fn run(
-        mut self,
-        sink: &mut dyn UnitSink,
-        mut stop: watch::Receiver<bool>,
-        on_progress: &(dyn Fn(TraverseCounts) + Send + Sync),
-    ) -> Result<TraverseSummary> {
-        // A root that is a file, not a directory: one unit and the stats.
+    /// Run to the end, or until the context's stop turns true (then commit
+    /// and return [`Error::interrupted`]). The context's status follows the
+    /// walk (objects, directories still to list).
+    pub async fn run(mut self, sink: &mut dyn UnitSink, ctx: &StageCtx) -> Result<TraverseSummary> {
+        let mut stop = ctx.stop.clone();
         let mut in_flight = FuturesUnordered::new();
         let mut last_commit = Instant::now();
         let mut since_commit = 0usize;
+        ctx.status.set_objects(self.progress.stats.objects());
         loop {
             while in_flight.len() < self.opts.jobs.max(1) {
-                let Some(task) = self.next_task()? else { break };
+                let Some(task) = self.next_task().await? else {
+                    break;
+                };
                 let backend = self.backend.clone();
                 // Spawned, so that a listing in flight completes (and gives
                 // back its place at the gateway) even while this loop waits
@@ -287,28 +259,30 @@ impl Traversal {
             if in_flight.is_empty() {
                 break;
             }
-            tokio::select! {
+            let done = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => {
+                _ = stop.wait_for(|s| *s) => None,
+                Some(done) = in_flight.next() => Some(done),
+            };
+            let Some(done) = done else {
+                drop(in_flight);
+                self.commit(sink).await?;
+                return Err(Error::interrupted());
+            };
+            let (task, res) = done?;
+            if let Err(e) = &res {
+                if e.is_fatal() {
+                    // Keep what is done; the directory stays in the frontier.
                     drop(in_flight);
                     self.commit(sink).await?;
-                    return Err(Error::interrupted());
+                    return Err(Error::from(e.clone()));
                 }
-                Some(done) = in_flight.next() => {
-                    let (task, res) = done?;
-                    if let Err(e) = &res {
-                        if e.is_fatal() {
-                            // Keep what is done; the directory stays in the frontier.
-                            drop(in_flight);
-                            self.commit(sink).await?;
-                            return Err(Error::from(e.clone()));
-                        }
-                    }
-                    self.finish_task(task, res, sink).await?;
-                    since_commit += 1;
-                    on_progress(self.counts());
-                }
+                ctx.status.error(&e.message);
             }
+            self.finish_task(task, res, sink).await?;
+            since_commit += 1;
+            ctx.status.set_objects(self.progress.stats.objects());
+            ctx.status.set_queued(self.stack.len() as u64);
             if since_commit >= 512 || last_commit.elapsed() >= self.opts.commit_interval {
                 self.commit(sink).await?;
                 since_commit = 0;
@@ -319,19 +293,29 @@ impl Traversal {
             .await?;
         self.progress.done = true;
         self.commit(sink).await?;
+        if let Some(j) = &self.journal {
+            // A finished walk needs no frontier: its caps leave the disk.
+            j.store.traversal_finish(j.key()).await?;
+        }
+        ctx.status.finish();
         Ok(TraverseSummary {
             stats: self.progress.stats.clone(),
             unlisted: self.progress.unlisted,
-            bad_caps: self.bad_caps,
+            bad_caps: self.progress.bad_caps,
             already_done: false,
         })
     }
 
     async fn commit(&mut self, sink: &mut dyn UnitSink) -> Result<()> {
         let len = sink.sync().await?;
-        if let Some(j) = &mut self.journal {
-            self.progress.output_len = len;
-            j.commit(&self.batch, &self.progress)?;
+        if let Some(j) = &self.journal {
+            self.progress.output = len;
+            j.store
+                .traversal_commit(j.key(), &self.batch, &self.progress)
+                .await?;
+            for id in &self.batch.finished {
+                self.taken.remove(id);
+            }
             if let Some(n) = &self.notify {
                 let _ = n.send(Committed {
                     len,
@@ -453,7 +437,7 @@ impl Traversal {
                     Some(Err(e)) => e.to_string(),
                     _ => "the listing gives no cap for this child".to_string(),
                 };
-                self.bad_caps += 1;
+                self.progress.bad_caps += 1;
                 self.progress.stats.add(Counted::Unknown);
                 sink.emit(Unit::Object(Box::new(ObjectUnit {
                     object_type: if child.node_type == NodeType::Directory {
@@ -541,5 +525,163 @@ mod tests {
         );
         assert!(u.literal, "and the unit says it is a literal object");
         assert!(!object_unit(ObjectType::File, vec![], &lit, Authority::Read).literal);
+    }
+
+    /// A tree of directories only, `fanout` wide and `depth` deep, one of
+    /// them slow to list, counting how often each directory is listed.
+    struct SlowTree {
+        fanout: u32,
+        depth: u32,
+        listed: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    }
+
+    fn dir_cap(path: &str) -> String {
+        let key = steward_cap::hash::tagged_hash(b"k", path.as_bytes(), 16);
+        let fp = steward_cap::hash::tagged_hash(b"f", path.as_bytes(), 32);
+        format!(
+            "URI:DIR2:{}:{}",
+            steward_cap::base32::encode(&key),
+            steward_cap::base32::encode(&fp)
+        )
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for SlowTree {
+        fn describe(&self) -> String {
+            "slow tree".into()
+        }
+        fn supports(&self, _op: steward_backend::Operation) -> bool {
+            true
+        }
+        fn for_tenant(&self, _t: steward_backend::Tenant) -> Arc<dyn Backend> {
+            unreachable!()
+        }
+        async fn list_directory(&self, dir: &Cap) -> std::result::Result<Listing, BackendError> {
+            // Directories are named by their path; find it by cap.
+            let mut paths = vec![String::new()];
+            let mut i = 0;
+            let path = loop {
+                let p = paths[i].clone();
+                if Cap::parse(&dir_cap(&p)).unwrap().storage_index() == dir.storage_index() {
+                    break p;
+                }
+                if p.matches('/').count() < self.depth as usize {
+                    for c in 0..self.fanout {
+                        paths.push(format!("{p}/d{c}"));
+                    }
+                }
+                i += 1;
+            };
+            *self.listed.lock().unwrap().entry(path.clone()).or_default() += 1;
+            // One directory is slow: the rest of the walk goes on (and
+            // the stack spills and is refilled) while it is in flight.
+            let ms = if path == "/d0" { 1500 } else { 2 };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let children = if path.matches('/').count() < self.depth as usize {
+                (0..self.fanout)
+                    .map(|c| Child {
+                        name: format!("d{c}"),
+                        node_type: NodeType::Directory,
+                        rw_uri: Some(dir_cap(&format!("{path}/d{c}"))),
+                        ro_uri: None,
+                        verify_uri: None,
+                        size: None,
+                        format: None,
+                        mutable: Some(true),
+                    })
+                    .collect()
+            } else {
+                vec![]
+            };
+            Ok(Listing { children })
+        }
+        async fn check(
+            &self,
+            _c: &Cap,
+            _o: steward_backend::CheckOptions,
+        ) -> std::result::Result<steward_backend::CheckResults, BackendError> {
+            unreachable!()
+        }
+        async fn repair(
+            &self,
+            _c: &Cap,
+            _o: steward_backend::CheckOptions,
+        ) -> std::result::Result<steward_backend::RepairResults, BackendError> {
+            unreachable!()
+        }
+    }
+
+    struct Count(u64);
+    #[async_trait::async_trait]
+    impl UnitSink for Count {
+        async fn emit(&mut self, _u: Unit) -> Result<()> {
+            self.0 += 1;
+            Ok(())
+        }
+        async fn sync(&mut self) -> Result<u64> {
+            Ok(self.0)
+        }
+    }
+
+    /// Issue 9: with a stack that spills to the journal, a directory being
+    /// listed (or listed since the last commit) was reloaded from the
+    /// journal and listed again, its unit and stats counted twice.
+    #[tokio::test]
+    async fn a_spilled_stack_never_lists_a_directory_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(
+                &dir.path().join("j"),
+                crate::store::sqlite::Format::Journal,
+            )
+            .unwrap(),
+        );
+        let tree = Arc::new(SlowTree {
+            fanout: 3,
+            depth: 4,
+            listed: Default::default(),
+        });
+        let root = Cap::parse(&dir_cap("")).unwrap();
+        let opts = TraverseOptions {
+            jobs: 4,
+            caps: Authority::Read,
+            commit_interval: Duration::ZERO,
+            max_stack: 2,
+        };
+        let key = StageKey {
+            run: "main",
+            stage: StageName::Traverse,
+        };
+        let root_task = DirTask {
+            id: 0,
+            cap: root.clone(),
+            path: vec![],
+        };
+        let p = TraversalProgress {
+            next_id: 1,
+            ..Default::default()
+        };
+        store
+            .traversal_start(key, &root_task, root.storage_index().map(|s| s.0), &p)
+            .await
+            .unwrap();
+        let journal = Journal {
+            store: store.clone(),
+            run: "main".into(),
+        };
+        let t = Traversal::new(tree.clone(), &root, opts, Some(journal), Some(p))
+            .await
+            .unwrap();
+        let (_tx, stop) = watch::channel(false);
+        let ctx = StageCtx::standalone("traverse", stop);
+        let mut sink = Count(0);
+        let summary = t.run(&mut sink, &ctx).await.unwrap();
+        let dirs: u64 = (0..=4).map(|d| 3u64.pow(d)).sum();
+        let listed = tree.listed.lock().unwrap();
+        let twice: Vec<_> = listed.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "listed more than once: {twice:?}");
+        assert_eq!(listed.len() as u64, dirs);
+        assert_eq!(summary.stats.count_directories, dirs);
+        assert_eq!(sink.0, dirs + 1, "every directory once, and the stats");
     }
 }

@@ -191,6 +191,7 @@ async fn positions(store: &dyn Store) {
         input_prefix_len: 100,
         output: 400,
         tally: json!({"healthy": 2}),
+        shape: Default::default(),
         done: false,
     };
     store.set_position(check, &p).await.unwrap();

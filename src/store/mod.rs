@@ -171,6 +171,9 @@ pub struct StagePosition {
     pub output: u64,
     /// The stage's typed tallies, serialized.
     pub tally: Value,
+    /// What the input held so far (to tell an input cut short).
+    #[serde(default)]
+    pub shape: crate::input::InputShape,
     /// Whether the input was consumed to its end.
     pub done: bool,
 }

@@ -70,7 +70,10 @@ impl SqliteStore {
     /// Open (or create) the store at `path`, which must be of `format`.
     pub fn open(path: &Path, format: Format) -> Result<SqliteStore> {
         let lock = lock_file(path)?;
-        let conn = Connection::open(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )?;
         conn.execute_batch(
             "PRAGMA secure_delete=ON;
              PRAGMA journal_mode=WAL;
@@ -157,47 +160,52 @@ impl SqliteStore {
     }
 }
 
-/// Create or open `path` (mode 0600, never through a symlink, only a
-/// regular file) and lock it exclusively without waiting.
+/// SQLite's side files of a database.
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Remove a store file and its SQLite side files (a symlink in their place
+/// is removed itself, never its target).
+pub fn remove(path: &Path) -> Result<()> {
+    for suffix in std::iter::once("").chain(SIDE_FILES) {
+        match std::fs::remove_file(with_suffix(path, suffix)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Create or open `path` by the rules of [`crate::output`] (0600, never
+/// through a symlink, a private regular file of this user), check SQLite's
+/// side files the same way (SQLite opens them with `O_NOFOLLOW` and gives
+/// them the database's mode), and lock it exclusively without waiting.
 fn lock_file(path: &Path) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                Error::checkpoint(format!(
-                    "{} is a symbolic link: steward does not write through links; remove it or use another -o FILE",
-                    path.display()
-                ))
-            } else {
-                Error::io(format!("checkpoint {}", path.display()), e)
-            }
-        })?;
-    let meta = f
-        .metadata()
+    let f = crate::output::open_private(path, false)
         .map_err(|e| Error::io(format!("checkpoint {}", path.display()), e))?;
-    if !meta.file_type().is_file() {
-        return Err(Error::checkpoint(format!(
-            "{} is not a regular file: use another -o FILE",
-            path.display()
-        )));
+    for suffix in SIDE_FILES {
+        let side = with_suffix(path, suffix);
+        crate::output::check_target(&side)
+            .map_err(|e| Error::io(format!("checkpoint {}", side.display()), e))?;
     }
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let holder = lock_holder(&meta);
-        return Err(Error::checkpoint(format!(
-            "{} is in use by another steward run{}: wait for it to finish, or use another -o FILE",
-            path.display(),
-            holder
-                .map(|p| format!(" (process {p})"))
-                .unwrap_or_default()
-        )));
+        let holder = f.metadata().ok().and_then(|m| lock_holder(&m));
+        return Err(Error::new(
+            crate::error::ErrorKind::Locked,
+            format!(
+                "{} is in use by another steward run{}: wait for it to finish, or use another -o FILE",
+                path.display(),
+                holder.map(|p| format!(" (process {p})")).unwrap_or_default()
+            ),
+        ));
     }
     Ok(f)
 }
@@ -472,6 +480,8 @@ mod tests {
         );
         let junk = dir.path().join("junk");
         std::fs::write(&junk, b"{\"version\":1,\"stage\":\"check\"}").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = SqliteStore::open(&junk, Format::Checkpoint).err().unwrap();
         assert!(
             err.message.contains("is not a stage checkpoint"),

@@ -10,20 +10,22 @@ use crate::proxy::Proxy;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use steward::pipeline::{deep_check, Counting, DeepCheck, DeepCheckOutput};
-use steward::stage::check::{tally_check, Checker};
+use steward::engine::Runner;
+use steward::pipeline::{deep_check, DeepCheck, DeepCheckOutput};
+use steward::stage::check::Checker;
 use steward::stage::traverse::TraverseOptions;
+use steward::stage::MappedOptions;
 use steward::unit::{Unit, UnitSink};
 use steward_backend::{Backend, CheckOptions, Scheduler, Tenant};
 use steward_cap::{Authority, Cap};
 use steward_gateway::{Gateway, GatewayOptions};
+use steward_testgrid::{Grid, GridConfig};
 
 /// A tree of `dirs` directories of `files` immutable files each: small
 /// uploaded files, or (`uploaded` false) caps of files that were never
 /// uploaded, which a gateway checks like any other (asking every server,
 /// finding no shares) at a fraction of the cost of building the tree.
-fn wide_tree(name: &str, dirs: usize, files: usize, uploaded: bool) -> String {
-    let g = grid();
+fn wide_tree(g: &Grid, name: &str, dirs: usize, files: usize, uploaded: bool) -> String {
     let t = tag(name);
     let root = g.mkdir().unwrap();
     let urls = g.gateway_urls();
@@ -107,27 +109,18 @@ async fn run_one(gw: &Gateway, tenant: Tenant, root: &str) -> (Vec<String>, Dura
         },
         checker: Checker {
             backend,
-            fallback: None,
             opts: CheckOptions::default(),
         },
-        check_jobs: 64,
+        mapped: MappedOptions::new(64),
         repairer: None,
     };
     let root = Cap::parse(root).unwrap();
-    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let runner = Runner::new(None, Arc::new(steward::engine::Stderr), None);
     let mut sink = Collect(vec![]);
-    let mut obs = Counting(tally_check);
     let started = Instant::now();
-    deep_check(
-        plan,
-        &root,
-        DeepCheckOutput::Sink(&mut sink),
-        stop,
-        &mut obs,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    deep_check(plan, &root, DeepCheckOutput::Sink(&mut sink), &runner)
+        .await
+        .unwrap();
     let took = started.elapsed();
     (comparable(sink.0), took)
 }
@@ -164,9 +157,19 @@ fn comparable(lines: Vec<String>) -> Vec<String> {
 
 #[test]
 fn two_operations_share_one_gateway_fairly() {
-    let g = grid();
-    let big = wide_tree("engine-big", 40, 49, false); // 40 dirs + 1,960 files + root
-    let small = wide_tree("engine-small", 2, 24, true); // 2 dirs + 48 files + root
+    // A grid of its own: the timings compare runs of this test alone,
+    // which other tests' load on a shared gateway would blur.
+    let g = &Grid::start(GridConfig {
+        storage_nodes: 3,
+        needed: 2,
+        happy: 2,
+        total: 3,
+        gateways: 1,
+        ..Default::default()
+    })
+    .expect("start the engine test's grid");
+    let big = wide_tree(g, "engine-big", 40, 49, false); // 40 dirs + 1,960 files + root
+    let small = wide_tree(g, "engine-small", 2, 24, true); // 2 dirs + 48 files + root
     let proxy = Proxy::start(&g.gateway_url());
     const CAP: usize = 6;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -20,11 +20,7 @@ fn code_of(o: &ObjectUnit) -> Option<&str> {
 }
 
 fn action(o: &ObjectUnit) -> &str {
-    o.repair
-        .as_ref()
-        .and_then(|r| r.get("action"))
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("")
+    o.repair.as_ref().map(|r| r.action.as_str()).unwrap_or("")
 }
 
 fn s(p: &Path) -> &str {
@@ -640,7 +636,7 @@ fn an_object_already_healthy_when_repaired_again_is_skipped_not_failed() {
     for path in ["a/chk0", "sdmf"] {
         let o = &p[path];
         assert_eq!(action(o), "skipped", "{path}: {:?}", o.repair);
-        let reason = o.repair.as_ref().unwrap()["reason"].as_str().unwrap();
+        let reason = o.repair.as_ref().unwrap().reason.as_str();
         assert!(reason.contains("already healthy"), "{reason}");
     }
     assert!(err.contains("0 repairs attempted"), "{err}");

@@ -100,7 +100,7 @@ fn a_verify_cap_manifest_is_audited_with_no_gateway_and_matches_it() {
             .as_ref()
             .unwrap_or_else(|| panic!("{path}: {:?}", n.error));
         let gr = gw.check_results.as_ref().unwrap();
-        assert_eq!(normalized(nr), normalized(gr), "{path}");
+        assert_eq!(normalized(nr.json()), normalized(gr.json()), "{path}");
     }
     assert_eq!(
         by_path(&native_units)["a/chk1"]

@@ -1,13 +1,11 @@
 //! `steward repair` (issue 3).
 
 use crate::common::*;
-use serde_json::Value;
 
 fn action(o: &steward::unit::ObjectUnit) -> String {
     o.repair
         .as_ref()
-        .and_then(|r| r.get("action"))
-        .and_then(Value::as_str)
+        .map(|r| r.action.as_str())
         .unwrap_or("")
         .to_string()
 }
@@ -68,9 +66,11 @@ fn repair_heals_the_recoverable_and_reports_the_rest() {
     let crr = o.check_and_repair_results.as_ref().unwrap();
     assert_eq!(crr["repair-attempted"], true);
     assert_eq!(crr["repair-successful"], false);
-    assert!(o.repair.as_ref().unwrap()["reason"]
-        .as_str()
+    assert!(o
+        .repair
+        .as_ref()
         .unwrap()
+        .reason
         .contains("corrupt shares remain"));
     for path in ["a/chk1", "broken"] {
         assert_eq!(action(&p[path]), "not-repairable", "{path}");
@@ -160,10 +160,7 @@ fn thresholds_dry_run_and_missing_write_caps() {
     let p = by_path(&objects(&units(&out)));
     let m = &p["b/mdmf"];
     assert_eq!(action(m), "not-repairable");
-    assert!(m.repair.as_ref().unwrap()["reason"]
-        .as_str()
-        .unwrap()
-        .contains("--caps write"));
+    assert!(m.repair.as_ref().unwrap().reason.contains("--caps write"));
     assert_eq!(
         action(&p["a/chk0"]),
         "repaired",

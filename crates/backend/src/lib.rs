@@ -198,6 +198,12 @@ pub trait Backend: Send + Sync {
     /// A short human description for logs (`gateway http://127.0.0.1:3456/`).
     fn describe(&self) -> String;
 
+    /// What kind of backend does `op` (`gateway`, `native`): a checkpoint
+    /// records it, so that a resume never mixes results of two kinds.
+    fn kind(&self, _op: Operation) -> &'static str {
+        "backend"
+    }
+
     /// Whether this backend can perform `op` at all.
     fn supports(&self, op: Operation) -> bool;
 

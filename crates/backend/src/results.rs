@@ -103,6 +103,40 @@ impl CheckResults {
     }
 }
 
+/// The JSON's fields, as with a `serde_json::Value` (`r["results"]`).
+impl std::ops::Index<&str> for CheckResults {
+    type Output = Value;
+    fn index(&self, key: &str) -> &Value {
+        &self.json[key]
+    }
+}
+
+impl std::ops::Index<&str> for RepairResults {
+    type Output = Value;
+    fn index(&self, key: &str) -> &Value {
+        &self.json[key]
+    }
+}
+
+impl std::fmt::Display for CheckResults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.json.fmt(f)
+    }
+}
+
+impl std::fmt::Display for RepairResults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.json.fmt(f)
+    }
+}
+
+impl CheckResults {
+    /// A value inside the JSON by JSON pointer (`/results/healthy`).
+    pub fn pointer(&self, p: &str) -> Option<&Value> {
+        self.json.pointer(p)
+    }
+}
+
 impl Serialize for CheckResults {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.json.serialize(s)

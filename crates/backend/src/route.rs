@@ -127,6 +127,10 @@ impl Backend for Routes {
         self.route(op).is_some_and(|b| b.supports(op))
     }
 
+    fn kind(&self, op: Operation) -> &'static str {
+        self.route(op).map_or("none", |b| b.kind(op))
+    }
+
     fn authority_for(&self, op: Operation) -> Authority {
         self.route(op)
             .map_or(Authority::Read, |b| b.authority_for(op))

@@ -12,12 +12,17 @@
 //!   its limit instead of doubling its load; capped by the endpoint's
 //!   [`EndpointConfig::max_in_flight`];
 //! * **fair shares between tenants**: a [`Tenant`] is whatever should not
-//!   starve the others (an operation, an account, an HTTP client). A free
-//!   place goes to the waiting tenant with the fewest requests in flight for
-//!   its weight (in flight / weight), so a big tree does not starve a small
-//!   one, and a tenant that had nothing to do gets its share back at the
-//!   next free place. Work-conserving: a tenant may use places the others
-//!   do not want.
+//!   starve the others (an operation, an account, an HTTP client). Shares
+//!   are of *time* at the endpoints, not of request counts (a tenant whose
+//!   requests each keep a gateway busy five times longer would otherwise
+//!   get five times its share): each tenant has a virtual time that grows
+//!   by the time its requests take, divided by its weight (charged at
+//!   admission with the tenant's average latency, corrected when the
+//!   answer comes), and a free place goes to the waiting tenant with the
+//!   least virtual time. A tenant that starts (or comes back from idle)
+//!   starts at the least virtual time of the active tenants, so it gets its
+//!   share at once but no credit for the time it was away. Work-conserving:
+//!   a tenant may use places the others do not want.
 //!
 //! Within a tenant, directory listings ([`RequestKind::LIST`]) go before
 //! other requests: each one unlocks more work. A request names the
@@ -113,7 +118,6 @@ impl GroupQueue {
     }
 }
 
-#[derive(Default)]
 struct TenantState {
     weight: u32,
     in_flight: usize,
@@ -121,6 +125,25 @@ struct TenantState {
     queues: Vec<GroupQueue>,
     /// Group to look at first next time (round robin between groups).
     next: usize,
+    /// Service received, in seconds of requests / weight (see the module
+    /// doc).
+    vtime: f64,
+    /// Average latency of its requests (seconds), to charge at admission.
+    avg: f64,
+}
+
+impl TenantState {
+    fn new(weight: u32, vtime: f64) -> TenantState {
+        TenantState {
+            weight,
+            in_flight: 0,
+            waiting: 0,
+            queues: Vec::new(),
+            next: 0,
+            vtime,
+            avg: 0.01,
+        }
+    }
 }
 
 struct State {
@@ -155,6 +178,8 @@ pub struct Permit {
     endpoint: Arc<Endpoint>,
     kind: RequestKind,
     started: Instant,
+    /// Virtual time charged to the tenant at admission.
+    charged: f64,
     released: bool,
 }
 
@@ -173,16 +198,28 @@ impl Permit {
     pub fn done(mut self) {
         self.released = true;
         let sample = Some(self.started.elapsed());
-        self.sched
-            .release(self.tenant, &self.endpoint, self.kind, sample);
+        self.sched.release(
+            self.tenant,
+            &self.endpoint,
+            self.kind,
+            sample,
+            self.started.elapsed(),
+            self.charged,
+        );
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.released {
-            self.sched
-                .release(self.tenant, &self.endpoint, self.kind, None);
+            self.sched.release(
+                self.tenant,
+                &self.endpoint,
+                self.kind,
+                None,
+                self.started.elapsed(),
+                self.charged,
+            );
         }
     }
 }
@@ -350,7 +387,19 @@ impl Scheduler {
             }
             let id = s.next_waiter;
             s.next_waiter += 1;
-            let t = s.tenants.entry(tenant.id).or_default();
+            if !s.tenants.contains_key(&tenant.id) {
+                // A tenant that starts (or comes back) starts level with
+                // the others: its share at once, no credit for its absence.
+                let start = s
+                    .tenants
+                    .values()
+                    .map(|t| t.vtime)
+                    .min_by(f64::total_cmp)
+                    .unwrap_or(0.0);
+                s.tenants
+                    .insert(tenant.id, TenantState::new(tenant.weight, start));
+            }
+            let t = s.tenants.get_mut(&tenant.id).expect("inserted above");
             t.weight = tenant.weight;
             t.waiting += 1;
             let q = match t.queues.iter().position(|q| q.group.id == group.id) {
@@ -424,6 +473,8 @@ impl Scheduler {
         e: &Endpoint,
         kind: RequestKind,
         sample: Option<Duration>,
+        took: Duration,
+        charged: f64,
     ) {
         let grants = {
             let mut s = self.lock();
@@ -435,6 +486,10 @@ impl Scheduler {
             }
             if let Some(t) = s.tenants.get_mut(&tenant) {
                 t.in_flight -= 1;
+                // The time it really took, in place of the estimate.
+                let took = took.as_secs_f64();
+                t.vtime += took / t.weight as f64 - charged;
+                t.avg = 0.9 * t.avg + 0.1 * took;
             }
             tidy(&mut s, tenant);
             self.dispatch(&mut s)
@@ -451,14 +506,14 @@ impl Scheduler {
             if s.in_flight >= s.budget {
                 break;
             }
-            // The waiting tenant with the fewest in flight for its weight
-            // that has a request some endpoint can take now.
+            // The waiting tenant with the least service received for its
+            // weight that has a request some endpoint can take now.
             let mut best: Option<(f64, u64, usize, bool, usize)> = None;
             for (&tid, t) in &s.tenants {
                 if t.waiting == 0 {
                     continue;
                 }
-                let ratio = t.in_flight as f64 / t.weight as f64;
+                let ratio = t.vtime;
                 if best.is_some_and(|b| ratio >= b.0) {
                     continue;
                 }
@@ -489,6 +544,8 @@ impl Scheduler {
                 .clone();
             t.waiting -= 1;
             t.in_flight += 1;
+            let charged = t.avg / t.weight as f64;
+            t.vtime += charged;
             s.in_flight += 1;
             let st = &mut s.eps[ep_index];
             st.in_flight += 1;
@@ -501,6 +558,7 @@ impl Scheduler {
                     endpoint,
                     kind,
                     started: Instant::now(),
+                    charged,
                     released: false,
                 }),
             });

@@ -405,6 +405,10 @@ impl Backend for Gateway {
         true
     }
 
+    fn kind(&self, _op: Operation) -> &'static str {
+        "gateway"
+    }
+
     fn for_tenant(&self, tenant: Tenant) -> Arc<dyn Backend> {
         Arc::new(self.with_tenant(tenant))
     }

@@ -231,6 +231,10 @@ impl Backend for NativeBackend {
         Authority::Verify
     }
 
+    fn kind(&self, _op: Operation) -> &'static str {
+        "native"
+    }
+
     fn for_tenant(&self, tenant: Tenant) -> Arc<dyn Backend> {
         Arc::new(NativeBackend {
             set: self.set.clone(),

@@ -1,0 +1,342 @@
+//! Wiring stages to their inputs, outputs and state: what `steward
+//! manifest`, `check`, `repair` and `deep-check` (and `dispatch`, `serve`)
+//! do around a stage.
+//!
+//! * [`manifest`]: a traversal to a file (resumable, under the output's
+//!   lock), to standard output, or to any [`UnitSink`] (a channel, an HTTP
+//!   response).
+//! * [`run_file_stage`]: a check or repair from a file or standard input
+//!   to a file (resumable) or standard output.
+//! * [`chain`]: a one-shot deep check, its stages joined by channels or by
+//!   followed checkpointed files.
+//! * [`resume`]: the one resume policy all of them share.
+
+pub mod chain;
+pub mod resume;
+
+pub use chain::{deep_check, deep_check_files, DeepCheck, DeepCheckOutput, DeepCheckSummary};
+
+use crate::engine::StageCtx;
+use crate::error::{Error, Result};
+use crate::input::{Committed, LineSource};
+use crate::lock::RunLock;
+use crate::output::Output;
+use crate::stage::tally::Tally;
+use crate::stage::traverse::{
+    listing_cap, root_identity, Journal, Traversal, TraverseOptions, TraverseSummary,
+};
+use crate::stage::{run_mapped, Checkpointing, MappedOptions, Op, StageInput, StageSummary};
+use crate::store::{DirTask, StageKey, StageName, StagePosition, Store, TraversalProgress};
+use crate::unit::{Unit, UnitSink};
+use resume::{Start, RUN};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use steward_backend::Backend;
+use steward_cap::{Authority, Cap};
+use tokio::sync::{mpsc, watch};
+
+fn authority_name(a: Authority) -> &'static str {
+    match a {
+        Authority::Write => "write",
+        Authority::Read => "read",
+        Authority::Verify => "verify",
+    }
+}
+
+/// Where a manifest goes.
+pub enum ManifestDest<'a> {
+    /// Standard output (not resumable).
+    Stdout,
+    /// Any sink (a channel to the next stage, an HTTP response); not
+    /// resumable.
+    Sink(&'a mut dyn UnitSink),
+    /// A file, resumable through the journal beside it.
+    File {
+        path: &'a Path,
+        /// Forget the journal and start over.
+        restart: bool,
+        /// Told the committed output length after each checkpoint.
+        notify: Option<watch::Sender<Committed>>,
+    },
+}
+
+/// Run a manifest of `root` to `dest`. A file is locked for the whole run.
+pub async fn manifest(
+    backend: Arc<dyn Backend>,
+    root: &Cap,
+    opts: TraverseOptions,
+    dest: ManifestDest<'_>,
+    ctx: &StageCtx,
+) -> Result<TraverseSummary> {
+    match dest {
+        ManifestDest::Stdout => {
+            let mut out = Output::stdout();
+            let t = Traversal::new(backend, root, opts, None, None).await?;
+            t.run(&mut out, ctx).await
+        }
+        ManifestDest::Sink(sink) => {
+            let t = Traversal::new(backend, root, opts, None, None).await?;
+            t.run(sink, ctx).await
+        }
+        ManifestDest::File {
+            path,
+            restart,
+            notify,
+        } => {
+            let _lock = RunLock::acquire(path)?;
+            if restart {
+                resume::forget(path)?;
+            }
+            manifest_file(backend, root, opts, path, notify, ctx).await
+        }
+    }
+}
+
+/// A manifest to the file `path`, whose lock the caller holds.
+pub(super) async fn manifest_file(
+    backend: Arc<dyn Backend>,
+    root: &Cap,
+    opts: TraverseOptions,
+    path: &Path,
+    notify: Option<watch::Sender<Committed>>,
+    ctx: &StageCtx,
+) -> Result<TraverseSummary> {
+    let store = resume::open_store(path, StageName::Traverse)?;
+    let identity = json!({
+        "root": root_identity(root),
+        "caps": authority_name(opts.caps),
+    });
+    let key = StageKey {
+        run: RUN,
+        stage: StageName::Traverse,
+    };
+    let journal = Journal {
+        store: store.clone(),
+        run: RUN.into(),
+    };
+    let started = resume::start::<TraversalProgress>(
+        &*store,
+        StageName::Traverse,
+        path,
+        "manifest",
+        identity,
+    )
+    .await?;
+    let (progress, mut out) = match started {
+        Start::Complete(p) => {
+            if let Some(n) = &notify {
+                let _ = n.send(Committed {
+                    len: p.output,
+                    done: true,
+                });
+            }
+            ctx.status.set_objects(p.stats.objects());
+            ctx.status.finish();
+            return Ok(TraverseSummary {
+                stats: p.stats,
+                unlisted: p.unlisted,
+                bad_caps: p.bad_caps,
+                already_done: true,
+            });
+        }
+        Start::Resume(p, out) => (p, out),
+        Start::Fresh => {
+            let root_task = DirTask {
+                id: 0,
+                cap: listing_cap(root, opts.caps),
+                path: vec![],
+            };
+            let p = TraversalProgress {
+                next_id: 1,
+                ..Default::default()
+            };
+            // The checkpoint first (it says the output is empty), then the
+            // output.
+            store
+                .traversal_start(key, &root_task, root.storage_index().map(|s| s.0), &p)
+                .await?;
+            (p, Output::open_file(path, None)?)
+        }
+    };
+    let t = Traversal::new(backend, root, opts, Some(journal), Some(progress))
+        .await?
+        .with_notify(notify);
+    t.run(&mut out, ctx).await
+}
+
+/// A sink that hands units to the next stage of the same process; its
+/// position is the number of units sent.
+pub struct ChannelSink {
+    tx: mpsc::Sender<Unit>,
+    sent: u64,
+}
+
+impl ChannelSink {
+    pub fn new(tx: mpsc::Sender<Unit>) -> Self {
+        ChannelSink { tx, sent: 0 }
+    }
+}
+
+#[async_trait::async_trait]
+impl UnitSink for ChannelSink {
+    async fn emit(&mut self, unit: Unit) -> Result<()> {
+        self.tx.send(unit).await.map_err(|_| {
+            Error::new(
+                crate::error::ErrorKind::Interrupted,
+                "the next stage stopped",
+            )
+        })?;
+        self.sent += 1;
+        Ok(())
+    }
+    async fn sync(&mut self) -> Result<u64> {
+        Ok(self.sent)
+    }
+}
+
+/// Where a file stage reads and writes, and how it resumes.
+pub struct FileStage<'a> {
+    /// `Check` or `Repair`.
+    pub stage: StageName,
+    /// Options that change the output (and the backend); a resume with
+    /// others is refused.
+    pub options: String,
+    /// Input file (`None` or `-`: standard input).
+    pub input: Option<&'a Path>,
+    /// Follow an input another stage of this process is writing.
+    pub follow: Option<watch::Receiver<Committed>>,
+    /// Output file (`None`: standard output, not resumable).
+    pub output: Option<&'a Path>,
+    pub restart: bool,
+    pub mapped: MappedOptions,
+    /// Told the output's committed position after each checkpoint.
+    pub notify: Option<watch::Sender<Committed>>,
+}
+
+/// Run a check or repair stage from a file (or stdin) to a file (or
+/// stdout), resuming from the checkpoint beside the output, under the
+/// output's lock for the whole run.
+pub async fn run_file_stage<T: Tally>(
+    fs: FileStage<'_>,
+    op: &Op,
+    ctx: &StageCtx,
+) -> Result<StageSummary<T>> {
+    let _lock = fs.output.map(RunLock::acquire).transpose()?;
+    if fs.restart {
+        if let Some(out) = fs.output {
+            resume::forget(out)?;
+        }
+    }
+    run_file_stage_locked(fs, op, ctx).await
+}
+
+async fn open_input(fs: &FileStage<'_>, offset: u64) -> Result<LineSource> {
+    let mut src = match (&fs.follow, fs.input) {
+        (Some(rx), Some(p)) => LineSource::follow(p, rx.clone()).await?,
+        _ => LineSource::open(fs.input).await?,
+    };
+    src.skip_to(offset).await?;
+    Ok(src)
+}
+
+/// [`run_file_stage`], with the output's lock held by the caller.
+pub(super) async fn run_file_stage_locked<T: Tally>(
+    fs: FileStage<'_>,
+    op: &Op,
+    ctx: &StageCtx,
+) -> Result<StageSummary<T>> {
+    let Some(out_path) = fs.output else {
+        let src = open_input(&fs, 0).await?;
+        let mut out = Output::stdout();
+        return run_mapped(StageInput::Lines(src), fs.mapped, op, &mut out, None, ctx).await;
+    };
+    if let Some(input) = fs.input.filter(|p| p.as_os_str() != "-") {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        if id(input).is_some() && id(input) == id(out_path) {
+            return Err(Error::input(format!(
+                "{} is both the input and the output: give another -o FILE",
+                out_path.display()
+            )));
+        }
+    }
+    let store = resume::open_store(out_path, fs.stage)?;
+    let key = StageKey {
+        run: RUN,
+        stage: fs.stage,
+    };
+    let identity = json!({ "options": fs.options });
+    let started =
+        resume::start::<StagePosition>(&*store, fs.stage, out_path, fs.stage.as_str(), identity)
+            .await?;
+    let (state, src, mut out) = match started {
+        Start::Complete(c) => {
+            // The input is still checked: a complete output of another
+            // input is not this run's.
+            let src = open_input(&fs, c.input_offset).await?;
+            check_same_input(&src, &c, &*store)?;
+            if let Some(n) = &fs.notify {
+                let _ = n.send(Committed {
+                    len: c.output,
+                    done: true,
+                });
+            }
+            ctx.status.finish();
+            return Ok(StageSummary {
+                tally: serde_json::from_value(c.tally).unwrap_or_default(),
+                already_done: true,
+                shape: c.shape,
+            });
+        }
+        Start::Resume(c, out) => {
+            let src = open_input(&fs, c.input_offset).await?;
+            check_same_input(&src, &c, &*store)?;
+            (c, src, out)
+        }
+        Start::Fresh => {
+            let src = open_input(&fs, 0).await?;
+            let (input_prefix_hash, input_prefix_len) = src.prefix_hash(0);
+            let state = StagePosition {
+                input_prefix_hash,
+                input_prefix_len,
+                tally: serde_json::to_value(T::default()).expect("a tally serializes"),
+                ..Default::default()
+            };
+            // The checkpoint first (nothing done, an empty output), then
+            // the output: a run stopped at any moment after this resumes.
+            store.set_position(key, &state).await?;
+            let out = Output::open_file(out_path, None)?;
+            (state, src, out)
+        }
+    };
+    let ckpt = Checkpointing {
+        store,
+        run: RUN.into(),
+        stage: fs.stage,
+        state,
+        notify: fs.notify,
+    };
+    run_mapped(
+        StageInput::Lines(src),
+        fs.mapped,
+        op,
+        &mut out,
+        Some(ckpt),
+        ctx,
+    )
+    .await
+}
+
+/// Refuse a resume whose input is not the one the checkpoint was made from.
+fn check_same_input(src: &LineSource, c: &StagePosition, store: &dyn Store) -> Result<()> {
+    let (hash, _) = src.prefix_hash(c.input_offset);
+    if hash != c.input_prefix_hash {
+        return Err(Error::checkpoint(format!(
+            "the input {} is not the one {} was made from (its first bytes differ): give the same input, or --restart",
+            src.name(),
+            store.describe()
+        )));
+    }
+    Ok(())
+}
