@@ -328,14 +328,13 @@ fn ctrl_c_stops_cleanly_and_the_run_resumes() {
     ]);
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     let child = c.spawn().unwrap();
-    // Some listings after the run has started (its checkpoint exists),
-    // however long starting took on a busy machine.
-    let ckpt = dir.path().join("m.ndjson.steward-ckpt");
+    // Once a listing has been answered (with -j 1 the third request, after
+    // the probe and the root's listing, is sent only then), however long
+    // that took on a busy grid.
     let t0 = Instant::now();
-    while !ckpt.exists() && t0.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(10));
+    while proxy.requests() < 3 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(Duration::from_millis(400));
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
