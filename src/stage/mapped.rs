@@ -470,4 +470,43 @@ mod tests {
         run.await.unwrap();
         assert_eq!(out.lock().unwrap().len(), 40);
     }
+
+    /// A stop reaches a stage whose operations take long within a second:
+    /// what is in flight is dropped, and it returns `Interrupted`.
+    #[tokio::test]
+    async fn a_stop_is_obeyed_within_a_second() {
+        let (tx, rx) = mpsc::channel(100);
+        for n in 0..20 {
+            tx.send(unit(n)).await.unwrap();
+        }
+        let op: Box<Op> = Box::new(|u| {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(vec![u])
+            })
+        });
+        let mut sink = Collect(Arc::new(Mutex::new(Vec::new())));
+        let (stop_tx, stop) = watch::channel(false);
+        let ctx = StageCtx::standalone("check", stop);
+        let run = run_mapped::<CheckTally>(
+            StageInput::Channel(rx),
+            MappedOptions::new(8),
+            &*op,
+            &mut sink,
+            None,
+            &ctx,
+        );
+        tokio::pin!(run);
+        assert!(tokio::time::timeout(Duration::from_millis(100), &mut run)
+            .await
+            .is_err());
+        stop_tx.send(true).unwrap();
+        let stopped_at = Instant::now();
+        let r = tokio::time::timeout(crate::engine::STOP_WITHIN, run)
+            .await
+            .expect("stopped within a second");
+        assert_eq!(r.err().unwrap().kind, crate::error::ErrorKind::Interrupted);
+        assert!(stopped_at.elapsed() < crate::engine::STOP_WITHIN);
+        drop(tx);
+    }
 }

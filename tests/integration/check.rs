@@ -187,3 +187,39 @@ impl StdinText for std::process::Command {
         self
     }
 }
+
+/// Issue 9: `check FILE` read the whole input into memory to count its
+/// lines for the progress bar (164 MB of peak memory for a 160 MB input).
+/// Memory must not grow with the input: a list of literal caps (checked
+/// without a request) ten times longer costs no more memory.
+#[test]
+fn memory_does_not_grow_with_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, lines: usize| {
+        let p = dir.path().join(name);
+        let mut text = String::with_capacity(lines * 340);
+        for i in 0..lines {
+            // A 200-byte literal file: a 330-character line.
+            let data = format!("{i:0200}");
+            text.push_str("URI:LIT:");
+            text.push_str(&steward_cap::base32::encode(data.as_bytes()));
+            text.push('\n');
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let small = write("small.caps", 10_000);
+    let large = write("large.caps", 100_000);
+    assert!(std::fs::metadata(&large).unwrap().len() > 30_000_000);
+    let rss = |input: &std::path::Path| {
+        let c = stw(&["check", "-q", input.to_str().unwrap()]);
+        let (code, kb) = run_measuring_rss(c);
+        assert_eq!(code, 0);
+        kb
+    };
+    let (s, l) = (rss(&small), rss(&large));
+    assert!(
+        l < s + 8 * 1024,
+        "peak memory {s} KiB for 10,000 lines, {l} KiB for 100,000 (a 33 MB input)"
+    );
+}

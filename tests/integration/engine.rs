@@ -188,33 +188,65 @@ fn two_operations_share_one_gateway_fairly() {
     )
     .unwrap();
 
-    // One at a time.
-    let (small_alone, small_alone_took) =
-        rt.block_on(run_one(&gw, Tenant::new("small", 1), &small));
-    let (big_alone, big_alone_took) = rt.block_on(run_one(&gw, Tenant::new("big", 1), &big));
+    // Timings on a shared machine are noisy: the small one is timed five
+    // times alone and five times beside the big one, medians compared.
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut small_alone = Vec::new();
+    let mut alone_times = Vec::new();
+    for _ in 0..5 {
+        let (units, took) = rt.block_on(run_one(&gw, Tenant::new("small", 1), &small));
+        small_alone = units;
+        alone_times.push(took);
+    }
     assert_eq!(small_alone.len(), 2 + 48 + 1 + 1);
-    assert_eq!(big_alone.len(), 40 + 1960 + 1 + 1);
 
-    // Together: the small one starts once the big one is well under way.
+    // Together: the small one starts once the big one is well under way,
+    // five times in a row while the big one runs.
     proxy.reset_peak();
-    let (big_together, small_together, small_took) = rt.block_on(async {
-        let big_run = run_one(&gw, Tenant::new("big", 1), &big);
-        let small_run = async {
-            tokio::time::sleep(big_alone_took / 4).await;
-            run_one(&gw, Tenant::new("small", 1), &small).await
+    let (big_together, small_together, together_times, big_was_running) = rt.block_on(async {
+        let big_done = std::sync::atomic::AtomicBool::new(false);
+        let big_run = async {
+            let r = run_one(&gw, Tenant::new("big", 1), &big).await;
+            big_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
         };
-        let ((b, _), (s, took)) = tokio::join!(big_run, small_run);
-        (b, s, took)
+        let small_runs = async {
+            let start = proxy.requests();
+            while proxy.requests() < start + 300 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let mut times = Vec::new();
+            let mut units = Vec::new();
+            for _ in 0..5 {
+                let (u, took) = run_one(&gw, Tenant::new("small", 1), &small).await;
+                units = u;
+                times.push(took);
+            }
+            let running = !big_done.load(std::sync::atomic::Ordering::SeqCst);
+            (units, times, running)
+        };
+        let ((b, _), (s, times, running)) = tokio::join!(big_run, small_runs);
+        (b, s, times, running)
     });
     let peak = proxy.peak_in_flight();
+    let (big_alone, big_alone_took) = rt.block_on(run_one(&gw, Tenant::new("big", 1), &big));
+    assert_eq!(big_alone.len(), 40 + 1960 + 1 + 1);
+    let (alone, together) = (median(alone_times.clone()), median(together_times.clone()));
     eprintln!(
-        "small alone {small_alone_took:?}, together {small_took:?}; big alone {big_alone_took:?}; peak in flight at the gateway {peak}"
+        "small alone {alone_times:?}, beside the big one {together_times:?}; big alone {big_alone_took:?}; peak in flight at the gateway {peak}"
+    );
+    assert!(
+        big_was_running,
+        "the big operation ended before the small ones did: make it bigger"
     );
     assert!(peak as usize <= CAP, "{peak} requests at once, cap {CAP}");
     assert!(peak >= 2, "the cap was used ({peak})");
     assert!(
-        small_took < small_alone_took * 3,
-        "the small operation took {small_took:?} beside the big one, {small_alone_took:?} alone"
+        together < alone * 3,
+        "the small operation took {together:?} beside the big one, {alone:?} alone (medians of 5)"
     );
     assert_eq!(small_together, small_alone);
     assert_eq!(big_together, big_alone);

@@ -334,6 +334,7 @@ fn outputs_are_regular_files_never_devices_fifos_or_symlinks() {
         assert_eq!(mode(&fifo), 0o644, "{args:?}: not chmodded");
     }
     assert!(!dir.path().join("fifo.steward-ckpt").exists());
+    assert!(!dir.path().join("fifo.steward-journal").exists());
     assert!(!dir.path().join("fifo.steward-lock").exists());
     // -o a symlink to another file: refused, the target untouched, with
     // --restart too, whether the target is empty or not.
@@ -399,8 +400,8 @@ fn checkpoints_and_temporary_files_are_never_written_through_symlinks() {
         );
         assert_eq!(mode(&victim), 0o644, "{what}");
     };
-    // check / repair: the JSON checkpoint and its temporary file.
-    for suffix in [".steward-ckpt.tmp", ".steward-ckpt"] {
+    // check / repair: the SQLite checkpoint and its side files.
+    for suffix in [".steward-ckpt", ".steward-ckpt-wal", ".steward-ckpt-shm"] {
         fresh_victim();
         let out = dir.path().join(format!("c{suffix}.ndjson"));
         let planted = PathBuf::from(format!("{}{suffix}", s(&out)));
@@ -411,14 +412,12 @@ fn checkpoints_and_temporary_files_are_never_written_through_symlinks() {
         untouched(suffix);
         assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
     }
-    // A stale temporary file steward left (a regular file): removed, and
-    // the run goes on.
-    let out = dir.path().join("stale.ndjson");
-    std::fs::write(format!("{}.steward-ckpt.tmp", s(&out)), "junk").unwrap();
-    let (code, _, err) = run(stw(&["check", "-q", &caps, "-o", s(&out)]));
-    assert_eq!(code, 0, "{err}");
-    // manifest: the SQLite checkpoint and its side files.
-    for suffix in [".steward-ckpt", ".steward-ckpt-wal", ".steward-ckpt-shm"] {
+    // manifest: the SQLite journal and its side files.
+    for suffix in [
+        ".steward-journal",
+        ".steward-journal-wal",
+        ".steward-journal-shm",
+    ] {
         fresh_victim();
         let out = dir.path().join(format!("m{suffix}.ndjson"));
         symlink(&victim, format!("{}{suffix}", s(&out))).unwrap();
@@ -428,7 +427,7 @@ fn checkpoints_and_temporary_files_are_never_written_through_symlinks() {
         untouched(suffix);
     }
     // deep-check -o: the files beside FILE.
-    for suffix in [".manifest", ".check", ".manifest.steward-ckpt"] {
+    for suffix in [".manifest", ".check", ".manifest.steward-journal"] {
         fresh_victim();
         let out = dir.path().join(format!("d{suffix}.ndjson"));
         symlink(&victim, format!("{}{suffix}", s(&out))).unwrap();
@@ -538,7 +537,12 @@ fn every_output_has_its_checkpoint(out: &Path, when: &str) {
     for suffix in ["", ".manifest", ".check"] {
         let p = PathBuf::from(format!("{}{suffix}", s(out)));
         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-        let ckpt = PathBuf::from(format!("{}.steward-ckpt", s(&p)));
+        // The manifest's state is a journal, the others' a checkpoint.
+        let ckpt = if suffix == ".manifest" {
+            PathBuf::from(format!("{}.steward-journal", s(&p)))
+        } else {
+            PathBuf::from(format!("{}.steward-ckpt", s(&p)))
+        };
         assert!(
             len == 0 || ckpt.exists(),
             "{when}: {p:?} holds {len} bytes and has no checkpoint"
@@ -660,7 +664,7 @@ fn a_verify_cap_manifest_leaves_no_read_cap_in_its_checkpoint() {
     assert!(secrets.len() >= 5);
     let mut files = 0;
     for suffix in ["", "-wal", "-shm", "-journal"] {
-        let p = format!("{}.steward-ckpt{suffix}", s(&m));
+        let p = format!("{}.steward-journal{suffix}", s(&m));
         let Ok(bytes) = std::fs::read(&p) else {
             continue;
         };

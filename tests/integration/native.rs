@@ -253,3 +253,67 @@ fn a_storage_server_stopped_mid_run_is_not_responding_and_the_run_completes() {
     let last = &objs.last().unwrap().check_results.as_ref().unwrap()["results"];
     assert_eq!(last["healthy"], false);
 }
+
+/// Issue 9: the check checkpoint's identity left out `--backend`, so a run
+/// interrupted with one backend and resumed with the other wrote gateway
+/// and native results into one output. It is refused now, and the same
+/// backend resumes.
+#[test]
+fn a_check_resumed_with_another_backend_is_refused() {
+    let g = grid();
+    let tree = build_tree(g, "native-resume-backend");
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("m.ndjson");
+    let out = dir.path().join("c.ndjson");
+    let (code, _, err) = run(stw(&[
+        "manifest",
+        "-q",
+        &tree.root,
+        "-o",
+        man.to_str().unwrap(),
+    ]));
+    assert!(code <= 1, "{err}");
+    // A gateway slow enough that the check is stopped part-way.
+    let proxy = crate::proxy::Proxy::start(&g.gateway_url());
+    proxy.delay(300);
+    let mut c = steward();
+    c.args(["check", "-q", "-j", "1", man.to_str().unwrap(), "-o"])
+        .arg(&out)
+        .arg("--gateway")
+        .arg(&proxy.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) == 0
+        && t0.elapsed() < std::time::Duration::from_secs(60)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut native = stw(&[
+        "check",
+        "-q",
+        "--backend",
+        "native",
+        "-d",
+        g.gateway_dir().to_str().unwrap(),
+        man.to_str().unwrap(),
+        "-o",
+    ]);
+    native.arg(&out);
+    let (code, _, err) = run(native);
+    assert_eq!(code, 2, "refused: {err}");
+    assert!(err.contains("belongs to another run"), "{err}");
+    assert!(err.contains("native") && err.contains("gateway"), "{err}");
+    let (code, _, err) = run(stw(&[
+        "check",
+        "-q",
+        man.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    assert!(code <= 1, "the same backend resumes: {err}");
+}

@@ -24,8 +24,10 @@
 //!   share at once but no credit for the time it was away. Work-conserving:
 //!   a tenant may use places the others do not want.
 //!
-//! Within a tenant, directory listings ([`RequestKind::LIST`]) go before
-//! other requests: each one unlocks more work. A request names the
+//! Directory listings ([`RequestKind::LIST`]) go before other requests,
+//! fairly among the tenants that have some: each one unlocks more work, and
+//! a small tree's walk is a chain of them that should not wait behind a big
+//! tree's checks. A request names the
 //! [`Group`] of endpoints it may go to (any gateway of a grid, or one
 //! storage server); the endpoint is chosen when the request is admitted,
 //! not before: the least busy one of the group that has a free place and
@@ -506,19 +508,27 @@ impl Scheduler {
             if s.in_flight >= s.budget {
                 break;
             }
-            // The waiting tenant with the least service received for its
-            // weight that has a request some endpoint can take now.
+            // Listings first, whoever's they are (each unlocks more work,
+            // and a small tree's walk is a chain of them); then the other
+            // requests. Either way, of the tenants with such a request that
+            // an endpoint can take now, the one with the least service
+            // received for its weight.
             let mut best: Option<(f64, u64, usize, bool, usize)> = None;
-            for (&tid, t) in &s.tenants {
-                if t.waiting == 0 {
-                    continue;
+            for urgent in [true, false] {
+                for (&tid, t) in &s.tenants {
+                    if t.waiting == 0 {
+                        continue;
+                    }
+                    let ratio = t.vtime;
+                    if best.is_some_and(|b| ratio >= b.0) {
+                        continue;
+                    }
+                    if let Some((qi, ep)) = pick_queue(t, &s.eps, now, urgent) {
+                        best = Some((ratio, tid, qi, urgent, ep));
+                    }
                 }
-                let ratio = t.vtime;
-                if best.is_some_and(|b| ratio >= b.0) {
-                    continue;
-                }
-                if let Some((qi, urgent, ep)) = pick_queue(t, &s.eps, now) {
-                    best = Some((ratio, tid, qi, urgent, ep));
+                if best.is_some() {
+                    break;
                 }
             }
             let Some((_, tid, qi, urgent, ep_index)) = best else {
@@ -662,25 +672,28 @@ fn choose_endpoint(group: &Group, eps: &[EpState], now: Instant) -> Option<usize
         .then_some(soonest.index)
 }
 
-/// The queue of `t` to serve next (listings first, round robin between
-/// groups), whether from its urgent list, and the endpoint to use.
-fn pick_queue(t: &TenantState, eps: &[EpState], now: Instant) -> Option<(usize, bool, usize)> {
+/// The queue of `t` with an `urgent` (listing) or other request to serve
+/// next (round robin between groups), and the endpoint to use.
+fn pick_queue(
+    t: &TenantState,
+    eps: &[EpState],
+    now: Instant,
+    urgent: bool,
+) -> Option<(usize, usize)> {
     let n = t.queues.len();
-    for urgent in [true, false] {
-        for k in 0..n {
-            let i = (t.next + k) % n;
-            let q = &t.queues[i];
-            let has = if urgent {
-                !q.urgent.is_empty()
-            } else {
-                !q.normal.is_empty()
-            };
-            if !has {
-                continue;
-            }
-            if let Some(ep) = choose_endpoint(&q.group, eps, now) {
-                return Some((i, urgent, ep));
-            }
+    for k in 0..n {
+        let i = (t.next + k) % n;
+        let q = &t.queues[i];
+        let has = if urgent {
+            !q.urgent.is_empty()
+        } else {
+            !q.normal.is_empty()
+        };
+        if !has {
+            continue;
+        }
+        if let Some(ep) = choose_endpoint(&q.group, eps, now) {
+            return Some((i, ep));
         }
     }
     None
