@@ -150,3 +150,68 @@ fn a_slow_gateway_times_out_into_the_unit() {
     assert_eq!(objs[0].error.as_ref().unwrap().code, "gateway-timeout");
     assert!(t0.elapsed().as_secs() < 30);
 }
+
+/// Issue 10: a password in a gateway URL was printed in error messages.
+#[test]
+fn a_password_in_a_gateway_url_is_never_printed() {
+    for url in [
+        // Nothing listens there: the connection is refused.
+        "http://alice:hunter2secret@127.0.0.1:9/",
+        // Not a web port of a Tahoe node, and not a URL steward can use.
+        "ftp://alice:hunter2secret@127.0.0.1:9/",
+    ] {
+        let mut c = steward();
+        c.args(["manifest", "URI:DIR2:aaaaaaaaaaaaaaaaaaaaaaaaaa:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"])
+            .args(["--gateway", url]);
+        let (code, out, err) = run(c);
+        assert_eq!(code, 2, "{err}");
+        assert!(!err.contains("hunter2secret"), "{err}");
+        assert!(!out.contains("hunter2secret"), "{out}");
+        assert!(
+            err.contains("alice:***@"),
+            "the URL is named, without its password: {err}"
+        );
+    }
+}
+
+/// Issue 10 (and its timeout defaults): a gateway that hangs on a request
+/// costs one retry after a timeout, not six, and the unit says
+/// `gateway-timeout`; the run does not stay silent for an hour.
+#[test]
+fn a_hanging_request_is_retried_once_then_reported() {
+    let g = grid();
+    let tree = build_tree(g, "fault-hang");
+    let p = Proxy::start(&g.gateway_url());
+    let (code, _, err) = run(stw(&["manifest", "-q", &tree.root]));
+    assert!(code <= 1, "{err}");
+    p.delay(4000);
+    let t0 = std::time::Instant::now();
+    let (code, out, err) = run({
+        let mut c = steward();
+        c.args([
+            "manifest",
+            &tree.root,
+            "--gateway",
+            &p.url,
+            "--timeout",
+            "1",
+        ]);
+        c
+    });
+    let took = t0.elapsed();
+    assert_eq!(code, 1, "{err}");
+    let objs = objects(&units(&out));
+    assert_eq!(objs[0].error.as_ref().unwrap().code, "gateway-timeout");
+    assert!(
+        objs[0]
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("2 attempts"),
+        "{:?}",
+        objs[0].error
+    );
+    // The probe (4 s) + two attempts of 1 s and a backoff; never six.
+    assert!(took.as_secs() < 15, "{took:?}");
+}

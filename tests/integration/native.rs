@@ -293,7 +293,7 @@ fn a_check_resumed_with_another_backend_is_refused() {
     std::thread::sleep(std::time::Duration::from_millis(1200));
     child.kill().unwrap();
     child.wait().unwrap();
-    let mut native = stw(&[
+    let native = stw(&[
         "check",
         "-q",
         "--backend",
@@ -302,8 +302,8 @@ fn a_check_resumed_with_another_backend_is_refused() {
         g.gateway_dir().to_str().unwrap(),
         man.to_str().unwrap(),
         "-o",
+        out.to_str().unwrap(),
     ]);
-    native.arg(&out);
     let (code, _, err) = run(native);
     assert_eq!(code, 2, "refused: {err}");
     assert!(err.contains("belongs to another run"), "{err}");
@@ -316,4 +316,79 @@ fn a_check_resumed_with_another_backend_is_refused() {
         out.to_str().unwrap(),
     ]));
     assert!(code <= 1, "the same backend resumes: {err}");
+}
+
+/// Issue 10: with `--backend native`, a storage server stopped mid-run
+/// left hundreds of objects "unhealthy" with no word that a server had
+/// stopped answering. It is said once, when it happens, and again in the
+/// summary, naming the server and since when.
+#[test]
+fn a_storage_server_that_stops_answering_is_named() {
+    // A grid of its own: a stopped server would damage other tests' runs.
+    let g = steward_testgrid::Grid::start(steward_testgrid::GridConfig {
+        storage_nodes: 4,
+        needed: 2,
+        happy: 2,
+        total: 4,
+        gateways: 1,
+        ..Default::default()
+    })
+    .expect("start a grid");
+    let t = tag("native-outage");
+    let caps: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..40)
+            .map(|i| {
+                let (t, g) = (&t, &g);
+                s.spawn(move || {
+                    g.upload(format!("{t} {i} {}", "o".repeat(100)).as_bytes(), "CHK")
+                        .unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("caps.txt");
+    // Each cap many times over, so the run lasts while the server stops.
+    let text: String = (0..150)
+        .flat_map(|_| caps.iter().map(|c| format!("{c}\n")))
+        .collect();
+    std::fs::write(&list, text).unwrap();
+    let mut c = steward();
+    c.args(["check", "-q", "-j", "2", "--backend", "native", "-d"])
+        .arg(g.gateway_dir())
+        .arg(&list)
+        .arg("--gateway")
+        .arg(g.gateway_url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    g.stop_storage_node(3).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "unhealthy from then on: {err}");
+    let server = |l: &str| l.contains("stopped answering") || l.contains("did not answer from");
+    assert!(
+        err.lines().any(|l| l.contains("stopped answering")),
+        "said when it happens: {err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("did not answer from") && l.contains("to the end of the run")),
+        "and in the summary: {err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("stopped answering"))
+            .count(),
+        1,
+        "once: {err}"
+    );
+    assert!(
+        err.lines()
+            .filter(|l| server(l))
+            .all(|l| l.contains("v0-") || l.contains("spki-")),
+        "{err}"
+    );
 }
