@@ -48,6 +48,8 @@ impl NativeBackend {
                 lease: opts.lease_secret.as_deref().map(LeaseSecrets::new),
                 source,
                 skipped,
+                budget: crate::fetch::ReadBudget::new(),
+                stats: Default::default(),
             }),
             tenant: Tenant::default(),
         })
