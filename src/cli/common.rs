@@ -66,20 +66,23 @@ impl CheckRunArgs {
     }
 }
 
-/// Where checks and lease renewals go.
+/// Where listings, checks, verifies and lease renewals go.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendArg {
     /// The gateway's web API (needs read caps).
     Gateway,
-    /// Straight to the storage servers over their HTTPS storage protocol
-    /// (a verify cap is enough); verify and repair still go to a gateway.
+    /// Straight to the storage servers over their HTTPS storage protocol,
+    /// no gateway needed: directories are read and decrypted here (read
+    /// caps), checks and verifies need only verify caps. Repair still
+    /// goes to a gateway.
     Native,
 }
 
-/// Which backend checks, and how to find the storage servers.
+/// Which backend lists and checks, and how to find the storage servers.
 #[derive(Args, Clone, Debug)]
 pub struct BackendArgs {
-    /// Check through the gateway, or natively with the storage servers.
+    /// List and check through the gateway, or natively with the storage
+    /// servers (no gateway needed).
     #[arg(long, value_enum, default_value = "gateway")]
     pub backend: BackendArg,
     /// With --backend native: the storage servers, one NURL per line
@@ -99,10 +102,63 @@ pub struct BackendArgs {
 }
 
 impl BackendArgs {
-    /// The checker for these options: the native backend (with the gateway,
-    /// if one is configured, for what it cannot do) or the gateway.
-    /// `gateway`: a client already made for this run, to share (one pace
-    /// per gateway); else one is made when needed, for `jobs` in flight.
+    /// Whether the storage servers are asked directly.
+    pub fn is_native(&self) -> bool {
+        self.backend == BackendArg::Native
+    }
+
+    /// The native backend for these options, checked before any work:
+    /// servers whose certificate does not match their NURL refuse the run,
+    /// servers that do not answer are warned about. `add_lease`: refuse
+    /// now if no lease secret is known.
+    pub async fn native(
+        &self,
+        grid: &GridArgs,
+        add_lease: bool,
+    ) -> Result<Arc<steward_native::NativeBackend>, Error> {
+        let mut nopts = steward_native::NativeOptions {
+            per_server_in_flight: self.per_server.max(1),
+            adaptive: !grid.fixed_jobs,
+            ..Default::default()
+        };
+        if let Some(f) = &self.lease_secret {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Error::io(format!("lease secret {}", f.display()), e))?;
+            let secret = steward_cap::base32::decode(text.trim()).map_err(|_| {
+                Error::config(format!(
+                    "{} is not a Tahoe lease secret (base32 text)",
+                    f.display()
+                ))
+            })?;
+            nopts.lease_secret = Some(secret);
+        }
+        let native = match &self.servers {
+            Some(f) => steward_native::NativeBackend::from_servers_file(f, nopts, &scheduler()),
+            None => {
+                steward_native::NativeBackend::from_node_dir(&grid.node_dir(), nopts, &scheduler())
+            }
+        }
+        .map_err(|e| Error::config(e.message))?;
+        if add_lease {
+            native
+                .require_add_lease()
+                .map_err(|e| Error::config(e.message))?;
+        }
+        for w in native
+            .preflight()
+            .await
+            .map_err(|e| Error::config(e.message))?
+        {
+            eprintln!("steward: warning: {w}");
+        }
+        Ok(Arc::new(native))
+    }
+
+    /// The checker for these options: the native backend (which checks,
+    /// verifies and renews leases itself; `gateway`, if given, is kept for
+    /// what it cannot do) or the gateway. `gateway`: a client already made
+    /// for this run, to share (one pace per gateway); else one is made when
+    /// needed, for `jobs` in flight.
     pub async fn checker(
         &self,
         grid: &GridArgs,
@@ -111,85 +167,20 @@ impl BackendArgs {
         jobs: usize,
     ) -> Result<steward::stage::check::Checker, Error> {
         use steward_backend::Backend;
-        let gateway_now = |gw: Option<Arc<Gateway>>| async move {
-            match gw {
-                Some(g) => Ok(g),
-                None => grid.gateway(jobs).await,
-            }
-        };
         match self.backend {
             BackendArg::Gateway => Ok(steward::stage::check::Checker {
-                backend: gateway_now(gateway).await?,
+                backend: match gateway {
+                    Some(g) => g,
+                    None => grid.gateway(jobs).await?,
+                },
                 fallback: None,
                 opts,
             }),
-            BackendArg::Native => {
-                let mut nopts = steward_native::NativeOptions {
-                    per_server_in_flight: self.per_server.max(1),
-                    adaptive: !grid.fixed_jobs,
-                    ..Default::default()
-                };
-                if let Some(f) = &self.lease_secret {
-                    let text = std::fs::read_to_string(f)
-                        .map_err(|e| Error::io(format!("lease secret {}", f.display()), e))?;
-                    let secret = steward_cap::base32::decode(text.trim()).map_err(|_| {
-                        Error::config(format!(
-                            "{} is not a Tahoe lease secret (base32 text)",
-                            f.display()
-                        ))
-                    })?;
-                    nopts.lease_secret = Some(secret);
-                }
-                let native = match &self.servers {
-                    Some(f) => {
-                        steward_native::NativeBackend::from_servers_file(f, nopts, &scheduler())
-                    }
-                    None => steward_native::NativeBackend::from_node_dir(
-                        &grid.node_dir(),
-                        nopts,
-                        &scheduler(),
-                    ),
-                }
-                .map_err(|e| Error::config(e.message))?;
-                if opts.add_lease {
-                    native
-                        .require_add_lease()
-                        .map_err(|e| Error::config(e.message))?;
-                }
-                for w in native
-                    .preflight()
-                    .await
-                    .map_err(|e| Error::config(e.message))?
-                {
-                    eprintln!("steward: warning: {w}");
-                }
-                // A gateway, when one is configured, takes what the storage
-                // servers cannot do (verify, repair).
-                let fallback: Option<Arc<dyn Backend>> =
-                    if config::gateway_urls(&grid.gateway, &grid.node_dir()).is_ok() {
-                        match gateway_now(gateway).await {
-                            Ok(g) => Some(g as Arc<dyn Backend>),
-                            Err(e) => {
-                                if opts.verify {
-                                    return Err(e);
-                                }
-                                None
-                            }
-                        }
-                    } else {
-                        None
-                    };
-                if opts.verify && fallback.is_none() {
-                    return Err(Error::config(
-                        "--verify downloads shares through a gateway, and none is configured: pass --gateway, or check without --verify",
-                    ));
-                }
-                Ok(steward::stage::check::Checker {
-                    backend: Arc::new(native),
-                    fallback,
-                    opts,
-                })
-            }
+            BackendArg::Native => Ok(steward::stage::check::Checker {
+                backend: self.native(grid, opts.add_lease).await?,
+                fallback: gateway.map(|g| g as Arc<dyn Backend>),
+                opts,
+            }),
         }
     }
 }

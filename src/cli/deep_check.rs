@@ -138,8 +138,23 @@ async fn report_of_file(out: &Path, repair: bool, raw: bool) -> Result<Report, E
 
 pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
-    let gateway = a.grid.gateway(a.jobs).await?;
-    let root = config::resolve_root(&spec, gateway.as_ref()).await?;
+    // With --backend native the storage servers list, check and verify;
+    // a gateway is needed (and asked for) only to repair.
+    let native = a.backend.is_native();
+    let gateway = if !native || a.repair {
+        Some(a.grid.gateway(a.jobs).await?)
+    } else {
+        None
+    };
+    let checker = a
+        .backend
+        .checker(&a.grid, a.run.check_options(), gateway.clone(), a.jobs)
+        .await?;
+    let lister: std::sync::Arc<dyn steward_backend::Backend> = match &gateway {
+        Some(g) if !native => g.clone(),
+        _ => checker.backend.clone(),
+    };
+    let root = config::resolve_root(&spec, lister.as_ref()).await?;
     let caps: Authority = a.caps.map(Into::into).unwrap_or(if a.repair {
         Authority::Write
     } else {
@@ -150,32 +165,27 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     let m2 = meter.clone();
     let on_progress = move |c: TraverseCounts| m2.set_length(c.objects.max(1));
     let plan = DeepCheck {
-        lister: gateway.clone(),
+        lister,
         traverse: TraverseOptions {
             jobs: a.list_jobs.max(1),
             caps,
             ..Default::default()
         },
-        checker: a
-            .backend
-            .checker(
-                &a.grid,
-                a.run.check_options(),
-                Some(gateway.clone()),
-                a.jobs,
-            )
-            .await?,
+        checker,
         check_jobs: a.jobs.max(1),
-        repairer: a.repair.then(|| Repairer {
-            backend: gateway.clone(),
-            policy: RepairPolicy {
-                repair_below: a.repair_below,
-                happy: a.happy.or_else(|| happy_from_node(&a.grid.node_dir())),
-                verify: a.run.verify,
-                dry_run: false,
-                all: true,
-            },
-        }),
+        repairer: match (a.repair, gateway) {
+            (true, Some(g)) => Some(Repairer {
+                backend: g,
+                policy: RepairPolicy {
+                    repair_below: a.repair_below,
+                    happy: a.happy.or_else(|| happy_from_node(&a.grid.node_dir())),
+                    verify: a.run.verify,
+                    dry_run: false,
+                    all: true,
+                },
+            }),
+            _ => None,
+        },
     };
     let mut sink = FinalSink {
         raw: (a.raw && a.output.is_none()).then(Output::stdout),

@@ -1,6 +1,6 @@
 //! `steward manifest ROOT [-o FILE]`.
 
-use super::common::{stop_signal, CapsArg, GridArgs};
+use super::common::{stop_signal, BackendArgs, CapsArg, GridArgs};
 use clap::Args;
 use std::path::PathBuf;
 use steward::error::{Error, Exit};
@@ -33,12 +33,20 @@ pub struct ManifestArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub grid: GridArgs,
+    /// `--backend native`: read the directories straight from the storage
+    /// servers, with no gateway.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 pub async fn run(a: ManifestArgs) -> Result<Exit, Error> {
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
-    let gateway = a.grid.gateway(a.jobs).await?;
-    let root = config::resolve_root(&spec, gateway.as_ref()).await?;
+    let lister: std::sync::Arc<dyn steward_backend::Backend> = if a.backend.is_native() {
+        a.backend.native(&a.grid, false).await?
+    } else {
+        a.grid.gateway(a.jobs).await?
+    };
+    let root = config::resolve_root(&spec, lister.as_ref()).await?;
     if !root.is_directory() && !spec.path.is_empty() {
         // A file named by a path is fine: its manifest is one unit.
     }
@@ -64,7 +72,7 @@ pub async fn run(a: ManifestArgs) -> Result<Exit, Error> {
         ..Default::default()
     };
     let result = pipeline::manifest(
-        gateway,
+        lister,
         &root,
         opts,
         pipeline::ManifestDest {

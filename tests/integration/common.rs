@@ -125,8 +125,9 @@ pub fn tag(name: &str) -> String {
 }
 
 /// The sample tree of issue 2: nested and shared directories, a cycle,
-/// LIT, CHK, SDMF and MDMF files, an immutable directory, non-ASCII and
-/// long names, and a directory (`broken`) that tests may make unrecoverable.
+/// LIT, CHK, SDMF and MDMF files, directories of every kind (`DIR2`,
+/// `DIR2-MDMF`, `DIR2-CHK`, `DIR2-LIT`), non-ASCII and long names, and a
+/// directory (`broken`) that tests may make unrecoverable.
 pub struct Tree {
     /// Root write cap.
     pub root: String,
@@ -202,6 +203,22 @@ pub fn build_tree(g: &Grid, name: &str) -> Tree {
     caps.insert("imm".into(), imm);
     caps.insert("imm/child".into(), imm_child);
     caps.insert("imm/tiny".into(), tiny);
+    // A DIR2-MDMF directory, and a DIR2-LIT one (small enough to live in
+    // its cap) inside it.
+    let mdmf_dir = g.mkdir_format("MDMF").unwrap();
+    g.link(&root, "mdmf-dir", &mdmf_dir).unwrap();
+    let in_mdmf = up(format!("{t} in mdmf dir {}", "d".repeat(1200)), "CHK");
+    g.link(&mdmf_dir, "f", &in_mdmf).unwrap();
+    let tt = up("tt".to_string(), "CHK");
+    let lit_dir = g
+        .mkdir_immutable(serde_json::json!({ "t": tt.clone() }))
+        .unwrap();
+    assert!(lit_dir.starts_with("URI:DIR2-LIT:"), "{lit_dir}");
+    g.link(&mdmf_dir, "lit-dir", &lit_dir).unwrap();
+    caps.insert("mdmf-dir".into(), mdmf_dir);
+    caps.insert("mdmf-dir/f".into(), in_mdmf);
+    caps.insert("mdmf-dir/lit-dir".into(), lit_dir);
+    caps.insert("mdmf-dir/lit-dir/t".into(), tt);
     Tree { root, caps }
 }
 
