@@ -257,3 +257,23 @@ pub fn write(dir: &Path, name: &str, text: &str) -> String {
     std::fs::write(&p, text).unwrap();
     p.to_str().unwrap().to_string()
 }
+
+/// Tahoe's `POST uri/$CAP?t=WHAT` stream (`stream-manifest`,
+/// `stream-deep-check&verify=true`, ...), as lines.
+pub fn tahoe_stream(cap: &str, what: &str) -> Vec<String> {
+    let (status, body) = grid().post(&format!("uri/{cap}?t={what}")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    body.lines().map(str::to_string).collect()
+}
+
+/// Asserts that steward's manifest output `out` has Tahoe's lines, byte
+/// for byte, but the last (the stats unit); returns Tahoe's stats.
+pub fn assert_tahoe_lines_but_stats(out: &str, tahoe: &[String]) -> serde_json::Value {
+    let ours: Vec<&str> = out.lines().collect();
+    assert_eq!(ours.len(), tahoe.len());
+    for (a, b) in ours.iter().zip(tahoe).take(tahoe.len() - 1) {
+        assert_eq!(a, b);
+    }
+    let last: serde_json::Value = serde_json::from_str(tahoe.last().unwrap()).unwrap();
+    last["stats"].clone()
+}
