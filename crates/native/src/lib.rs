@@ -247,6 +247,25 @@ fn not_supported(what: &str) -> BackendError {
     )
 }
 
+/// The target of the line that says, when the backend goes away, what its
+/// verifies read (`info` level: `STEWARD_LOG=steward_native::reads=info`).
+pub const READS_LOG_TARGET: &str = "steward_native::reads";
+
+impl Drop for ServerSet {
+    fn drop(&mut self) {
+        let s = &self.stats;
+        let shares = s.shares_verified.load(Ordering::Relaxed);
+        if shares > 0 {
+            tracing::info!(
+                target: READS_LOG_TARGET,
+                "verified {shares} shares of {} bytes in all, reading {} bytes",
+                s.share_bytes_verified.load(Ordering::Relaxed),
+                s.bytes_read_verifying.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
 impl NativeBackend {
     /// What verifies through this backend (any tenant) have read so far.
     pub fn verify_stats(&self) -> VerifyStats {
