@@ -162,6 +162,12 @@ impl RealGrid<'_> {
             format!("steward deep-check {} --backend native", extra.join(" "))
         };
         Job::new(&label, Tool::Steward, 0, move || {
+            // Here, not in a prep step (which a group may replace with its
+            // own): the servers' addresses change when they move behind
+            // the proxies.
+            if let Err(e) = self.refresh_auditor() {
+                eprintln!("  refreshing {}: {e:#}", self.auditor.display());
+            }
             let mut c = steward_cmd(self.ctx, &["deep-check", "-q"]);
             c.args(extra)
                 .args(["--backend", "native", "-d"])
@@ -171,7 +177,6 @@ impl RealGrid<'_> {
                 .env_remove("STEWARD_GATEWAY");
             c
         })
-        .prep(|| self.refresh_auditor())
     }
 
     /// `deep-check` of the quarter-mutable tree (`mixed/` on loopback,
@@ -237,6 +242,9 @@ impl RealGrid<'_> {
                     Tool::Steward,
                     0,
                     move || {
+                        if let Err(e) = self.refresh_auditor() {
+                            eprintln!("  refreshing {}: {e:#}", self.auditor.display());
+                        }
                         let mut c = steward_cmd(
                             ctx,
                             &["check", "-q", "--verify", "--backend", "native", "-d"],
@@ -249,7 +257,6 @@ impl RealGrid<'_> {
                     },
                 )
                 .lines()
-                .prep(|| self.refresh_auditor())
                 .post(|s| Ok(bytes_read_note(s, 1))),
             ],
         ))

@@ -150,7 +150,9 @@ fn targets(res: &Results) -> Vec<Target> {
         measured: r2.map(|r| format!("{r:.2}x")).unwrap_or("n/a".into()),
         met: r2.map(|r| r >= 1.4),
     });
-    for g in groups(res, |g| matches!(g.section, Section::Slow { .. })) {
+    for g in groups(res, |g| {
+        matches!(g.section, Section::Slow { .. }) && g.title == "deep-check"
+    }) {
         let Section::Slow { rtt_ms } = g.section else {
             continue;
         };

@@ -26,7 +26,7 @@
 use crate::fetch::ShareAt;
 use crate::server::{Failure, ShareKind};
 use crate::servermap::Servermap;
-use crate::NativeBackend;
+use crate::{results, NativeBackend};
 use futures::future::join_all;
 use std::collections::BTreeMap;
 use steward_backend::{BackendError, Child, ErrorCode, Listing, NodeType};
@@ -252,9 +252,17 @@ impl NativeBackend {
         .await;
         let mut candidates = Vec::new();
         let mut holders: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut responding = Vec::new();
+        let mut held = Vec::new();
         for (i, l) in listings.into_iter().enumerate() {
             match l {
                 Ok(shares) => {
+                    let id = self.set.servers[i].info.id.clone();
+                    responding.push(id.clone());
+                    held.push(results::Listing {
+                        server: id,
+                        shares: shares.clone(),
+                    });
                     for shnum in shares {
                         *holders.entry(shnum).or_default() += 1;
                         candidates.push(Candidate {
@@ -270,6 +278,11 @@ impl NativeBackend {
                 Err(_) => {}
             }
         }
+        // What a check of this directory would find: kept for it.
+        self.set.learnt.put(
+            si,
+            results::immutable(&si.to_string(), chk.k, chk.n, &responding, &held, &[]),
+        );
         let k = usize::from(chk.k);
         if holders.len() < k {
             return Err(unrecoverable(
@@ -306,6 +319,16 @@ impl NativeBackend {
         let map: Servermap = self
             .servermap(si, &m.fingerprint, false, MUTABLE_FIRST_READ)
             .await?;
+        // What a check of this directory would find: kept for it.
+        self.set.learnt.put(
+            si,
+            results::mutable(
+                &si.to_string(),
+                &map.responding,
+                &map.shares(&self.set),
+                &[],
+            ),
+        );
         let versions = map.recoverable_versions();
         if versions.is_empty() {
             let found: std::collections::BTreeSet<u32> = map

@@ -50,6 +50,7 @@ impl NativeBackend {
                 skipped,
                 budget: crate::fetch::ReadBudget::new(),
                 stats: Default::default(),
+                learnt: Default::default(),
             }),
             tenant: Tenant::default(),
         })

@@ -531,3 +531,35 @@ fn hostile_share_contents_are_corrupt_shares_never_trusted() {
         assert_verifies_like_the_gateway(g, &format!("MDMF {what}"), &cap);
     }
 }
+
+#[test]
+fn a_directorys_check_reuses_what_its_listing_just_learnt() {
+    let g = grid();
+    let sent = || native().requests_sent().iter().sum::<u32>();
+    let check = |cap: &str| {
+        rt().block_on(native().check(&Cap::parse(cap).unwrap(), CheckOptions::default()))
+            .unwrap()
+            .into_json()
+    };
+    let sdmf = g.mkdir_with_children(make_children(g, 2, 5)).unwrap();
+    let chk = g.mkdir_immutable(make_children(g, 2, 5)).unwrap();
+    // Damaged, so that the results are not all alike.
+    assert_eq!(g.drop_shares(&si_of(&chk), 1).unwrap(), 1);
+    for (what, cap) in [("DIR2", &sdmf), ("DIR2-CHK", &chk)] {
+        native_listing(&read_cap(cap)).unwrap();
+        let before = sent();
+        let learnt = check(&verify_cap(cap));
+        assert_eq!(sent(), before, "{what}: the check asked nothing");
+        let gateway = g.check(&read_cap(cap), false).unwrap();
+        assert_eq!(canonical(&learnt), canonical(&gateway), "{what}");
+        // Once only: the next check asks the servers.
+        let again = check(&verify_cap(cap));
+        assert!(sent() > before, "{what}: asked again");
+        assert_eq!(canonical(&again), canonical(&learnt), "{what}");
+        // A verify never takes learnt results.
+        native_listing(&read_cap(cap)).unwrap();
+        let before = sent();
+        verify(&verify_cap(cap));
+        assert!(sent() > before, "{what}: a verify reads the shares");
+    }
+}
