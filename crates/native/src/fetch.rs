@@ -188,13 +188,19 @@ impl NativeBackend {
             bytes: first.data.len() as u64,
             reads: 1,
         };
-        // A small share not read whole yet: all of it in one more read,
-        // rather than one per part.
-        let first = if !first.ended && size <= SMALL_SHARE && (first.data.len() as u64) < size {
-            let (whole, _permit) = self.read(at, 0..size).await?;
-            cost.bytes += whole.data.len() as u64;
+        // A small share not read whole yet: the rest of it in one more
+        // read, rather than one per part.
+        let have = first.data.len() as u64;
+        let first = if !first.ended && size <= SMALL_SHARE && have < size {
+            let (rest, _permit) = self.read(at, have..size).await?;
+            cost.bytes += rest.data.len() as u64;
             cost.reads += 1;
-            whole
+            let mut data = first.data;
+            data.extend_from_slice(&rest.data);
+            ShareBytes {
+                ended: rest.ended,
+                data,
+            }
         } else {
             first
         };
