@@ -637,7 +637,10 @@ pub fn parse_listing(v: &Value) -> Option<Listing> {
             mutable: d.and_then(|d| d.get("mutable")).and_then(Value::as_bool),
         });
     }
-    Some(Listing { children: out })
+    Some(Listing {
+        children: out,
+        size: None,
+    })
 }
 
 #[cfg(test)]
