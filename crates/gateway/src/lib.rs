@@ -22,21 +22,24 @@
 //! Gateway URLs may carry a password (`http://user:pass@host/`); messages
 //! and logs show them without it.
 
+mod transport;
+
 use async_trait::async_trait;
 use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_backend::endpoint::{redact_url, EndpointConfig, Group, SetAside};
+use steward_backend::endpoint::{redact_url, Endpoint, EndpointConfig, Group, SetAside};
 pub use steward_backend::http::describe_reqwest;
 use steward_backend::pace::RequestKind;
-use steward_backend::retry::{Attempt, CallError, RetryPolicy, Stack};
+use steward_backend::retry::{CallError, RetryPolicy, Stack};
 use steward_backend::sched::{Scheduler, Tenant};
 use steward_backend::{
     Backend, BackendError, CheckOptions, CheckResults, Child, ErrorCode, Listing, NodeType,
     Operation, RepairResults,
 };
 use steward_cap::{redact_caps, Cap};
+use transport::{Base, Transport};
 
 /// How to reach the gateways and how patient to be with them.
 #[derive(Clone, Debug)]
@@ -72,6 +75,9 @@ impl Default for GatewayOptions {
 struct Inner {
     stack: Stack,
     group: Group,
+    /// Each gateway's base, parsed once (see [`transport`]).
+    bases: Vec<(Arc<Endpoint>, Base)>,
+    transport: Transport,
     client: reqwest::Client,
     stream_client: reqwest::Client,
     opts: GatewayOptions,
@@ -164,6 +170,17 @@ impl StreamReader {
     }
 }
 
+impl Inner {
+    /// The parsed base of one of this client's gateways.
+    fn base(&self, ep: &Arc<Endpoint>) -> &Base {
+        self.bases
+            .iter()
+            .find(|(e, _)| Arc::ptr_eq(e, ep))
+            .map(|(_, b)| b)
+            .expect("the stack chooses among this client's gateways")
+    }
+}
+
 impl Gateway {
     /// A client for the given gateways, scheduled by `sched`. Fails only
     /// for unusable URLs.
@@ -175,6 +192,7 @@ impl Gateway {
             ));
         }
         let mut endpoints = Vec::new();
+        let mut bases = Vec::new();
         for u in &opts.urls {
             let shown = redact_url(u);
             let parsed = reqwest::Url::parse(u).map_err(|e| {
@@ -195,13 +213,24 @@ impl Gateway {
             if !base.ends_with('/') {
                 base.push('/');
             }
+            let parsed = reqwest::Url::parse(&base).expect("a URL with a slash added");
+            let split = Base::new(&parsed, &base).map_err(|e| {
+                BackendError::new(
+                    ErrorCode::GatewayUnreachable,
+                    format!(
+                        "gateway URL {shown:?} cannot be used ({e}): give it as http://HOST:PORT/"
+                    ),
+                )
+            })?;
             let config = EndpointConfig {
                 max_in_flight: opts.max_in_flight.max(1),
                 adaptive: opts.adaptive,
                 start: 1,
                 set_aside: SetAside::GATEWAY,
             };
-            endpoints.push(sched.endpoint(&base, &redact_url(&base), config));
+            let ep = sched.endpoint(&base, &redact_url(&base), config);
+            bases.push((ep.clone(), split));
+            endpoints.push(ep);
         }
         let group = sched.group(&endpoints);
         let client = reqwest::Client::builder()
@@ -217,6 +246,8 @@ impl Gateway {
             inner: Arc::new(Inner {
                 stack: Stack::new(sched, opts.retry),
                 group,
+                bases,
+                transport: Transport::new(client.clone()),
                 client,
                 stream_client,
                 opts,
@@ -335,11 +366,14 @@ impl Gateway {
         let answer = inner
             .stack
             .call(&self.tenant, kind, &inner.group, what, |ep| {
-                let req = inner
-                    .client
-                    .request(method.clone(), format!("{}{}", ep.key(), path_and_query))
-                    .timeout(timeout);
-                async move { attempt(req).await }
+                let method = method.clone();
+                async move {
+                    let base = inner.base(&ep);
+                    inner
+                        .transport
+                        .send(base, method, path_and_query, timeout)
+                        .await
+                }
             })
             .await;
         answer.map_err(|e| call_error(e, timeout, what))
@@ -476,29 +510,6 @@ fn bad_answer(what: &dyn fmt::Display, e: &str) -> BackendError {
     )
 }
 
-/// One attempt of a request, classified: 502-504 and transport failures
-/// are transient, any other answer final.
-async fn attempt(req: reqwest::RequestBuilder) -> Attempt<(u16, bytes::Bytes)> {
-    let transient = |e: reqwest::Error| Attempt::Transient {
-        timeout: e.is_timeout(),
-        why: describe_reqwest(&e),
-    };
-    match req.send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            match resp.bytes().await {
-                Ok(_) if matches!(status, 502..=504) => Attempt::Transient {
-                    why: format!("HTTP {status}"),
-                    timeout: false,
-                },
-                Ok(body) => Attempt::Answer((status, body)),
-                Err(e) => transient(e),
-            }
-        }
-        Err(e) => transient(e),
-    }
-}
-
 /// A request the stack gave up on, as an error for the object.
 fn call_error(e: CallError, timeout: Duration, what: &dyn fmt::Display) -> BackendError {
     match e {
@@ -589,6 +600,7 @@ fn status_error(status: u16, body: &str, what: &dyn fmt::Display) -> BackendErro
             .unwrap_or(""),
     );
     let code = match status {
+        300..=399 => ErrorCode::BadResponse,
         410 => ErrorCode::Unrecoverable,
         405 => ErrorCode::InsufficientAuthority,
         400..=499 => ErrorCode::GatewayHttp4xx,
@@ -597,6 +609,9 @@ fn status_error(status: u16, body: &str, what: &dyn fmt::Display) -> BackendErro
     let hint = match code {
         ErrorCode::Unrecoverable => "",
         ErrorCode::InsufficientAuthority => " (the gateway needs a read cap for this)",
+        ErrorCode::BadResponse => {
+            " (a redirect: Tahoe's web API answers without one, so steward follows none; give the gateway's own URL)"
+        }
         _ => "",
     };
     BackendError::new(code, format!("HTTP {status} for {what}: {first}{hint}"))
@@ -683,6 +698,9 @@ mod tests {
         );
         assert_eq!(e.code, ErrorCode::GatewayHttp4xx);
         assert!(!e.message.contains("abcdefghijklmnop"), "{}", e.message);
+        let e = status_error(302, "", &"x");
+        assert_eq!(e.code, ErrorCode::BadResponse);
+        assert!(e.message.contains("redirect"), "{}", e.message);
         let e = status_error(500, "{\"error\": \"boom\"}", &"x");
         assert_eq!(e.code, ErrorCode::GatewayHttp5xx);
         assert!(e.message.contains("boom"));
