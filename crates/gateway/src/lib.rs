@@ -22,9 +22,11 @@
 //! Gateway URLs may carry a password (`http://user:pass@host/`); messages
 //! and logs show them without it.
 
+mod listing;
 mod transport;
 
 use async_trait::async_trait;
+pub use listing::parse_listing;
 use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
@@ -35,8 +37,7 @@ use steward_backend::pace::RequestKind;
 use steward_backend::retry::{CallError, RetryPolicy, Stack};
 use steward_backend::sched::{Scheduler, Tenant};
 use steward_backend::{
-    Backend, BackendError, CheckOptions, CheckResults, Child, ErrorCode, Listing, NodeType,
-    Operation, RepairResults,
+    Backend, BackendError, CheckOptions, CheckResults, ErrorCode, Listing, Operation, RepairResults,
 };
 use steward_cap::{redact_caps, Cap};
 use transport::{Base, Transport};
@@ -379,17 +380,19 @@ impl Gateway {
         answer.map_err(|e| call_error(e, timeout, what))
     }
 
-    async fn post_json(
+    /// POST, and the body of a successful answer.
+    async fn post(
         &self,
         path_and_query: &str,
         kind: RequestKind,
         timeout: Duration,
         what: &(dyn fmt::Display + Sync),
-    ) -> Result<Value, BackendError> {
+    ) -> Result<bytes::Bytes, BackendError> {
         let (status, body) = self
             .request(reqwest::Method::POST, path_and_query, kind, timeout, what)
             .await?;
-        parse_answer(status, &body, what)
+        success(status, &body, what)?;
+        Ok(body)
     }
 
     /// Open one of the gateway's own NDJSON streams (`stream-manifest` or
@@ -454,8 +457,9 @@ impl Backend for Gateway {
                 &what,
             )
             .await?;
-        let v = parse_answer(status, &body, &what)?;
-        parse_listing(&v).ok_or_else(|| {
+        success(status, &body, &what)?;
+        let listing = parse_listing(&body).map_err(|e| not_json(&what, &e))?;
+        listing.ok_or_else(|| {
             BackendError::new(
                 ErrorCode::BadResponse,
                 format!("gateway's t=json for {what} is not a directory listing"),
@@ -478,8 +482,9 @@ impl Backend for Gateway {
             self.inner.opts.timeout
         };
         let what = What(cap);
-        let v = self.post_json(&q, kind, timeout, &what).await?;
-        CheckResults::from_json(v).map_err(|e| bad_answer(&what, &e))
+        let body = self.post(&q, kind, timeout, &what).await?;
+        // Kept as text: no JSON tree per object (see steward_backend::results).
+        CheckResults::from_slice(&body).map_err(|e| bad_answer(&what, &e))
     }
 
     async fn repair(&self, cap: &Cap, opts: CheckOptions) -> Result<RepairResults, BackendError> {
@@ -491,14 +496,15 @@ impl Backend for Gateway {
             q.push_str("&add-lease=true");
         }
         let what = What(cap);
-        let v = self
-            .post_json(
+        let body = self
+            .post(
                 &q,
                 RequestKind::repair(cap),
                 self.inner.opts.long_timeout,
                 &what,
             )
             .await?;
+        let v = json_of(&body, &what)?;
         RepairResults::from_json(v).map_err(|e| bad_answer(&what, &e))
     }
 }
@@ -574,17 +580,23 @@ fn transport_error(e: &reqwest::Error, base: &str, what: &dyn fmt::Display) -> B
     )
 }
 
-/// Interpret a final gateway answer as JSON, mapping error statuses to codes.
-fn parse_answer(status: u16, body: &[u8], what: &dyn fmt::Display) -> Result<Value, BackendError> {
+/// A final answer that is not a success, as an error for the object.
+fn success(status: u16, body: &[u8], what: &dyn fmt::Display) -> Result<(), BackendError> {
     if !(200..300).contains(&status) {
         return Err(status_error(status, &String::from_utf8_lossy(body), what));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        BackendError::new(
-            ErrorCode::BadResponse,
-            format!("gateway answer for {what} is not JSON ({e})"),
-        )
-    })
+    Ok(())
+}
+
+fn json_of(body: &[u8], what: &dyn fmt::Display) -> Result<Value, BackendError> {
+    serde_json::from_slice(body).map_err(|e| not_json(what, &e))
+}
+
+fn not_json(what: &dyn fmt::Display, e: &serde_json::Error) -> BackendError {
+    BackendError::new(
+        ErrorCode::BadResponse,
+        format!("gateway answer for {what} is not JSON ({e})"),
+    )
 }
 
 fn status_error(status: u16, body: &str, what: &dyn fmt::Display) -> BackendError {
@@ -617,56 +629,22 @@ fn status_error(status: u16, body: &str, what: &dyn fmt::Display) -> BackendErro
     BackendError::new(code, format!("HTTP {status} for {what}: {first}{hint}"))
 }
 
-/// Parse the gateway's `t=json` answer for a directory.
-pub fn parse_listing(v: &Value) -> Option<Listing> {
-    let arr = v.as_array()?;
-    if arr.first()?.as_str()? != "dirnode" {
-        return None;
-    }
-    let children = arr.get(1)?.get("children")?.as_object()?;
-    let mut out = Vec::with_capacity(children.len());
-    for (name, entry) in children {
-        let node_type = match entry.get(0).and_then(Value::as_str) {
-            Some("filenode") => NodeType::File,
-            Some("dirnode") => NodeType::Directory,
-            _ => NodeType::Unknown,
-        };
-        let d = entry.get(1);
-        let s = |k: &str| {
-            d.and_then(|d| d.get(k))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        out.push(Child {
-            name: name.clone(),
-            node_type,
-            rw_uri: s("rw_uri"),
-            ro_uri: s("ro_uri"),
-            verify_uri: s("verify_uri"),
-            size: d.and_then(|d| d.get("size")).and_then(Value::as_u64),
-            format: s("format"),
-            mutable: d.and_then(|d| d.get("mutable")).and_then(Value::as_bool),
-        });
-    }
-    Some(Listing { children: out })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steward_backend::NodeType;
 
     #[test]
     fn listing_parses_files_dirs_and_unknowns() {
-        let v: Value = serde_json::from_str(
+        let v = (
             r#"["dirnode", {"rw_uri": "URI:DIR2:a:b", "ro_uri": "URI:DIR2-RO:c:b", "mutable": true,
               "children": {
                 "f": ["filenode", {"ro_uri": "URI:CHK:x:y:2:5:100", "size": 100, "format": "CHK", "mutable": false, "metadata": {}}],
                 "d": ["dirnode", {"rw_uri": "URI:DIR2:q:r", "ro_uri": "URI:DIR2-RO:s:r", "mutable": true, "metadata": {}}],
                 "u": ["unknown", {"metadata": {}}]
-              }}]"#,
-        )
-        .unwrap();
-        let l = parse_listing(&v).unwrap();
+              }}]"#
+        ).as_bytes();
+        let l = parse_listing(v).unwrap().unwrap();
         assert_eq!(l.children.len(), 3);
         let f = l.children.iter().find(|c| c.name == "f").unwrap();
         assert_eq!(f.node_type, NodeType::File);
@@ -677,7 +655,8 @@ mod tests {
         assert_eq!(d.rw_uri.as_deref(), Some("URI:DIR2:q:r"));
         let u = l.children.iter().find(|c| c.name == "u").unwrap();
         assert_eq!(u.node_type, NodeType::Unknown);
-        assert!(parse_listing(&serde_json::json!(["filenode", {}])).is_none());
+        assert!(parse_listing(br#"["filenode", {}]"#).unwrap().is_none());
+        assert!(parse_listing(br#"["dirnode", {"children": {"a": "#).is_err());
     }
 
     #[test]
