@@ -29,6 +29,7 @@
 
 pub mod endpoint;
 pub mod http;
+pub mod lenient;
 pub mod pace;
 pub mod results;
 pub mod retry;

@@ -50,7 +50,9 @@ fn rows(children: &[Child]) -> Vec<String> {
 
 fn gateway_listing(g: &Grid, cap: &str) -> steward_backend::Listing {
     let v = g.get_json(&format!("uri/{cap}?t=json")).unwrap();
-    steward_gateway::parse_listing(&v).expect("a directory listing")
+    steward_gateway::parse_listing(v.to_string().as_bytes())
+        .expect("JSON")
+        .expect("a directory listing")
 }
 
 fn native_listing(cap: &str) -> Result<steward_backend::Listing, steward_backend::BackendError> {
