@@ -547,7 +547,11 @@ fn native_reads_on_the_damaged_tree_with_no_gateway() {
         "unrecoverable"
     );
     assert_eq!(paths.len(), tree.caps.len() - 1, "all but broken/inner");
-    assert!(paths.contains_key("a/shared") && paths.contains_key("a/chk2"));
+    assert!(
+        paths.contains_key("a/shared") && paths.contains_key("a/chk2"),
+        "{:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
 
     // check --verify: exactly the corrupt shares Tahoe's verifier finds.
     let (code, vout, err) = native_run(
