@@ -90,6 +90,15 @@ pub fn unit_cap(u: &ObjectUnit) -> UnitCap {
     if !u.storage_index.is_empty() && u.storage_index != written {
         return UnitCap::Bad("its storage-index is not the one of its cap".into());
     }
+    // Tahoe's parser takes any numbers, but no file is stored with k = 0
+    // or k > N: counted against such a k, no shares at all look healthy.
+    if let Some((k, n)) = best.encoding() {
+        if k == 0 || k > n || n > 256 {
+            return UnitCap::Bad(format!(
+                "its cap asks for {k} of {n} shares, which no Tahoe file has (1 <= k <= N <= 256)"
+            ));
+        }
+    }
     UnitCap::Cap(best)
 }
 
@@ -304,6 +313,15 @@ mod tests {
         // Not caps, even with a good verify cap beside them.
         assert!(is_bad(&unit("not a cap", "", "")));
         assert!(is_bad(&unit("URI:CHK:garbage", "", "")));
+        // Encodings no file has (issue 10's re-run: k = 0 was checked
+        // healthy on both backends, k > N on the native one).
+        let chk =
+            |k: u16, n: u16| format!("URI:CHK:{}:{}:{k}:{n}:1000", "a".repeat(26), "a".repeat(52));
+        assert!(!is_bad(&unit(&chk(3, 10), "", "")));
+        assert!(!is_bad(&unit(&chk(1, 1), "", "")));
+        assert!(is_bad(&unit(&chk(0, 5), "", "")));
+        assert!(is_bad(&unit(&chk(7, 5), "", "")));
+        assert!(is_bad(&unit(&chk(3, 300), "", "")));
         assert!(is_bad(&unit("URI:CHK:not-a-cap", "", verify.expose())));
         // No cap at all: not a literal object, unless marked so.
         assert!(is_bad(&unit("", "", "")));
