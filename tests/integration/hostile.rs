@@ -210,6 +210,52 @@ fn an_input_cut_short_or_empty_is_never_all_healthy() {
     assert_eq!(code, 2, "{err}");
 }
 
+/// A manifest whose directory could not be listed (a gateway timeout: its
+/// unit carries the error, and nothing below it is in the manifest) is
+/// whole, stats unit and all, but never covered what is below that
+/// directory. Checking it must not say healthy because the directory
+/// itself checks healthy: `check` exited 0 with "all healthy" before.
+#[test]
+fn a_directory_that_was_never_listed_is_never_all_healthy() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-unlisted");
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&tree.root, dir.path(), "m.ndjson", "read");
+    let mut lines = Vec::new();
+    for line in std::fs::read_to_string(&m).unwrap().lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let path: Vec<String> = match v.get("path") {
+            Some(p) => serde_json::from_value(p.clone()).unwrap(),
+            None => vec![],
+        };
+        if path.len() > 1 && path[0] == "a" {
+            continue; // never listed
+        }
+        if path == ["a"] {
+            v["error"] = serde_json::json!({
+                "code": "gateway-timeout",
+                "message": "listing the directory timed out"
+            });
+        }
+        lines.push(v.to_string());
+    }
+    let cut = write(dir.path(), "unlisted.ndjson", &(lines.join("\n") + "\n"));
+    let nd = g.gateway_dir();
+    for backend in ["gateway", "native"] {
+        let (code, _, err) = run(stw(&[
+            "check",
+            "-q",
+            &cut,
+            "--backend",
+            backend,
+            "-d",
+            s(nd),
+        ]));
+        assert_eq!(code, 1, "{backend}: {err}");
+        assert!(err.contains("never listed"), "{backend}: {err}");
+    }
+}
+
 /// Standard output is a pipe whose reader has already gone (`| head -0`).
 fn closed_stdout(c: &mut Command) {
     let mut fds = [0; 2];
