@@ -191,7 +191,7 @@ pub fn create_temporary(path: &Path) -> io::Result<File> {
 
 /// A unit destination.
 pub enum Output {
-    Stdout(BufWriter<io::Stdout>),
+    Stdout(BufWriter<WatchedStdout>),
     File {
         path: PathBuf,
         writer: BufWriter<File>,
@@ -201,7 +201,13 @@ pub enum Output {
 
 impl Output {
     pub fn stdout() -> Self {
-        Output::Stdout(BufWriter::with_capacity(64 * 1024, io::stdout()))
+        Output::Stdout(BufWriter::with_capacity(
+            64 * 1024,
+            WatchedStdout {
+                inner: io::stdout(),
+                closed: false,
+            },
+        ))
     }
 
     /// Open `path` for writing units. With `keep = Some(n)` (a resume), the
@@ -241,10 +247,10 @@ impl Output {
     /// Write one line (a newline is added).
     pub fn write_line(&mut self, line: &str) -> Result<()> {
         match self {
-            Output::Stdout(w) => {
-                w.write_all(line.as_bytes()).map_err(stdout_error)?;
-                w.write_all(b"\n").map_err(stdout_error)
-            }
+            Output::Stdout(w) => w
+                .write_all(line.as_bytes())
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(|e| w.get_ref().error(e)),
             Output::File { path, writer, len } => {
                 writer
                     .write_all(line.as_bytes())
@@ -260,7 +266,7 @@ impl Output {
     /// buffer (the same bytes as `write_line(&unit.to_line())`).
     pub fn write_unit(&mut self, unit: &Unit) -> Result<()> {
         match self {
-            Output::Stdout(w) => unit.write_line(w).map_err(stdout_error),
+            Output::Stdout(w) => unit.write_line(w).map_err(|e| w.get_ref().error(e)),
             Output::File { path, writer, len } => {
                 let mut counted = Counted {
                     inner: writer,
@@ -277,7 +283,7 @@ impl Output {
     pub fn sync(&mut self) -> Result<u64> {
         match self {
             Output::Stdout(w) => {
-                w.flush().map_err(stdout_error)?;
+                w.flush().map_err(|e| w.get_ref().error(e))?;
                 Ok(0)
             }
             Output::File { path, writer, len } => {
@@ -294,11 +300,50 @@ impl Output {
     /// units as they come).
     pub fn flush(&mut self) -> Result<()> {
         match self {
-            Output::Stdout(w) => w.flush().map_err(stdout_error),
+            Output::Stdout(w) => w.flush().map_err(|e| w.get_ref().error(e)),
             Output::File { path, writer, .. } => writer
                 .flush()
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e)),
         }
+    }
+}
+
+/// Standard output, remembering whether a write found its pipe closed.
+/// A unit's check results are transcoded from the gateway's text
+/// (`serde_transcode`), and an error raised inside that reaches the caller
+/// as the transcoder's message, without its kind: this flag is what still
+/// tells a closed pipe (exit 3) from another failure (exit 2).
+pub struct WatchedStdout {
+    inner: io::Stdout,
+    closed: bool,
+}
+
+impl WatchedStdout {
+    /// The error for a failed write to standard output.
+    fn error(&self, e: io::Error) -> Error {
+        if self.closed {
+            stdout_error(io::Error::from(io::ErrorKind::BrokenPipe))
+        } else {
+            stdout_error(e)
+        }
+    }
+
+    fn watch<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::BrokenPipe) {
+            self.closed = true;
+        }
+        r
+    }
+}
+
+impl Write for WatchedStdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.watch(r)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.watch(r)
     }
 }
 

@@ -223,7 +223,7 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
     .run::<CheckTally>(checker.into_op(), &sched)
     .await?;
     let t = &s.tally;
-    if !a.run.quiet || t.healthy != t.checked {
+    if !a.run.quiet || t.healthy != t.checked || t.unlisted > 0 {
         eprintln!(
             "check: {} objects checked, {} healthy, {} unhealthy ({} unrecoverable), {} could not be checked{}",
             t.checked,
@@ -231,7 +231,8 @@ pub async fn run_check(a: CheckArgs) -> Result<Exit, Error> {
             t.unhealthy + t.unrecoverable,
             t.unrecoverable,
             t.failed,
-            if t.bad_lines > 0 { format!("; {} input lines skipped", t.bad_lines) } else { String::new() }
+            if t.unlisted > 0 { format!("; {} directories were never listed (see their error): what is below them was not checked", t.unlisted) } else { String::new() }
+                + &if t.bad_lines > 0 { format!("; {} input lines skipped", t.bad_lines) } else { String::new() }
         );
     }
     Ok(exit_code(t.bad_lines, &verdict, t.findings()))

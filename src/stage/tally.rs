@@ -33,12 +33,17 @@ pub struct CheckTally {
     /// Unknown objects.
     pub unchecked: u64,
     pub bad_lines: u64,
+    /// Directories that carry an error from before their check (their
+    /// listing failed): the objects below them were never listed, so
+    /// never checked, however healthy the directory itself is.
+    pub unlisted: u64,
 }
 
 impl CheckTally {
-    /// Objects that are a finding: not healthy, or not checked.
+    /// Objects that are a finding: not healthy, or not checked, or
+    /// directories whose children were never listed.
     pub fn findings(&self) -> u64 {
-        self.unhealthy + self.unrecoverable + self.failed
+        self.unhealthy + self.unrecoverable + self.failed + self.unlisted
     }
 }
 
@@ -47,6 +52,12 @@ impl Tally for CheckTally {
         let Unit::Object(o) = unit else { return };
         if o.object_type != ObjectType::Unknown {
             self.checked += 1;
+        }
+        if o.object_type == ObjectType::Directory
+            && o.error.is_some()
+            && unit_health(o) != Health::Failed
+        {
+            self.unlisted += 1;
         }
         match unit_health(o) {
             Health::Healthy => self.healthy += 1,

@@ -71,7 +71,7 @@ impl SqliteStore {
     pub fn open(path: &Path, format: Format) -> Result<SqliteStore> {
         let lock = lock_file(path)?;
         let conn = Connection::open_with_flags(
-            path,
+            sqlite_path(path)?,
             rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )?;
         conn.execute_batch(
@@ -158,6 +158,23 @@ impl SqliteStore {
         text.map(|t| serde_json::from_str(&t).map_err(|_| self.bad(key.stage.as_str())))
             .transpose()
     }
+}
+
+/// The path SQLite is given for `path`: its directory resolved, its own
+/// name kept. `SQLITE_OPEN_NOFOLLOW` refuses a symlink anywhere in the
+/// path, not only the file's own name, so `-o /home/me/run.ndjson` with
+/// `/home` a symlink failed with "unable to open database file". The file's
+/// own name is still never a symlink ([`lock_file`] refused one already,
+/// and SQLite checks it again).
+fn sqlite_path(path: &Path) -> Result<PathBuf> {
+    let (dir, name) = match (path.parent(), path.file_name()) {
+        (Some(d), Some(n)) if !d.as_os_str().is_empty() => (d, n),
+        (_, Some(n)) => (Path::new("."), n),
+        _ => return Ok(path.to_path_buf()),
+    };
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| Error::io(format!("checkpoint {}", path.display()), e))?;
+    Ok(dir.join(name))
 }
 
 /// SQLite's side files of a database.

@@ -210,6 +210,52 @@ fn an_input_cut_short_or_empty_is_never_all_healthy() {
     assert_eq!(code, 2, "{err}");
 }
 
+/// A manifest whose directory could not be listed (a gateway timeout: its
+/// unit carries the error, and nothing below it is in the manifest) is
+/// whole, stats unit and all, but never covered what is below that
+/// directory. Checking it must not say healthy because the directory
+/// itself checks healthy: `check` exited 0 with "all healthy" before.
+#[test]
+fn a_directory_that_was_never_listed_is_never_all_healthy() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-unlisted");
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&tree.root, dir.path(), "m.ndjson", "read");
+    let mut lines = Vec::new();
+    for line in std::fs::read_to_string(&m).unwrap().lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let path: Vec<String> = match v.get("path") {
+            Some(p) => serde_json::from_value(p.clone()).unwrap(),
+            None => vec![],
+        };
+        if path.len() > 1 && path[0] == "a" {
+            continue; // never listed
+        }
+        if path == ["a"] {
+            v["error"] = serde_json::json!({
+                "code": "gateway-timeout",
+                "message": "listing the directory timed out"
+            });
+        }
+        lines.push(v.to_string());
+    }
+    let cut = write(dir.path(), "unlisted.ndjson", &(lines.join("\n") + "\n"));
+    let nd = g.gateway_dir();
+    for backend in ["gateway", "native"] {
+        let (code, _, err) = run(stw(&[
+            "check",
+            "-q",
+            &cut,
+            "--backend",
+            backend,
+            "-d",
+            s(nd),
+        ]));
+        assert_eq!(code, 1, "{backend}: {err}");
+        assert!(err.contains("never listed"), "{backend}: {err}");
+    }
+}
+
 /// Standard output is a pipe whose reader has already gone (`| head -0`).
 fn closed_stdout(c: &mut Command) {
     let mut fds = [0; 2];
@@ -217,6 +263,21 @@ fn closed_stdout(c: &mut Command) {
     unsafe { libc::close(fds[0]) };
     use std::os::unix::io::FromRawFd;
     c.stdout(Stdio::from(unsafe { std::fs::File::from_raw_fd(fds[1]) }));
+}
+
+/// `steward ARGS` with a closed standard output exits 3 and says why.
+fn assert_cut_short_by_closed_stdout(args: &[&str]) {
+    let mut cmd = stw(args);
+    closed_stdout(&mut cmd);
+    cmd.stderr(Stdio::piped());
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
+    assert!(
+        err.contains("standard output was closed"),
+        "{args:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
 }
 
 #[test]
@@ -234,17 +295,7 @@ fn a_closed_standard_output_never_says_healthy() {
         vec!["manifest", "-q", &tree.root],
     ];
     for args in runs {
-        let mut cmd = stw(&args);
-        closed_stdout(&mut cmd);
-        cmd.stderr(Stdio::piped());
-        let o = cmd.output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
-        assert!(
-            err.contains("standard output was closed"),
-            "{args:?}: {err}"
-        );
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_cut_short_by_closed_stdout(&args);
     }
     // The report of a small tree is printed at the end of a run that
     // checked everything: its exit code says what was found.
@@ -253,6 +304,38 @@ fn a_closed_standard_output_never_says_healthy() {
     let (code, _, err) = run(cmd);
     assert_eq!(code, 1, "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Check results are written by transcoding the gateway's text: a pipe
+/// that closes while a unit is half written (its 64 KiB buffer filled in
+/// the middle of one, as with `steward check caps | head -1` on a long
+/// list) must still end the run with exit 3, not exit 2 with the
+/// transcoder's "Broken pipe at line 21 column 61" (it did before).
+#[test]
+fn a_pipe_closed_in_the_middle_of_a_unit_is_exit_3() {
+    let g = grid();
+    let tree = build_damaged_tree(g, "hostile-midunit");
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&tree.root, dir.path(), "m.ndjson", "read");
+    let caps: Vec<String> = objects(&read_units(&m))
+        .into_iter()
+        .map(|o| o.cap)
+        .filter(|c| !c.starts_with("URI:LIT:"))
+        .collect();
+    // Enough lines that the output passes 64 KiB within one batch.
+    let list: String = (0..60)
+        .flat_map(|_| caps.iter())
+        .map(|c| format!("{c}\n"))
+        .collect();
+    let input = write(dir.path(), "caps.txt", &list);
+    for backend in ["gateway", "native"] {
+        let mut args = vec!["check", "-q", input.as_str()];
+        let nd = g.gateway_dir();
+        if backend == "native" {
+            args.extend(["--backend", "native", "-d", s(nd)]);
+        }
+        assert_cut_short_by_closed_stdout(&args);
+    }
 }
 
 #[test]
@@ -378,6 +461,43 @@ fn outputs_are_regular_files_never_devices_fifos_or_symlinks() {
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("both the input and the output"), "{err}");
         assert_eq!(std::fs::read_to_string(&caps).unwrap(), before);
+    }
+}
+
+/// A symlink is refused in the place of a file steward writes, not in the
+/// directories above it (`/home` a link to `/data/home` is common): every
+/// command wrote nothing but "checkpoint database: unable to open database
+/// file" there before (SQLite's `NOFOLLOW` refuses a link anywhere in the
+/// path), and left a lock and an empty checkpoint behind.
+#[test]
+fn an_output_below_a_symlinked_directory_is_written() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-parentlink");
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let via = dir.path().join("via");
+    symlink(&real, &via).unwrap();
+    let caps = write(dir.path(), "caps.txt", &format!("{}\n", tree.cap("a/chk0")));
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("m.ndjson", vec!["manifest", "-q", &tree.root]),
+        ("c.ndjson", vec!["check", "-q", &caps]),
+        ("d.ndjson", vec!["deep-check", "-q", "--raw", &tree.root]),
+    ];
+    for (name, mut args) in runs {
+        let out = via.join(name);
+        args.extend(["-o", s(&out)]);
+        let (code, _, err) = run(stw(&args));
+        assert!(code <= 1, "{args:?}: {err}");
+        let written = real.join(name);
+        assert_eq!(mode(&written), 0o600, "{args:?}");
+        assert!(
+            !objects(&read_units(&written)).is_empty(),
+            "{args:?}: units written"
+        );
+        // And it resumes there: a second run finds its checkpoint.
+        let (code, _, err) = run(stw(&args));
+        assert!(code <= 1, "{args:?} again: {err}");
     }
 }
 
