@@ -107,9 +107,20 @@ pub struct Grid {
 /// `&StageInput` across one in the mapped stage's checkpoint), so they
 /// cannot be spawned on the server's runtime.
 pub struct Operations {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<Work>,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+}
+
+/// A future made on the operations thread (it need not be `Send`).
+pub type LocalTask = Box<dyn FnOnce() -> futures::future::LocalBoxFuture<'static, ()> + Send>;
+
+/// What the operations thread is handed.
+enum Work {
+    /// A Tahoe-style stream's operation.
+    Stream(Job),
+    /// Anything else to run there (a resumable operation).
+    Task(LocalTask),
 }
 
 /// One operation handed to the operations thread.
@@ -186,7 +197,7 @@ impl Operations {
     /// running operation.
     pub fn new(grid: Grid, shutdown: watch::Receiver<bool>) -> Self {
         let metrics = grid.metrics.clone();
-        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Work>();
         std::thread::Builder::new()
             .name("steward-operations".into())
             .spawn(move || {
@@ -197,8 +208,15 @@ impl Operations {
                 let local = tokio::task::LocalSet::new();
                 let grid = Arc::new(grid);
                 local.block_on(&rt, async move {
-                    while let Some(job) = queue.recv().await {
-                        tokio::task::spawn_local(grid.clone().run_job(job));
+                    while let Some(work) = queue.recv().await {
+                        match work {
+                            Work::Stream(job) => {
+                                tokio::task::spawn_local(grid.clone().run_job(job));
+                            }
+                            Work::Task(make) => {
+                                tokio::task::spawn_local(make());
+                            }
+                        }
                     }
                 });
             })
@@ -223,7 +241,7 @@ impl Operations {
             cancelled,
             shutdown: self.shutdown.clone(),
         };
-        if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
+        if let Err(mpsc::error::SendError(Work::Stream(job))) = self.jobs.send(Work::Stream(job)) {
             self.metrics
                 .operation_finished(job.spec.kind.label(), "failed");
             let _ = job
@@ -235,6 +253,25 @@ impl Operations {
             outcome: Some(outcome),
             _cancel: cancel,
         }
+    }
+}
+
+/// Runs tasks on the operations thread.
+#[derive(Clone)]
+pub struct Spawner(mpsc::UnboundedSender<Work>);
+
+impl Spawner {
+    /// Run `task` on the operations thread; false if that thread has
+    /// stopped.
+    pub fn spawn(&self, task: LocalTask) -> bool {
+        self.0.send(Work::Task(task)).is_ok()
+    }
+}
+
+impl Operations {
+    /// A handle that runs other tasks on the operations thread.
+    pub fn spawner(&self) -> Spawner {
+        Spawner(self.jobs.clone())
     }
 }
 
