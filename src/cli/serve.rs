@@ -141,3 +141,18 @@ pub async fn run(a: ServeArgs) -> Result<Exit, Error> {
     tracing::info!("stopped");
     Ok(Exit::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(duration_arg("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration_arg("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(duration_arg("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(duration_arg("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert!(duration_arg("5w").unwrap_err().contains("unknown unit"));
+        assert!(duration_arg("m").is_err());
+    }
+}

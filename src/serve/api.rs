@@ -74,6 +74,20 @@ fn find(app: &App, id: &str) -> Result<(Arc<Durable>, Arc<Op>), Refusal> {
     Ok((d.clone(), op))
 }
 
+/// A name the client sent, quoted, if it is short and plainly a name (a
+/// cap pasted as a key is never echoed).
+fn shown(name: &str) -> String {
+    if name.len() <= 24
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        format!("{name:?}")
+    } else {
+        "(not shown)".into()
+    }
+}
+
 /// A request body's root, kind and options, or a one-line reason (which
 /// never holds the root).
 pub fn parse_request(body: &[u8]) -> Result<(String, Kind, Authority), String> {
@@ -88,8 +102,8 @@ pub fn parse_request(body: &[u8]) -> Result<(String, Kind, Authority), String> {
     for k in obj.keys() {
         if !matches!(k.as_str(), "root" | "kind" | "options") {
             return Err(format!(
-                "unknown field {:?}: the fields are root, kind and options",
-                k.chars().take(40).collect::<String>()
+                "unknown field {}: the fields are root, kind and options",
+                shown(k)
             ));
         }
     }
@@ -133,8 +147,8 @@ pub fn parse_request(body: &[u8]) -> Result<(String, Kind, Authority), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown option {:?}: the options are verify, add-lease, repair and caps",
-                    other.chars().take(40).collect::<String>()
+                    "unknown option {}: the options are verify, add-lease, repair and caps",
+                    shown(other)
                 ))
             }
         }
@@ -274,8 +288,8 @@ fn from_arg(query: Option<&str>) -> Result<u64, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown argument {:?}: the only one is from=N",
-                    k.chars().take(40).collect::<String>()
+                    "unknown argument {}: the only one is from=N",
+                    shown(&k)
                 ))
             }
         }
@@ -398,4 +412,66 @@ pub async fn units(
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str =
+        "URI:DIR2:aaaaaaaaaaaaaaaaaaaaaaaaaa:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba";
+
+    #[test]
+    fn operation_requests_are_read_strictly_and_refusals_never_echo_the_root() {
+        let ok = |v: Value| parse_request(v.to_string().as_bytes()).unwrap();
+        let (root, kind, caps) = ok(serde_json::json!({"root": ROOT, "kind": "manifest"}));
+        assert_eq!(
+            (root.as_str(), kind, caps),
+            (ROOT, Kind::Manifest, Authority::Read)
+        );
+        let (_, kind, caps) = ok(
+            serde_json::json!({"root": format!("{ROOT}/a/b"), "kind": "deep-check", "options": {"repair": true, "add-lease": true}}),
+        );
+        assert_eq!(
+            kind,
+            Kind::DeepCheck(CheckFlags {
+                verify: false,
+                add_lease: true,
+                repair: true
+            })
+        );
+        assert_eq!(caps, Authority::Write, "repair writes with write caps");
+        let (_, _, caps) = ok(
+            serde_json::json!({"root": ROOT, "kind": "manifest", "options": {"caps": "verify"}}),
+        );
+        assert_eq!(caps, Authority::Verify);
+        for bad in [
+            serde_json::json!({"root": ROOT, "kind": ROOT}),
+            serde_json::json!({"root": ROOT, "kind": "manifest", "options": {"caps": ROOT}}),
+            serde_json::json!({"root": ROOT, "kind": "manifest", ROOT: 1}),
+            serde_json::json!({"root": ROOT, "kind": "deep-check", "options": {ROOT: true}}),
+            serde_json::json!({"root": ROOT, "kind": "deep-check", "options": {"verify": ROOT}}),
+            serde_json::json!({"root": 7, "kind": "manifest"}),
+        ] {
+            let why = parse_request(bad.to_string().as_bytes()).unwrap_err();
+            assert!(
+                !why.contains("aaaaaaaa") && !why.contains("bbbbbbbb"),
+                "{why}"
+            );
+            assert_eq!(why.lines().count(), 1, "{why}");
+        }
+        let why = parse_request(format!("{{\"root\": \"{ROOT}\", oops").as_bytes()).unwrap_err();
+        assert!(
+            why.starts_with("the body is not JSON") && !why.contains("bbbbbbbbbbbb"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn from_is_a_line_number_and_nothing_else_is_taken() {
+        assert_eq!(from_arg(None), Ok(0));
+        assert_eq!(from_arg(Some("from=42")), Ok(42));
+        assert!(from_arg(Some("from=-1")).is_err());
+        assert!(from_arg(Some("offset=3")).unwrap_err().contains("from=N"));
+    }
 }

@@ -113,6 +113,7 @@ pub async fn run(
             check_jobs: cfg.check_jobs,
             happy: cfg.happy,
             metrics: metrics.clone(),
+            sched: cfg.sched.clone(),
         },
         shutdown.clone(),
     );

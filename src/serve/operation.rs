@@ -14,6 +14,8 @@
 //!   channels between them are bounded too, so a slow reader slows the
 //!   operation and memory stays flat.
 //! * **Its own thread.** See [`Operations`].
+//! * **Fair.** Each operation is a tenant of its own of the process-wide
+//!   scheduler: concurrent operations share the request budget.
 //! * **Cancellation.** Dropping the [`Running`] (the HTTP body was dropped
 //!   because the client went away) turns the operation's stop signal on at
 //!   once: in-flight requests are abandoned and the stages return. So does
@@ -33,7 +35,7 @@ use crate::stage::traverse::TraverseOptions;
 use crate::stage::MappedOptions;
 use crate::unit::{Unit, UnitSink};
 use std::sync::Arc;
-use steward_backend::{Backend, CheckOptions};
+use steward_backend::{Backend, CheckOptions, Scheduler, Tenant};
 use steward_cap::{Authority, Cap};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -99,6 +101,9 @@ pub struct Grid {
     /// With repair: also repair objects whose happiness is below this.
     pub happy: Option<u64>,
     pub metrics: Arc<Metrics>,
+    /// The process-wide scheduler: each operation is a tenant of its own,
+    /// so that concurrent operations share the request budget.
+    pub sched: Arc<Scheduler>,
 }
 
 /// Starts operations. They run on a thread of their own (a current-thread
@@ -325,9 +330,15 @@ impl Grid {
             caps: spec.caps,
             ..Default::default()
         };
-        let lister = self.lister.clone();
+        let tenant = Tenant::new(format!("stream {}", spec.kind.label()), 1);
+        let lister = self.lister.for_tenant(tenant.clone());
+        let checker = self.checker.for_tenant(tenant.clone());
         let metrics = self.metrics.clone();
-        let runner = Runner::new(Some(stop), Arc::new(Logged), None);
+        let runner = Runner::new(
+            Some(stop),
+            Arc::new(Logged),
+            Some((self.sched.clone(), tenant)),
+        );
         let mut sink = CountedSink {
             inner: ChannelSink::new(tx),
             metrics,
@@ -352,7 +363,7 @@ impl Grid {
                     lister,
                     traverse,
                     checker: Checker {
-                        backend: self.checker.clone(),
+                        backend: checker.clone(),
                         opts: CheckOptions {
                             verify: flags.verify,
                             add_lease: flags.add_lease,
@@ -360,7 +371,7 @@ impl Grid {
                     },
                     mapped: MappedOptions::new(self.check_jobs),
                     repairer: flags.repair.then(|| Repairer {
-                        backend: self.checker.clone(),
+                        backend: checker.clone(),
                         policy: RepairPolicy {
                             repair_below: None,
                             happy: self.happy,
