@@ -29,9 +29,11 @@
 //! * [`counting`]: bodies that count their bytes.
 //!
 //! [`run`] serves until the shutdown signal: then it stops accepting
-//! connections, tells running operations to stop (their streams end with an
-//! `ERROR:` line), and returns once every connection is closed or
-//! [`Config::grace`] has passed.
+//! connections, tells running operations to stop (Tahoe-style streams end
+//! with an `ERROR:` line; operations of `/steward/v1/operations` stop at a
+//! checkpoint and stay `running` in the state store, for the next start to
+//! resume), and returns once every connection is closed and every operation
+//! has stopped, or [`Config::grace`] has passed.
 
 pub mod access;
 pub mod api;

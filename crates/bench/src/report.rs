@@ -546,7 +546,7 @@ pub fn render(res: &Results) -> String {
         );
         let _ = writeln!(
             w,
-            "| Run | Wall s | obj/s | vs gateway | Gateway 0 CPU | Storage CPU | CLI CPU | steward serve |\n|---|---:|---:|---:|---:|---:|---:|---|"
+            "| Run | Wall s | obj/s | vs gateway | Gateway 0 CPU | Storage CPU | CLI CPU | steward serve (last run) |\n|---|---:|---:|---:|---:|---:|---:|---|"
         );
         for e in &g.entries {
             let s = e.median();
