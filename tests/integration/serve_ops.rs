@@ -582,3 +582,54 @@ fn the_client_needs_the_token_of_a_protected_serve() {
     assert_eq!(code, 0, "{err}");
     same_as(&out, &standalone(&["manifest", &tree.root]));
 }
+
+#[test]
+fn sigterm_stops_operations_at_a_checkpoint_and_the_next_start_resumes_them() {
+    let (tree, p, state, mut serve) = slow_setup("ops-term", 300);
+    let id = start(&serve.url, json!({"root": tree.root, "kind": "deep-check"}));
+    let t = Instant::now();
+    while status(&serve.url, &id)["units"].as_u64().unwrap() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(60), "no units");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = units_from_now(&serve.url, &id);
+    let t = Instant::now();
+    unsafe {
+        libc::kill(serve.pid() as i32, libc::SIGTERM);
+    }
+    let st = serve
+        .wait_exit(Duration::from_secs(10))
+        .expect("serve exits after SIGTERM");
+    assert!(st.success(), "{st}: {}", serve.log());
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        t.elapsed()
+    );
+    // Not finished: the next start resumes it; what was served stays.
+    let serve = Serve::start(&p.url, &args(state.path(), SLOW));
+    let s = wait_end(&serve.url, &id, Duration::from_secs(120));
+    assert_eq!(s["state"], "completed", "{s}\n{}", serve.log());
+    let all = units_from(&serve.url, &id, 0);
+    assert!(
+        all.starts_with(&before),
+        "lines served before the stop changed"
+    );
+    same_as(&all, &standalone(&["deep-check", &tree.root, "--raw"]));
+}
+
+/// The committed units of a running operation, without following it: the
+/// lines its status counts now.
+fn units_from_now(url: &str, id: &str) -> String {
+    let n = status(url, id)["units"].as_u64().unwrap() as usize;
+    let mut r = get_ok(url, &format!("/{id}/units?from=0"));
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    use std::io::Read;
+    while text.lines().count() < n || !text.ends_with('\n') {
+        let k = r.read(&mut buf).unwrap();
+        assert!(k > 0);
+        text.push_str(&String::from_utf8_lossy(&buf[..k]));
+    }
+    text.lines().take(n).map(|l| format!("{l}\n")).collect()
+}
