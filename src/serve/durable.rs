@@ -62,6 +62,9 @@ pub const RECORD_KIND: &str = "serve-operation";
 /// Units between two marks of the line index.
 const STRIDE: u64 = 1024;
 
+/// Bytes of units the index reads per hold of its lock.
+const SCAN_STEP: u64 = 4 * 1024 * 1024;
+
 /// What operations run with.
 pub struct Grid {
     /// Lists, checks and repairs (the gateway client); each operation
@@ -261,16 +264,33 @@ impl Op {
     }
 
     /// Read the committed units the index has not seen yet (blocking
-    /// file reads: call from a blocking thread).
+    /// file reads: call from a blocking thread), [`SCAN_STEP`] bytes per
+    /// hold of the index's lock: a long first read (a restart with a large
+    /// file) never holds a status request up for long.
     fn advance(&self, metrics: &Metrics) -> std::io::Result<()> {
-        let upto = self.committed.borrow().len;
+        loop {
+            let upto = self.committed.borrow().len;
+            let mut idx = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let before = idx.scanned;
+            if before >= upto {
+                return Ok(());
+            }
+            self.scan(&mut idx, (before + SCAN_STEP).min(upto), metrics)?;
+            if idx.scanned == before {
+                // A line longer than a step.
+                self.scan(&mut idx, upto, metrics)?;
+                if idx.scanned == before {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Index the whole lines between `idx.scanned` and `upto`.
+    fn scan(&self, idx: &mut Index, upto: u64, metrics: &Metrics) -> std::io::Result<()> {
         let manifest = self.request.kind == Kind::Manifest;
         let label = self.request.kind.label();
         let repair = matches!(self.request.kind, Kind::DeepCheck(f) if f.repair);
-        let mut idx = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        if idx.scanned >= upto {
-            return Ok(());
-        }
         let mut f = std::fs::File::open(&self.units)?;
         f.seek(SeekFrom::Start(idx.scanned))?;
         let mut r = std::io::BufReader::with_capacity(
@@ -282,7 +302,7 @@ impl Op {
             line.clear();
             let n = r.read_until(b'\n', &mut line)?;
             if n == 0 || line.last() != Some(&b'\n') {
-                break;
+                return Ok(());
             }
             let at = idx.scanned;
             if idx.lines % STRIDE == 0 {
@@ -299,7 +319,6 @@ impl Op {
                 }
             }
         }
-        Ok(())
     }
 
     /// Where to start reading for line `from`: a byte offset at a line's
@@ -809,5 +828,100 @@ impl Durable {
                     .map(|_| ())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::{object_unit, ObjectType};
+
+    /// An operation over a units file of `n` manifest units (every 7th an
+    /// unlisted directory) and the stats, all committed.
+    fn op_over(dir: &Path, n: u64) -> (Op, Vec<String>) {
+        let units = dir.join("units.ndjson");
+        let mut lines = Vec::new();
+        for i in 0..n {
+            let cap = Cap::parse(&format!(
+                "URI:LIT:{}",
+                steward_cap::base32::encode(&i.to_be_bytes())
+            ))
+            .unwrap();
+            let mut o = object_unit(
+                ObjectType::File,
+                vec![format!("f{i:06}"), "x".repeat(150)],
+                &cap,
+                Authority::Read,
+            );
+            if i % 7 == 0 {
+                o.error = Some(crate::unit::UnitError {
+                    code: "unrecoverable".into(),
+                    message: "gone".into(),
+                });
+            }
+            lines.push(Unit::Object(Box::new(o)).to_line());
+        }
+        lines.push(r#"{"type": "stats", "stats": {}}"#.to_string());
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&units, &text).unwrap();
+        let (committed, committed_rx) = watch::channel(Committed {
+            len: text.len() as u64,
+            done: true,
+        });
+        let op = Op {
+            id: "0".into(),
+            request: Request {
+                root: Cap::parse("URI:DIR2:aaaaaaaaaaaaaaaaaaaaaaaaaa:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba").unwrap(),
+                kind: Kind::Manifest,
+                caps: Authority::Read,
+            },
+            units,
+            created: 0,
+            committed,
+            _committed_rx: committed_rx,
+            phase: watch::channel(Phase::Completed).0,
+            finished_at: Mutex::new(None),
+            stop: watch::channel(false).0,
+            cancelled: AtomicBool::new(false),
+            runner: Mutex::new(None),
+            index: Mutex::new(Index::default()),
+        };
+        (op, lines)
+    }
+
+    #[test]
+    fn the_index_counts_committed_units_in_steps_and_seeks_to_any_line() {
+        let dir = tempfile::tempdir().unwrap();
+        // About 25,000 lines of ~220 bytes: more than one scan step.
+        let n = 25_000;
+        let (op, lines) = op_over(dir.path(), n);
+        assert!(op.committed.borrow().len > SCAN_STEP, "more than one step");
+        let metrics = Metrics::new();
+        op.advance(&metrics).unwrap();
+        let s = op.status();
+        assert_eq!(s.units, n + 1);
+        assert_eq!(s.bytes, op.committed.borrow().len);
+        let errors = n.div_ceil(7);
+        assert_eq!(s.counts.get("error"), Some(&errors));
+        assert_eq!(s.counts.get("listed"), Some(&(n - errors)));
+        assert!(metrics.render().contains(&format!(
+            "steward_serve_objects_total{{kind=\"manifest\",result=\"error\"}} {errors}"
+        )));
+        // Every line found from its mark.
+        let text = std::fs::read(op.units_path()).unwrap();
+        for from in [0, 1, 1023, 1024, 1025, 20_000, n] {
+            let (pos, skip) = op.seek(from);
+            let rest = &text[pos as usize..];
+            let line = rest.split(|b| *b == b'\n').nth(skip as usize).unwrap();
+            assert_eq!(
+                std::str::from_utf8(line).unwrap(),
+                lines[from as usize],
+                "line {from}"
+            );
+            assert!(skip < STRIDE);
+        }
+        // Nothing counted twice.
+        op.advance(&metrics).unwrap();
+        assert_eq!(op.status().units, n + 1);
     }
 }
