@@ -177,7 +177,7 @@ impl GridConfig {
                 let gateway: Option<Arc<dyn Backend>> = if need_gateway || self.has_gateway() {
                     match self.gateway(sched).await {
                         Ok(g) => Some(g),
-                        Err(e) if need_gateway || opts.verify => return Err(e),
+                        Err(e) if need_gateway => return Err(e),
                         Err(_) => None,
                     }
                 } else {
@@ -186,11 +186,6 @@ impl GridConfig {
                 let mut prefer = vec![native];
                 prefer.extend(gateway);
                 let routes = Routes::first_capable(&prefer);
-                if opts.verify && routes.verify.is_none() {
-                    return Err(Error::config(
-                        "--verify downloads shares through a gateway, and none is configured: pass --gateway, or check without --verify",
-                    ));
-                }
                 Ok(routes)
             }
         }

@@ -196,29 +196,10 @@ pub async fn resolve_root(spec: &RootSpec, backend: &dyn Backend) -> Result<Cap>
     Ok(cap)
 }
 
-/// One value of a node's tahoe.cfg (an INI file, as Python's configparser
-/// reads it: `[section]` headers, `key = value` lines, `#`/`;` comments).
+/// One value of a node's tahoe.cfg (read by [`steward_format::tahoe_cfg`]).
 pub fn tahoe_cfg(node_dir: &Path, section: &str, key: &str) -> Option<String> {
     let cfg = std::fs::read_to_string(node_dir.join("tahoe.cfg")).ok()?;
-    let mut here = false;
-    for line in cfg.lines() {
-        let l = line.trim();
-        if l.starts_with('#') || l.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            here = name.trim() == section;
-            continue;
-        }
-        if here {
-            if let Some((k, v)) = l.split_once('=') {
-                if k.trim() == key {
-                    return Some(v.trim().to_string());
-                }
-            }
-        }
-    }
-    None
+    steward_format::tahoe_cfg::get(&cfg, section, key).map(str::to_string)
 }
 
 /// The grid's happiness target from a node's tahoe.cfg (`[client]

@@ -11,12 +11,14 @@
 //! computed with the same floating-point steps as Tahoe so the bucket edges
 //! agree exactly.
 //!
-//! Two of Tahoe's keys cannot be known from directory listings:
+//! Two of Tahoe's keys need more than a gateway's listing:
 //! `size-directories` and `largest-directory` are the byte sizes of the
 //! directories' serialized contents, which Tahoe learns by downloading each
-//! directory, while the `t=json` listing steward reads does not say it.
-//! steward writes them as `null` rather than guess. Mutable file sizes are not
-//! counted by Tahoe either.
+//! directory. The native backend reads directories itself and knows them
+//! ([`steward_backend::Listing::size`]); a gateway's `t=json` does not say,
+//! and once one directory was listed without its size both keys are written
+//! as `null` rather than guessed. Mutable file sizes are not counted by Tahoe
+//! either.
 //!
 //! The counts are those of the objects emitted: each unique file or
 //! directory once, each LIT file and unknown node each time it is linked (as
@@ -29,7 +31,7 @@ use steward_cap::Cap;
 
 /// The running totals of a traversal. Serializable so that a checkpoint can
 /// carry them across a restart.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeepStats {
     pub count_immutable_files: u64,
     pub count_mutable_files: u64,
@@ -43,6 +45,36 @@ pub struct DeepStats {
     pub largest_immutable_file: u64,
     /// Bucket lower bound -> (upper bound, count).
     pub histogram: BTreeMap<u64, (u64, u64)>,
+    /// Directory byte sizes, while every directory listed so far had one
+    /// (`None` in a checkpoint written before they were counted: unknown).
+    #[serde(default)]
+    pub directory_bytes: Option<DirectoryBytes>,
+}
+
+impl Default for DeepStats {
+    fn default() -> Self {
+        DeepStats {
+            count_immutable_files: 0,
+            count_mutable_files: 0,
+            count_literal_files: 0,
+            count_files: 0,
+            count_directories: 0,
+            count_unknown: 0,
+            size_immutable_files: 0,
+            size_literal_files: 0,
+            largest_directory_children: 0,
+            largest_immutable_file: 0,
+            histogram: BTreeMap::new(),
+            directory_bytes: Some(DirectoryBytes::default()),
+        }
+    }
+}
+
+/// Tahoe's `size-directories` and `largest-directory`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryBytes {
+    pub total: u64,
+    pub largest: u64,
 }
 
 /// How an object counts in the deep-stats.
@@ -96,9 +128,17 @@ impl DeepStats {
         }
     }
 
-    /// Count a listed directory's children (Tahoe's `enter_directory`).
-    pub fn enter_directory(&mut self, children: usize) {
+    /// Count a listed directory's children and its byte size, if the
+    /// listing gave it (Tahoe's `enter_directory`).
+    pub fn enter_directory(&mut self, children: usize, size: Option<u64>) {
         self.largest_directory_children = self.largest_directory_children.max(children as u64);
+        self.directory_bytes = match (self.directory_bytes, size) {
+            (Some(b), Some(size)) => Some(DirectoryBytes {
+                total: b.total + size,
+                largest: b.largest.max(size),
+            }),
+            _ => None,
+        };
     }
 
     fn bucket(&mut self, size: u64) {
@@ -123,8 +163,8 @@ impl DeepStats {
             "count-unknown": self.count_unknown,
             "size-immutable-files": self.size_immutable_files,
             "size-literal-files": self.size_literal_files,
-            "size-directories": null,
-            "largest-directory": null,
+            "size-directories": self.directory_bytes.map(|b| b.total),
+            "largest-directory": self.directory_bytes.map(|b| b.largest),
             "largest-directory-children": self.largest_directory_children,
             "largest-immutable-file": self.largest_immutable_file,
             "size-files-histogram": hist,
@@ -191,7 +231,9 @@ mod tests {
     fn counting_follows_tahoe() {
         let mut s = DeepStats::default();
         s.add(Counted::Directory);
-        s.enter_directory(4);
+        s.enter_directory(4, Some(1200));
+        s.add(Counted::Directory);
+        s.enter_directory(1, Some(300));
         s.add(Counted::ImmutableFile(1000));
         s.add(Counted::ImmutableFile(5));
         s.add(Counted::LiteralFile(3));
@@ -207,11 +249,25 @@ mod tests {
         assert_eq!(j["count-mutable-files"], 1);
         assert_eq!(j["count-unknown"], 1);
         assert_eq!(j["largest-directory-children"], 4);
-        assert_eq!(j["size-directories"], Value::Null);
+        assert_eq!(j["size-directories"], 1500);
+        assert_eq!(j["largest-directory"], 1200);
         assert_eq!(
             j["size-files-histogram"],
             json!([[1, 3, 1], [4, 10, 1], [317, 1000, 1]])
         );
-        assert_eq!(s.objects(), 6);
+        assert_eq!(s.objects(), 7);
+        // One directory listed without its size (a gateway's listing):
+        // unknown from then on.
+        s.enter_directory(2, None);
+        s.enter_directory(2, Some(10));
+        assert_eq!(s.to_json()["size-directories"], Value::Null);
+        assert_eq!(s.to_json()["largest-directory"], Value::Null);
+        // A checkpoint from before directory sizes were counted.
+        let mut old = serde_json::to_value(DeepStats::default()).unwrap();
+        old.as_object_mut().unwrap().remove("directory_bytes");
+        let old: DeepStats = serde_json::from_value(old).unwrap();
+        assert_eq!(old.to_json()["size-directories"], Value::Null);
+        // Nothing listed at all (a file root): Tahoe's zeros.
+        assert_eq!(DeepStats::default().to_json()["size-directories"], 0);
     }
 }

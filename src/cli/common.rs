@@ -78,20 +78,23 @@ impl CheckRunArgs {
     }
 }
 
-/// Where checks and lease renewals go.
+/// Where listings, checks, verifies and lease renewals go.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendArg {
     /// The gateway's web API (needs read caps).
     Gateway,
-    /// Straight to the storage servers over their HTTPS storage protocol
-    /// (a verify cap is enough); what they cannot do goes to a gateway.
+    /// Straight to the storage servers over their HTTPS storage protocol,
+    /// no gateway needed: directories are read and decrypted here (read
+    /// caps), checks and verifies need only verify caps. Repair still
+    /// goes to a gateway.
     Native,
 }
 
-/// Which backend checks, and how to find the storage servers.
+/// Which backend lists and checks, and how to find the storage servers.
 #[derive(Args, Clone, Debug)]
 pub struct BackendArgs {
-    /// Check through the gateway, or natively with the storage servers.
+    /// List and check through the gateway, or natively with the storage
+    /// servers (no gateway needed).
     #[arg(long, value_enum, default_value = "gateway")]
     pub backend: BackendArg,
     /// With --backend native: the storage servers, one NURL per line

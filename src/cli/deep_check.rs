@@ -138,8 +138,15 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
     let sched = a.grid.scheduler();
     let grid = a.grid.config(a.jobs, Some(&a.backend));
-    let gateway = grid.gateway(&sched).await?;
-    let root = config::resolve_root(&spec, gateway.as_ref()).await?;
+    // With --backend native the storage servers list, check and verify; a
+    // gateway is needed (and asked for) only to repair.
+    let opts = a.run.check_options();
+    let routes = grid
+        .routes(&sched, opts, a.repair, &|w| eprintln!("{w}"))
+        .await?;
+    let repair_backend = routes.repair.clone();
+    let routes: Arc<dyn steward_backend::Backend> = Arc::new(routes);
+    let root = config::resolve_root(&spec, routes.as_ref()).await?;
     let caps: Authority = a.caps.map(Into::into).unwrap_or(if a.repair {
         Authority::Write
     } else {
@@ -147,24 +154,20 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     });
     let enabled = Meter::wanted(a.run.quiet);
     let meter = Meter::new(enabled);
-    let opts = a.run.check_options();
-    let routes = grid
-        .routes(&sched, opts, false, &|w| eprintln!("{w}"))
-        .await?;
     let plan = DeepCheck {
-        lister: gateway.clone(),
+        lister: routes.clone(),
         traverse: TraverseOptions {
             jobs: a.list_jobs,
             caps,
             ..Default::default()
         },
         checker: Checker {
-            backend: Arc::new(routes),
+            backend: routes,
             opts,
         },
         mapped: MappedOptions::new(a.jobs),
-        repairer: a.repair.then(|| Repairer {
-            backend: gateway.clone(),
+        repairer: repair_backend.filter(|_| a.repair).map(|backend| Repairer {
+            backend,
             policy: RepairPolicy {
                 repair_below: a.repair_below,
                 happy: a

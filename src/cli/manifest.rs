@@ -1,6 +1,6 @@
 //! `steward manifest ROOT [-o FILE]`.
 
-use super::common::{stop_signal, window_arg, CapsArg, GridArgs};
+use super::common::{stop_signal, window_arg, BackendArgs, CapsArg, GridArgs};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +37,10 @@ pub struct ManifestArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub grid: GridArgs,
+    /// `--backend native`: read the directories straight from the storage
+    /// servers, with no gateway.
+    #[command(flatten)]
+    pub backend: BackendArgs,
     #[command(flatten)]
     pub server: super::remote::ServerArgs,
 }
@@ -61,8 +65,15 @@ pub async fn run(a: ManifestArgs) -> Result<Exit, Error> {
     }
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
     let sched = a.grid.scheduler();
-    let gateway = a.grid.gateway(a.jobs).await?;
-    let root = config::resolve_root(&spec, gateway.as_ref()).await?;
+    // With --backend native the storage servers are read directly, with no
+    // gateway.
+    let lister: Arc<dyn steward_backend::Backend> = Arc::new(
+        a.grid
+            .config(a.jobs, Some(&a.backend))
+            .routes(&sched, Default::default(), false, &|w| eprintln!("{w}"))
+            .await?,
+    );
+    let root = config::resolve_root(&spec, lister.as_ref()).await?;
     let meter = Meter::new(Meter::wanted(a.quiet));
     let runner = Runner::new(
         Some(stop_signal()),
@@ -85,7 +96,7 @@ pub async fn run(a: ManifestArgs) -> Result<Exit, Error> {
         },
         None => pipeline::ManifestDest::Stdout,
     };
-    let result = pipeline::manifest(gateway, &root, opts, dest, &ctx).await;
+    let result = pipeline::manifest(lister, &root, opts, dest, &ctx).await;
     meter.finish();
     let summary = result?;
     let s = &summary.stats;

@@ -450,7 +450,10 @@ mod tests {
                         mutable: Some(true),
                     })
                     .collect();
-                return Ok(Listing { children });
+                return Ok(Listing {
+                    children,
+                    size: None,
+                });
             }
             let d = (0..SUBDIRS)
                 .find(|d| {
@@ -472,7 +475,10 @@ mod tests {
                     mutable: Some(false),
                 })
                 .collect();
-            Ok(Listing { children })
+            Ok(Listing {
+                children,
+                size: None,
+            })
         }
         fn for_tenant(&self, _t: steward_backend::Tenant) -> Arc<dyn Backend> {
             unreachable!()

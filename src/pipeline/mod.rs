@@ -405,6 +405,7 @@ mod tests {
                     child("bad", NodeType::File, "URI:CHK:garbage".into()),
                     child("sub", NodeType::Directory, dir_cap(2)),
                 ],
+                size: None,
             })
         }
         async fn check(

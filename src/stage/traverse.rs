@@ -365,7 +365,9 @@ impl Traversal {
             return Ok(());
         }
         self.listed += 1;
-        self.progress.stats.enter_directory(listing.children.len());
+        self.progress
+            .stats
+            .enter_directory(listing.children.len(), listing.size);
         let mut children = listing.children;
         children.sort_by(|a, b| a.name.cmp(&b.name));
         let mut subdirs = Vec::new();
@@ -593,7 +595,10 @@ mod tests {
             } else {
                 vec![]
             };
-            Ok(Listing { children })
+            Ok(Listing {
+                children,
+                size: None,
+            })
         }
         async fn check(
             &self,

@@ -72,6 +72,10 @@ fn derivations_match_the_gateway_for_every_kind() {
         "Dir2Verifier",
         "Dir2Chk",
         "Dir2ChkVerifier",
+        "Dir2Mdmf",
+        "Dir2MdmfRo",
+        "Dir2MdmfVerifier",
+        "Dir2Lit",
     ] {
         assert!(kinds.contains(k), "the tree has no {k} cap: {kinds:?}");
     }

@@ -125,8 +125,9 @@ pub fn tag(name: &str) -> String {
 }
 
 /// The sample tree of issue 2: nested and shared directories, a cycle,
-/// LIT, CHK, SDMF and MDMF files, an immutable directory, non-ASCII and
-/// long names, and a directory (`broken`) that tests may make unrecoverable.
+/// LIT, CHK, SDMF and MDMF files, directories of every kind (`DIR2`,
+/// `DIR2-MDMF`, `DIR2-CHK`, `DIR2-LIT`), non-ASCII and long names, and a
+/// directory (`broken`) that tests may make unrecoverable.
 pub struct Tree {
     /// Root write cap.
     pub root: String,
@@ -202,6 +203,22 @@ pub fn build_tree(g: &Grid, name: &str) -> Tree {
     caps.insert("imm".into(), imm);
     caps.insert("imm/child".into(), imm_child);
     caps.insert("imm/tiny".into(), tiny);
+    // A DIR2-MDMF directory, and a DIR2-LIT one (small enough to live in
+    // its cap) inside it.
+    let mdmf_dir = g.mkdir_format("MDMF").unwrap();
+    g.link(&root, "mdmf-dir", &mdmf_dir).unwrap();
+    let in_mdmf = up(format!("{t} in mdmf dir {}", "d".repeat(1200)), "CHK");
+    g.link(&mdmf_dir, "f", &in_mdmf).unwrap();
+    let tt = up("tt".to_string(), "CHK");
+    let lit_dir = g
+        .mkdir_immutable(serde_json::json!({ "t": tt.clone() }))
+        .unwrap();
+    assert!(lit_dir.starts_with("URI:DIR2-LIT:"), "{lit_dir}");
+    g.link(&mdmf_dir, "lit-dir", &lit_dir).unwrap();
+    caps.insert("mdmf-dir".into(), mdmf_dir);
+    caps.insert("mdmf-dir/f".into(), in_mdmf);
+    caps.insert("mdmf-dir/lit-dir".into(), lit_dir);
+    caps.insert("mdmf-dir/lit-dir/t".into(), tt);
     Tree { root, caps }
 }
 
@@ -265,4 +282,24 @@ pub fn run_measuring_rss(mut c: Command) -> (i32, u64) {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// Tahoe's `POST uri/$CAP?t=WHAT` stream (`stream-manifest`,
+/// `stream-deep-check&verify=true`, ...), as lines.
+pub fn tahoe_stream(cap: &str, what: &str) -> Vec<String> {
+    let (status, body) = grid().post(&format!("uri/{cap}?t={what}")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    body.lines().map(str::to_string).collect()
+}
+
+/// Asserts that steward's manifest output `out` has Tahoe's lines, byte
+/// for byte, but the last (the stats unit); returns Tahoe's stats.
+pub fn assert_tahoe_lines_but_stats(out: &str, tahoe: &[String]) -> serde_json::Value {
+    let ours: Vec<&str> = out.lines().collect();
+    assert_eq!(ours.len(), tahoe.len());
+    for (a, b) in ours.iter().zip(tahoe).take(tahoe.len() - 1) {
+        assert_eq!(a, b);
+    }
+    let last: serde_json::Value = serde_json::from_str(tahoe.last().unwrap()).unwrap();
+    last["stats"].clone()
 }

@@ -161,7 +161,7 @@ fn a_password_in_a_gateway_url_is_never_printed() {
         "ftp://alice:hunter2secret@127.0.0.1:9/",
     ] {
         let mut c = steward();
-        c.args(["manifest", "URI:DIR2:aaaaaaaaaaaaaaaaaaaaaaaaaa:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"])
+        c.args(["manifest", "URI:DIR2:aaaaaaaaaaaaaaaaaaaaaaaaaa:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"])
             .args(["--gateway", url]);
         let (code, out, err) = run(c);
         assert_eq!(code, 2, "{err}");

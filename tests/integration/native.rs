@@ -392,3 +392,235 @@ fn a_storage_server_that_stops_answering_is_named() {
         "{err}"
     );
 }
+
+// ------------------------------------------------- native reads (issue 13)
+
+/// `steward ARGS --backend native -d AUDITOR`: no gateway configured
+/// anywhere (the auditor directory holds only the introducer's server
+/// list; `steward()` clears STEWARD_GATEWAY).
+fn native_run(auditor: &tempfile::TempDir, args: &[&str]) -> (i32, String, String) {
+    let mut c = steward();
+    c.args(args)
+        .args(["--backend", "native", "-d"])
+        .arg(auditor.path());
+    run(c)
+}
+
+#[test]
+fn native_manifest_with_no_gateway_is_tahoes_stream_manifest() {
+    let g = grid();
+    let tree = build_tree(g, "native-manifest");
+    let auditor = auditor_dir(false);
+    let tahoe = tahoe_stream(&tree.root, "stream-manifest");
+    // One listing in flight, write caps: Tahoe's walk, byte for byte.
+    let (code, out, err) = native_run(
+        &auditor,
+        &["manifest", "-q", "-j", "1", "--caps", "write", &tree.root],
+    );
+    assert_eq!(code, 0, "{err}");
+    let ts = assert_tahoe_lines_but_stats(&out, &tahoe);
+    // The stats unit: every key of Tahoe's, directory byte sizes included.
+    let os = stats(&units(&out));
+    assert_eq!(os, ts, "stats");
+    assert!(os["size-directories"].as_u64().unwrap() > 0);
+    assert_eq!(objects(&units(&out)).len(), tree.caps.len());
+
+    // Parallel, read caps: the units the gateway traversal writes.
+    let (code, nout, err) = native_run(&auditor, &["manifest", "-q", &tree.root]);
+    assert_eq!(code, 0, "{err}");
+    let (code, gout, err) = run(stw(&["manifest", "-q", &tree.root]));
+    assert_eq!(code, 0, "{err}");
+    // An object reached by two paths (the shared directory and what is
+    // under it) is written under whichever the walk took first.
+    let sorted = |s: &str| {
+        let mut v: Vec<String> = s
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|u| u["type"] != "stats")
+            .map(|mut u| {
+                if u["storage-index"] != "" {
+                    u.as_object_mut().unwrap().remove("path");
+                }
+                u.to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&nout), sorted(&gout));
+    let (ns, gs) = (stats(&units(&nout)), stats(&units(&gout)));
+    for (k, v) in gs.as_object().unwrap() {
+        if v.is_null() {
+            // What a gateway listing cannot say.
+            assert_eq!(ns[k], ts[k], "{k}");
+        } else {
+            assert_eq!(&ns[k], v, "{k}");
+        }
+    }
+}
+
+/// The server id of storage node `i`, as check results name it.
+fn server_id(i: usize) -> String {
+    let k = std::fs::read_to_string(grid().storage_dir(i).join("node.pubkey")).unwrap();
+    k.trim().trim_start_matches("pub-").to_string()
+}
+
+/// Flips a byte of the first block of share `shnum` of `si` (on the first
+/// node holding it), as only a verify sees; returns (server id, shnum).
+fn corrupt_first_block(si: &str, shnum: u32) -> (String, u64) {
+    let s = grid()
+        .shares(si)
+        .into_iter()
+        .find(|s| s.shnum == shnum)
+        .expect("the share");
+    let mut d = std::fs::read(&s.path).unwrap();
+    let (base, at) = if d.starts_with(b"Tahoe mutable container v") {
+        let h = steward_format::mutable::MutableHeader::parse(&d[468..]).unwrap();
+        (468, h.regions.share_data.start)
+    } else {
+        let h = steward_format::chk::ChkHeader::parse(&d[12..]).unwrap();
+        (12, h.data)
+    };
+    d[base + at as usize + 20] ^= 0x55;
+    std::fs::write(&s.path, d).unwrap();
+    (server_id(s.node), u64::from(shnum))
+}
+
+type Locators = std::collections::BTreeSet<(String, String, u64)>;
+
+fn locators(check_results: &serde_json::Value) -> Locators {
+    check_results["results"]["list-corrupt-shares"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    (
+                        x[0].as_str().unwrap().to_string(),
+                        x[1].as_str().unwrap().to_string(),
+                        x[2].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn native_reads_on_the_damaged_tree_with_no_gateway() {
+    let g = grid();
+    let tree = build_damaged_tree(g, "native-damaged");
+    // More damage only a verify sees: a block of a directory's share (it
+    // must still be listed, from the other shares) and of an MDMF file's.
+    let mut want: Locators = Locators::new();
+    for path in ["a", "b/mdmf"] {
+        let (server, shnum) = corrupt_first_block(&tree.si(path), 0);
+        want.insert((server, tree.si(path), shnum));
+    }
+    let auditor = auditor_dir(false);
+
+    // The manifest: the unrecoverable directory is reported, the walk goes
+    // on, the directory with a corrupt share is listed (and the corrupt
+    // share named on stderr).
+    let dir = tempfile::tempdir().unwrap();
+    let vman = dir.path().join("v.ndjson");
+    let (code, out, err) = native_run(
+        &auditor,
+        &[
+            "manifest",
+            "--caps",
+            "verify",
+            &tree.root,
+            "-o",
+            vman.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "a directory could not be listed: {out} {err}");
+    assert!(err.contains("1 directories could not be listed"), "{err}");
+    assert!(
+        err.contains(&format!("share 0 of SI {}", tree.si("a"))) && err.contains("corrupt"),
+        "the corrupt directory share is named: {err}"
+    );
+    let us = read_units(&vman);
+    let paths = by_path(&objects(&us));
+    assert_eq!(
+        paths["broken"].error.as_ref().unwrap().code,
+        "unrecoverable"
+    );
+    assert_eq!(paths.len(), tree.caps.len() - 1, "all but broken/inner");
+    assert!(
+        paths.contains_key("a/shared") && paths.contains_key("a/chk2"),
+        "{:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+
+    // check --verify: exactly the corrupt shares Tahoe's verifier finds.
+    let (code, vout, err) = native_run(
+        &auditor,
+        &["check", "-q", "--verify", vman.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "unhealthy objects: {err}");
+    let objs = objects(&units(&vout));
+    let mut ours = Locators::new();
+    for o in &objs {
+        if let Some(r) = &o.check_results {
+            ours.extend(locators(r.json()));
+        }
+    }
+    want.insert((
+        g.shares(&tree.si("a/chk2"))
+            .first()
+            .map(|s| server_id(s.node))
+            .unwrap(),
+        tree.si("a/chk2"),
+        u64::from(g.shares(&tree.si("a/chk2"))[0].shnum),
+    ));
+    assert_eq!(ours, want);
+    // Tahoe's deep-check --verify (its walk stops at the unrecoverable
+    // directory: the objects it reached), then Tahoe's verify of each
+    // object it did not reach.
+    let mut tahoe = Locators::new();
+    let mut reached = std::collections::BTreeSet::new();
+    for l in tahoe_stream(&tree.root, "stream-deep-check&verify=true") {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) else {
+            continue;
+        };
+        if let Some(si) = v["storage-index"].as_str() {
+            reached.insert(si.to_string());
+        }
+        tahoe.extend(locators(&v["check-results"]));
+    }
+    for (path, cap) in &tree.caps {
+        let c = steward_cap::Cap::parse(cap).unwrap();
+        let Some(si) = c.storage_index() else {
+            continue;
+        };
+        if reached.contains(&si.to_string()) || path.starts_with("broken") {
+            continue;
+        }
+        tahoe.extend(locators(&g.check(cap, true).unwrap()));
+    }
+    assert_eq!(ours, tahoe, "the corrupt shares Tahoe's verifier finds");
+    // Per object: the results of Tahoe's verify.
+    for o in &objs {
+        let path = o.path.join("/");
+        if path.starts_with("broken") || o.storage_index.is_empty() {
+            continue;
+        }
+        let gw = g.check(tree.cap(&path), true).unwrap();
+        let r = o.check_results.as_ref().unwrap().json();
+        assert_eq!(r["results"]["healthy"], gw["results"]["healthy"], "{path}");
+        assert_eq!(r["summary"], gw["summary"], "{path}");
+        assert_eq!(locators(r), locators(&gw), "{path}");
+    }
+
+    // deep-check --verify with no gateway: the same findings.
+    let (code, dout, err) = native_run(&auditor, &["deep-check", "--verify", "--raw", &tree.root]);
+    assert_eq!(code, 1, "{err}");
+    let mut deep = Locators::new();
+    for o in objects(&units(&dout)) {
+        if let Some(r) = &o.check_results {
+            deep.extend(locators(r.json()));
+        }
+    }
+    assert_eq!(deep, want);
+}

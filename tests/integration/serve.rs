@@ -385,7 +385,7 @@ fn put_get_ls_check_and_stats_pass_through_unchanged() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        vec!["a", "b", "big", "broken", "imm", "lit", "sdmf"]
+        vec!["a", "b", "big", "broken", "imm", "lit", "mdmf-dir", "sdmf"]
     );
     let (code, out, err) = run({
         let mut c = tahoe_at(nd.path());

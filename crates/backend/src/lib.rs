@@ -29,6 +29,7 @@
 
 pub mod endpoint;
 pub mod http;
+pub mod lenient;
 pub mod pace;
 pub mod results;
 pub mod retry;
@@ -92,6 +93,10 @@ pub struct Child {
 #[derive(Clone, Debug, Default)]
 pub struct Listing {
     pub children: Vec<Child>,
+    /// Bytes of the directory's serialized contents, when the backend
+    /// read them (the native backend; a gateway's `t=json` does not say):
+    /// Tahoe's deep-stats `size-directories` and `largest-directory`.
+    pub size: Option<u64>,
 }
 
 /// Stable, documented machine codes for errors. They appear in the `error`

@@ -76,13 +76,23 @@ pub fn loopback_and_slow(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()
         gw0: gws[0].clone(),
         gw01: format!("{},{}", gws[0], gws[1]),
         native,
+        auditor: ctx.logs.join("auditor"),
     };
 
     if args.wants("loopback") {
         res.groups.push(real.manifest());
         res.groups.push(real.deep_check()?);
+        if native {
+            res.groups.push(real.mixed_deep_check(None));
+        }
         res.groups.push(real.add_lease());
         res.groups.push(real.verify());
+        if native {
+            match big_file(&grid, &dir) {
+                Ok(cap) => res.groups.push(real.verify_big_file(&cap)?),
+                Err(e) => res.errors.push(format!("the 200 MB file: {e:#}")),
+            }
+        }
         res.groups.push(real.repair(&damaged));
     } else {
         res.skipped.push("loopback".into());
@@ -134,9 +144,131 @@ struct RealGrid<'a> {
     gw01: String,
     /// `steward` has `--backend native`.
     native: bool,
+    /// A node directory with the storage servers' announcements and no
+    /// gateway (no `node.url`), for the native runs.
+    auditor: PathBuf,
 }
 
 impl RealGrid<'_> {
+    /// Refreshes [`RealGrid::auditor`] from gateway 0's introducer cache
+    /// (it changes when the storage servers move behind the proxies).
+    fn refresh_auditor(&self) -> Result<()> {
+        let cache = "private/introducer_default_cache.yaml";
+        fs::create_dir_all(self.auditor.join("private"))?;
+        fs::copy(
+            self.grid.gateway_dir().join(cache),
+            self.auditor.join(cache),
+        )?;
+        Ok(())
+    }
+
+    /// `steward deep-check --backend native` of `cap` with no gateway.
+    fn native_deep_check<'b>(&'b self, cap: &'b str, extra: &'b [&'b str]) -> Job<'b> {
+        let label = if extra.is_empty() {
+            "steward deep-check --backend native".to_string()
+        } else {
+            format!("steward deep-check {} --backend native", extra.join(" "))
+        };
+        Job::new(&label, Tool::Steward, 0, move || {
+            // Here, not in a prep step (which a group may replace with its
+            // own): the servers' addresses change when they move behind
+            // the proxies.
+            if let Err(e) = self.refresh_auditor() {
+                eprintln!("  refreshing {}: {e:#}", self.auditor.display());
+            }
+            let mut c = steward_cmd(self.ctx, &["deep-check", "-q"]);
+            c.args(extra)
+                .args(["--backend", "native", "-d"])
+                .arg(&self.auditor)
+                .arg(cap)
+                .env("STEWARD_LOG", format!("warn,{READS}=info"))
+                .env_remove("STEWARD_GATEWAY");
+            c
+        })
+    }
+
+    /// `deep-check` of the quarter-mutable tree (`mixed/` on loopback,
+    /// `mixed-rtt<RTT>/` with `rtt`): Tahoe, steward through gateway 0,
+    /// steward native with no gateway.
+    fn mixed_deep_check(&self, rtt: Option<(u64, &Procs)>) -> Group {
+        let ctx = self.ctx;
+        let name = match rtt {
+            Some((r, _)) => format!("mixed-rtt{r}"),
+            None => "mixed".to_string(),
+        };
+        let p = self.built.part(&name);
+        let jobs = vec![
+            Job::new("tahoe deep-check", Tool::Tahoe, 1, || {
+                self.tahoe(&["deep-check"], &p.cap)
+            }),
+            Job::new("steward deep-check", Tool::Steward, 1, || {
+                steward_cmd(ctx, &["deep-check", "-q", "--gateway", &self.gw0, &p.cap])
+            }),
+            self.native_deep_check(&p.cap, &[]),
+        ];
+        let (section, procs) = match rtt {
+            Some((r, procs)) => (Section::Slow { rtt_ms: r }, procs),
+            None => (Section::Loopback, self.procs),
+        };
+        run_group(
+            ctx,
+            procs,
+            section,
+            MIXED_TITLE,
+            &format!("{name}/ ({})", p.counts.describe()),
+            p.counts.objects(),
+            ctx.runs,
+            jobs,
+        )
+    }
+
+    /// `check --verify` of one 200 MB CHK file: Tahoe's, and steward's
+    /// native verify (its peak RSS is the point).
+    fn verify_big_file(&self, cap: &str) -> Result<Group> {
+        let ctx = self.ctx;
+        let caps = ctx.logs.join("big-file.caps");
+        let vc = steward_cap::Cap::parse(cap)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .to_verify_cap()
+            .expect("a CHK cap has a verify cap");
+        fs::write(&caps, format!("{}\n", vc.expose()))?;
+        let caps = &caps;
+        Ok(run_group(
+            ctx,
+            self.procs,
+            Section::Loopback,
+            BIG_VERIFY_TITLE,
+            &format!("one CHK file of {} MB", BIG_FILE_BYTES >> 20),
+            1,
+            ctx.runs,
+            vec![
+                Job::new("tahoe check --verify", Tool::Tahoe, 1, || {
+                    self.tahoe(&["check", "--verify"], cap)
+                }),
+                Job::new(
+                    "steward check --verify --backend native",
+                    Tool::Steward,
+                    0,
+                    move || {
+                        if let Err(e) = self.refresh_auditor() {
+                            eprintln!("  refreshing {}: {e:#}", self.auditor.display());
+                        }
+                        let mut c = steward_cmd(
+                            ctx,
+                            &["check", "-q", "--verify", "--backend", "native", "-d"],
+                        );
+                        c.arg(&self.auditor)
+                            .arg(caps)
+                            .env("STEWARD_LOG", format!("warn,{READS}=info"))
+                            .env_remove("STEWARD_GATEWAY");
+                        c
+                    },
+                )
+                .lines()
+                .post(|s| Ok(bytes_read_note(s, 1))),
+            ],
+        ))
+    }
     /// `tahoe -d <gateway 0> ARGS CAP`.
     fn tahoe(&self, a: &[&str], cap: &str) -> Command {
         let mut c = self.grid.tahoe();
@@ -201,7 +333,7 @@ impl RealGrid<'_> {
                 })
                 .lines(),
             );
-            jobs.push(native_deep_check(ctx, gw0, gwdir.clone(), &dc.cap));
+            jobs.push(self.native_deep_check(&dc.cap, &[]));
             jobs.push(native_check(ctx, gwdir, verify_manifest.clone()));
         }
         Ok(run_group(
@@ -304,32 +436,40 @@ impl RealGrid<'_> {
     fn verify(&self) -> Group {
         let ctx = self.ctx;
         let v = self.built.part("verify");
+        let objects = v.counts.objects();
+        let mut jobs = vec![
+            Job::new("tahoe deep-check --verify", Tool::Tahoe, 1, || {
+                self.tahoe(&["deep-check", "--verify"], &v.cap)
+            }),
+            Job::new("steward deep-check --verify", Tool::Steward, 1, || {
+                steward_cmd(
+                    ctx,
+                    &[
+                        "deep-check",
+                        "-q",
+                        "--verify",
+                        "--gateway",
+                        &self.gw0,
+                        &v.cap,
+                    ],
+                )
+            }),
+        ];
+        if self.native {
+            jobs.push(
+                self.native_deep_check(&v.cap, &["--verify"])
+                    .post(move |s| Ok(bytes_read_note(s, objects))),
+            );
+        }
         run_group(
             ctx,
             self.procs,
             Section::Loopback,
             "deep-check --verify",
             "verify/",
-            v.counts.objects(),
+            objects,
             ctx.runs,
-            vec![
-                Job::new("tahoe deep-check --verify", Tool::Tahoe, 1, || {
-                    self.tahoe(&["deep-check", "--verify"], &v.cap)
-                }),
-                Job::new("steward deep-check --verify", Tool::Steward, 1, || {
-                    steward_cmd(
-                        ctx,
-                        &[
-                            "deep-check",
-                            "-q",
-                            "--verify",
-                            "--gateway",
-                            &self.gw0,
-                            &v.cap,
-                        ],
-                    )
-                }),
-            ],
+            jobs,
         )
     }
 
@@ -405,6 +545,9 @@ impl RealGrid<'_> {
             delay.set_rtt(Duration::from_millis(rtt));
             res.groups
                 .push(self.slow_deep_check(&procs, &delay, rtt, fixed_jobs)?);
+            if self.native {
+                res.groups.push(self.mixed_deep_check(Some((rtt, &procs))));
+            }
         }
         Ok(rt)
     }
@@ -453,7 +596,7 @@ impl RealGrid<'_> {
             let vm = ctx.logs.join(format!("rtt{rtt}.verify.manifest"));
             make_manifest(ctx, gw0, &p.cap, "verify", &vm)?;
             let gwdir = self.grid.gateway_dir().to_path_buf();
-            jobs.push(native_deep_check(ctx, gw0, gwdir.clone(), &p.cap));
+            jobs.push(self.native_deep_check(&p.cap, &[]));
             jobs.push(native_check(ctx, gwdir, vm));
         }
         // How many connections each run opened to the storage servers
@@ -504,37 +647,6 @@ fn has_native(ctx: &Ctx) -> bool {
         .unwrap_or(false)
 }
 
-/// `steward deep-check --backend native`: listings through `gateway`,
-/// checks straight to the storage servers found in `node_dir`.
-fn native_deep_check<'a>(
-    ctx: &'a Ctx,
-    gateway: &'a str,
-    node_dir: PathBuf,
-    cap: &'a str,
-) -> Job<'a> {
-    Job::new(
-        "steward deep-check --backend native",
-        Tool::Steward,
-        1,
-        move || {
-            let mut c = steward_cmd(
-                ctx,
-                &[
-                    "deep-check",
-                    "-q",
-                    "--backend",
-                    "native",
-                    "--gateway",
-                    gateway,
-                    "-d",
-                ],
-            );
-            c.arg(&node_dir).arg(cap);
-            c
-        },
-    )
-}
-
 /// `steward check --backend native` of the verify caps in `manifest`,
 /// with the storage servers found in gateway directory `node_dir`.
 fn native_check<'a>(ctx: &'a Ctx, node_dir: PathBuf, manifest: PathBuf) -> Job<'a> {
@@ -549,6 +661,101 @@ fn native_check<'a>(ctx: &'a Ctx, node_dir: PathBuf, manifest: PathBuf) -> Job<'
         },
     )
     .lines()
+}
+
+/// The log target of steward's line on what its verifies read.
+const READS: &str = "steward_native::reads";
+/// The title of the quarter-mutable tree's deep-check groups.
+pub const MIXED_TITLE: &str = "deep-check (quarter mutable)";
+/// The title of the 200 MB file's verify group.
+pub const BIG_VERIFY_TITLE: &str = "check --verify (200 MB file)";
+/// The size of that file.
+const BIG_FILE_BYTES: u64 = 200 << 20;
+
+/// "N bytes read per object for M bytes of shares (P%)", from the line a
+/// native steward logs at `info` ([`READS`]) when it exits.
+fn bytes_read_note(s: &crate::measure::Sample, objects: u64) -> String {
+    let line = s
+        .stderr_tail
+        .lines()
+        .rev()
+        .find(|l| l.contains("verified") && l.contains("reading"));
+    let nums: Vec<u64> = line
+        .map(|l| {
+            l.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    // "verified S shares of B bytes in all, reading R bytes": the last
+    // three numbers.
+    match nums.as_slice() {
+        [.., shares, share_bytes, read] if *share_bytes > 0 => {
+            let per = |x: u64| x as f64 / objects.max(1) as f64;
+            format!(
+                "{shares} shares verified; {:.0} bytes read per object for {:.0} bytes of shares per object ({:.1}% of the share sizes)",
+                per(*read),
+                per(*share_bytes),
+                100.0 * *read as f64 / *share_bytes as f64
+            )
+        }
+        _ => "no verify statistics in the log".to_string(),
+    }
+}
+
+/// The cap of a 200 MB CHK file on `grid`, uploaded once and kept in
+/// `dir` (next to the kept grid) for later runs.
+fn big_file(grid: &Grid, dir: &Path) -> Result<String> {
+    let saved = dir.join("bench-big-file.cap");
+    if let Ok(cap) = fs::read_to_string(&saved) {
+        return Ok(cap.trim().to_string());
+    }
+    eprintln!("== uploading a {} MB file ==", BIG_FILE_BYTES >> 20);
+    let t = std::time::Instant::now();
+    // Generated as it is sent: the bench's own memory stays small.
+    struct Gen {
+        left: u64,
+        x: u64,
+    }
+    impl std::io::Read for Gen {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = (buf.len() as u64).min(self.left) as usize;
+            for b in &mut buf[..n] {
+                self.x ^= self.x << 13;
+                self.x ^= self.x >> 7;
+                self.x ^= self.x << 17;
+                *b = self.x as u8;
+            }
+            self.left -= n as u64;
+            Ok(n)
+        }
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64
+        | 1;
+    let body = reqwest::blocking::Body::sized(
+        Gen {
+            left: BIG_FILE_BYTES,
+            x: seed,
+        },
+        BIG_FILE_BYTES,
+    );
+    let r = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(1800))
+        .build()?
+        .put(format!("{}uri?format=CHK", grid.gateway_url()))
+        .body(body)
+        .send()?;
+    let status = r.status();
+    let cap = r.text()?.trim().to_string();
+    if !status.is_success() || !cap.starts_with("URI:CHK:") {
+        bail!("upload: HTTP {status}: {}", steward_cap::redact(&cap));
+    }
+    eprintln!("  uploaded in {:.0?}", t.elapsed());
+    fs::write(&saved, &cap)?;
+    Ok(cap)
 }
 
 /// Writes a manifest of `cap` with `caps` (read|verify) caps to `path`.

@@ -63,7 +63,15 @@
 //!    fixed number of requests in flight, to tell its adaptive limit apart
 //!    from the round trips themselves. When it has `--backend native`, the
 //!    native check (verify caps, straight to the storage servers) is
-//!    measured on loopback and over the slow network as well.
+//!    measured on loopback and over the slow network as well, and so is
+//!    `deep-check --backend native` with no gateway at all (listings read
+//!    from the storage servers too), on the benchmark's tree and on a
+//!    second tree a quarter of whose objects are mutable (`mixed/`:
+//!    directories of about ten entries, SDMF and MDMF files), where a
+//!    gateway spends the most CPU per object. On loopback,
+//!    `deep-check --verify --backend native` (with the bytes it read per
+//!    object against the share sizes) and the peak RSS of verifying one
+//!    200 MB file (uploaded once and kept with the grid) are measured too.
 //! 4. **A million objects, synthetic gateway.** [`steward_bench::synth`] serves a
 //!    generated tree with instant healthy check answers (and, in one extra
 //!    run over 10,000 objects, answers held 20 ms), to measure steward's

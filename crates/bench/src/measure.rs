@@ -160,6 +160,8 @@ pub struct Sample {
     pub stdout: String,
     /// Non-empty lines of standard output (stats units not counted).
     pub stdout_lines: u64,
+    /// The last lines of standard error (up to 4 KB).
+    pub stderr_tail: String,
 }
 
 impl Sample {
@@ -388,7 +390,23 @@ pub fn run(
         },
         stdout,
         stdout_lines,
+        stderr_tail: tail_of(&err, 4096).to_string(),
     })
+}
+
+/// The last `max` bytes of `s` or fewer, starting at a line.
+fn tail_of(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut at = s.len() - max;
+    while !s.is_char_boundary(at) {
+        at += 1;
+    }
+    match s[at..].find('\n') {
+        Some(i) => &s[at + i + 1..],
+        None => &s[at..],
+    }
 }
 
 /// The child's own peak RSS. Linux folds the parent's high-water mark into

@@ -11,12 +11,15 @@ use std::path::Path;
 use std::time::Instant;
 use steward_testgrid::{Grid, GridConfig};
 
-/// Sizes of the tree's parts.
+/// Sizes of the tree's parts. `mixed` and `rtt_mixed` are built with a
+/// quarter of their objects mutable ([`tree::Shape::QuarterMutable`]).
 pub struct Parts {
     pub dc: u64,
     pub verify: u64,
     pub repair: u64,
     pub rtt: Vec<(u64, u64)>,
+    pub mixed: u64,
+    pub rtt_mixed: Vec<(u64, u64)>,
     pub rest: u64,
 }
 
@@ -29,13 +32,20 @@ impl Parts {
             .iter()
             .map(|(r, s)| format!("rtt{r}={s}"))
             .collect();
+        let rtt_mixed: Vec<String> = self
+            .rtt_mixed
+            .iter()
+            .map(|(r, s)| format!("mixed-rtt{r}={s}"))
+            .collect();
         format!(
-            "format {TREE_FORMAT}: {n} objects{}, dc={} verify={} repair={} {} rest={}",
+            "format {TREE_FORMAT}: {n} objects{}, dc={} verify={} repair={} {} mixed={} {} rest={}",
             if quick { " (quick)" } else { "" },
             self.dc,
             self.verify,
             self.repair,
             rtt.join(" "),
+            self.mixed,
+            rtt_mixed.join(" "),
             self.rest
         )
     }
@@ -61,12 +71,23 @@ impl Parts {
                 (r, f(base * scale, 30))
             })
             .collect();
-        let used = 1 + dc + verify + repair + rtt.iter().map(|(_, s)| s).sum::<u64>();
+        // The quarter-mutable tree: as large as dc/ on loopback, as the
+        // other tree's part at each RTT.
+        let mixed = dc;
+        let rtt_mixed = rtt.clone();
+        let used = 1
+            + dc
+            + verify
+            + repair
+            + mixed
+            + rtt.iter().chain(&rtt_mixed).map(|(_, s)| s).sum::<u64>();
         Parts {
             dc,
             verify,
             repair,
             rtt,
+            mixed,
+            rtt_mixed,
             rest: n.saturating_sub(used),
         }
     }
@@ -95,7 +116,7 @@ pub type NamedParts = Vec<(String, tree::Built)>;
 /// The saved [`BuiltTree`], in the grid directory.
 const TREE_FILE: &str = "bench-tree.json";
 /// Bump when the tree builder changes what a plan produces.
-const TREE_FORMAT: u32 = 1;
+const TREE_FORMAT: u32 = 2;
 
 /// The grid and its built tree: reopened from `dir` when a kept grid there
 /// holds a tree of the same plan, else built afresh in `dir` (a few
@@ -184,24 +205,31 @@ impl BuiltTree {
 }
 
 fn build_tree(grid: &Grid, parts: &Parts) -> Result<(String, NamedParts, tree::Counts)> {
-    let mut specs: Vec<(String, u64)> = vec![
-        ("dc".into(), parts.dc),
-        ("verify".into(), parts.verify),
-        ("repair".into(), parts.repair),
+    use tree::Shape::{QuarterMutable, Standard};
+    let mut specs: Vec<(String, u64, tree::Shape)> = vec![
+        ("dc".into(), parts.dc, Standard),
+        ("verify".into(), parts.verify, Standard),
+        ("repair".into(), parts.repair, Standard),
     ];
     for (r, s) in &parts.rtt {
-        specs.push((format!("rtt{r}"), *s));
+        specs.push((format!("rtt{r}"), *s, Standard));
+    }
+    if parts.mixed > 0 {
+        specs.push(("mixed".into(), parts.mixed, QuarterMutable));
+    }
+    for (r, s) in &parts.rtt_mixed {
+        specs.push((format!("mixed-rtt{r}"), *s, QuarterMutable));
     }
     if parts.rest > 0 {
-        specs.push(("rest".into(), parts.rest));
+        specs.push(("rest".into(), parts.rest, Standard));
     }
     let mut built = Vec::new();
     let mut total = tree::Counts {
         dirs: 1,
         ..Default::default()
     };
-    for (name, n) in specs {
-        let b = tree::build(grid, &name, n)?;
+    for (name, n, shape) in specs {
+        let b = tree::build(grid, &name, n, shape)?;
         total.add(&b.counts);
         built.push((name, b));
     }

@@ -150,7 +150,9 @@ fn targets(res: &Results) -> Vec<Target> {
         measured: r2.map(|r| format!("{r:.2}x")).unwrap_or("n/a".into()),
         met: r2.map(|r| r >= 1.4),
     });
-    for g in groups(res, |g| matches!(g.section, Section::Slow { .. })) {
+    for g in groups(res, |g| {
+        matches!(g.section, Section::Slow { .. }) && g.title == "deep-check"
+    }) {
         let Section::Slow { rtt_ms } = g.section else {
             continue;
         };
@@ -177,6 +179,7 @@ fn targets(res: &Results) -> Vec<Target> {
             met: r.map(|r| r >= want),
         });
     }
+    native_targets(res, &mut t);
     // Peak RSS at about 10,000 objects: the synthetic 10k runs and the
     // manifest of the real tree if it has about that many objects.
     let mut rss10k: Vec<(String, u64)> = Vec::new();
@@ -261,6 +264,70 @@ fn targets(res: &Results) -> Vec<Target> {
         met: worst.map(|(_, x)| *x < 50.0),
     });
     t
+}
+
+/// Issue 13's targets: `deep-check --backend native` with no gateway
+/// (3x, 15x and 30x Tahoe's deep-check on loopback, at 20 ms and at 100 ms,
+/// on both trees), `deep-check --verify --backend native` (3x on
+/// loopback), and the peak RSS of verifying a 200 MB file (< 50 MB).
+fn native_targets(res: &Results, t: &mut Vec<Target>) {
+    let native = "steward deep-check --backend native";
+    for g in groups(res, |g| {
+        g.title == "deep-check" || g.title == crate::loopback::MIXED_TITLE
+    }) {
+        let (want, place) = match g.section {
+            Section::Loopback => (3.0, "Loopback".to_string()),
+            Section::Slow { rtt_ms: 20 } => (15.0, "RTT 20 ms".into()),
+            Section::Slow { rtt_ms: 100 } => (30.0, "RTT 100 ms".into()),
+            _ => continue,
+        };
+        let Some(e) = g.entry(native) else { continue };
+        let r = ratio(g, e);
+        t.push(Target {
+            what: format!(
+                "{place}, {}: `{native}` (no gateway) >= {want:.0}x Tahoe's throughput",
+                if g.title == "deep-check" {
+                    "the benchmark's tree"
+                } else {
+                    "a quarter mutable"
+                }
+            ),
+            measured: r.map(|r| format!("{r:.2}x")).unwrap_or("n/a".into()),
+            met: r.map(|r| r >= want),
+        });
+    }
+    if let Some(g) = loopback(res, "deep-check --verify") {
+        if let Some(e) = g.entry("steward deep-check --verify --backend native") {
+            let r = ratio(g, e);
+            t.push(Target {
+                what: "Loopback: `deep-check --verify --backend native` >= 3x Tahoe's".into(),
+                measured: r
+                    .map(|r| {
+                        format!(
+                            "{r:.2}x{}",
+                            e.note
+                                .as_ref()
+                                .map(|n| format!(" ({n})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or("n/a".into()),
+                met: r.map(|r| r >= 3.0),
+            });
+        }
+    }
+    if let Some(g) = loopback(res, crate::loopback::BIG_VERIFY_TITLE) {
+        let s = g
+            .entry("steward check --verify --backend native")
+            .and_then(|e| e.median());
+        t.push(Target {
+            what: "steward peak RSS < 50 MB verifying a 200 MB file (native)".into(),
+            measured: s
+                .map(|s| format!("{} MB", mb(s.maxrss_kb)))
+                .unwrap_or("n/a".into()),
+            met: s.map(|s| s.maxrss_kb < 50 * 1024),
+        });
+    }
 }
 
 /// A short summary for the terminal.

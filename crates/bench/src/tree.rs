@@ -16,12 +16,33 @@ use steward_testgrid::Grid;
 
 /// Requests in flight while building.
 const BUILD_THREADS: usize = 16;
-/// Objects (the directory included) above which a directory gets subdirectories.
-const LEAF_MAX: u64 = 25;
 /// Files kept directly in a directory that has subdirectories.
 const FILES_IN_INNER: u64 = 4;
 /// Most subdirectories per directory.
 const MAX_SUBDIRS: u64 = 10;
+
+/// What a tree is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Leaf directories of up to 25 objects; 3 files in 25 LIT, 1 SDMF, 1
+    /// MDMF, the rest CHK (about 12% of the objects mutable, directories
+    /// included).
+    Standard,
+    /// A quarter of the objects mutable: leaf directories of about ten
+    /// entries, and 5 files in 25 SDMF or MDMF (2 LIT, the rest CHK).
+    QuarterMutable,
+}
+
+impl Shape {
+    /// Objects (the directory included) above which a directory gets
+    /// subdirectories.
+    fn leaf_max(self) -> u64 {
+        match self {
+            Shape::Standard => 25,
+            Shape::QuarterMutable => 11,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
@@ -84,15 +105,17 @@ impl Counts {
 /// A planned tree: directories (index 0 is the root) and files.
 struct Plan {
     tag: String,
+    shape: Shape,
     dirs: Vec<DirPlan>,
     files: Vec<(Kind, u64)>,
     counts: Counts,
 }
 
 impl Plan {
-    fn new(tag: &str, n: u64) -> Plan {
+    fn new(tag: &str, n: u64, shape: Shape) -> Plan {
         let mut p = Plan {
             tag: tag.to_string(),
+            shape,
             dirs: Vec::new(),
             files: Vec::new(),
             counts: Counts::default(),
@@ -102,10 +125,14 @@ impl Plan {
     }
 
     fn next_kind(&self, immutable_dir: bool) -> Kind {
-        match (self.files.len() % 25, immutable_dir) {
-            (0..=2, _) => Kind::Lit,
-            (3, false) => Kind::Sdmf,
-            (4, false) => Kind::Mdmf,
+        let i = self.files.len() % 25;
+        match (self.shape, i, immutable_dir) {
+            (Shape::Standard, 0..=2, _) => Kind::Lit,
+            (Shape::Standard, 3, false) => Kind::Sdmf,
+            (Shape::Standard, 4, false) => Kind::Mdmf,
+            (Shape::QuarterMutable, 0..=1, _) => Kind::Lit,
+            (Shape::QuarterMutable, 2..=6, false) if i % 2 == 0 => Kind::Sdmf,
+            (Shape::QuarterMutable, 2..=6, false) => Kind::Mdmf,
             _ => Kind::Chk,
         }
     }
@@ -128,7 +155,8 @@ impl Plan {
         let id = self.dirs.len();
         // Every 7th leaf directory is immutable (DIR2-CHK), holding only
         // immutable files.
-        let leaf = n <= LEAF_MAX;
+        let leaf_max = self.shape.leaf_max();
+        let leaf = n <= leaf_max;
         let immutable = leaf && id % 7 == 3 && n > 1;
         self.dirs.push(DirPlan {
             immutable,
@@ -153,7 +181,7 @@ impl Plan {
                 children.push((format!("f{j:03}"), ChildRef::File(f)));
             }
             let rem = n - 1 - files;
-            let k = rem.div_ceil(LEAF_MAX).clamp(1, MAX_SUBDIRS);
+            let k = rem.div_ceil(leaf_max).clamp(1, MAX_SUBDIRS);
             for j in 0..k {
                 let share = rem / k + u64::from(j < rem % k);
                 let d = self.dir(share);
@@ -317,10 +345,11 @@ impl Builder {
 }
 
 /// Plans and builds a tree of about `n` objects (the root directory
-/// included). `tag` makes file contents (and so CHK caps) unique to it.
-pub fn build(grid: &Grid, tag: &str, n: u64) -> Result<Built> {
+/// included) of `shape`. `tag` makes file contents (and so CHK caps)
+/// unique to it.
+pub fn build(grid: &Grid, tag: &str, n: u64, shape: Shape) -> Result<Built> {
     let b = Builder::new(grid)?;
-    let plan = Plan::new(tag, n);
+    let plan = Plan::new(tag, n, shape);
     let t0 = Instant::now();
     let files: Vec<(Kind, String)> = par_map(
         &plan.files,
@@ -396,10 +425,17 @@ mod tests {
     #[test]
     fn plan_sizes_are_exact_and_nested() {
         for n in [1u64, 2, 25, 26, 300, 1000, 10_000] {
-            let p = Plan::new("t", n);
-            assert_eq!(p.counts.objects(), n, "n={n}");
+            for shape in [Shape::Standard, Shape::QuarterMutable] {
+                let p = Plan::new("t", n, shape);
+                assert_eq!(p.counts.objects(), n, "n={n}");
+            }
         }
-        let p = Plan::new("t", 10_000);
+        // A quarter mutable: directories and SDMF/MDMF files.
+        let p = Plan::new("t", 1000, Shape::QuarterMutable);
+        let c = p.counts;
+        let mutable = (c.dirs - c.immutable_dirs + c.sdmf + c.mdmf) as f64 / c.objects() as f64;
+        assert!((0.22..0.30).contains(&mutable), "{mutable}: {c:?}");
+        let p = Plan::new("t", 10_000, Shape::Standard);
         assert!(p.dirs[0].height >= 3);
         assert!(p.counts.immutable_dirs > 0 && p.counts.sdmf > 0 && p.counts.mdmf > 0);
         assert!(p.counts.lit > 0 && p.counts.chk > p.counts.lit);

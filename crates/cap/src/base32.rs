@@ -53,6 +53,30 @@ pub fn encode(data: &[u8]) -> String {
     encoding().encode(data)
 }
 
+/// Append the encoding of `data` to `out` (no allocation of its own: a
+/// cap's text is written into one buffer).
+pub fn encode_append(data: &[u8], out: &mut String) {
+    encoding().encode_append(data, out)
+}
+
+/// Decode exactly `N` bytes from a field already checked to hold only
+/// symbols of the alphabet and `encoded_len(N)` of them, straight into an
+/// array (no `Vec`): only the padding bits can still be wrong.
+pub(crate) fn decode_checked<const N: usize>(s: &str) -> Result<[u8; N], DecodeError> {
+    debug_assert_eq!(s.len(), encoded_len(N));
+    let mut out = [0u8; N];
+    encoding()
+        .decode_mut(s.as_bytes(), &mut out)
+        .map_err(|e| match e.error.kind {
+            DecodeKind::Symbol => DecodeError::InvalidChar {
+                position: e.error.position,
+            },
+            DecodeKind::Trailing => DecodeError::NonCanonical,
+            DecodeKind::Length | DecodeKind::Padding => DecodeError::InvalidLength { len: s.len() },
+        })?;
+    Ok(out)
+}
+
 /// Number of characters [`encode`] produces for `n` bytes.
 pub fn encoded_len(n: usize) -> usize {
     (n * 8).div_ceil(5)

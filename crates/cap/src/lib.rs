@@ -390,8 +390,9 @@ enum Body {
 }
 
 impl Body {
-    /// Canonical text after the `URI:KIND:` prefix, as Tahoe's `to_string()`.
-    fn render(&self) -> String {
+    /// Appends the canonical text after the `URI:KIND:` prefix, as Tahoe's
+    /// `to_string()`, to `out`.
+    fn render_into(&self, out: &mut String) {
         match self {
             Body::Chk {
                 key,
@@ -400,22 +401,36 @@ impl Body {
                 k,
                 n,
                 size,
-            } => format!(
-                "{}:{}:{k}:{n}:{size}",
-                base32::encode(key.as_ref().unwrap_or(si)),
-                base32::encode(ueb)
-            ),
-            Body::Lit { data } => base32::encode(data),
+            } => {
+                base32::encode_append(key.as_ref().unwrap_or(si), out);
+                out.push(':');
+                base32::encode_append(ueb, out);
+                for v in [u64::from(*k), u64::from(*n), *size] {
+                    out.push(':');
+                    push_decimal(out, v);
+                }
+            }
+            Body::Lit { data } => base32::encode_append(data, out),
             Body::Mutable {
                 writekey,
                 readkey,
                 si,
                 fp,
-            } => format!(
-                "{}:{}",
-                base32::encode(writekey.as_ref().or(readkey.as_ref()).unwrap_or(si)),
-                base32::encode(fp)
-            ),
+            } => {
+                base32::encode_append(writekey.as_ref().or(readkey.as_ref()).unwrap_or(si), out);
+                out.push(':');
+                base32::encode_append(fp, out);
+            }
+        }
+    }
+
+    /// The length of what [`Body::render_into`] appends, at most.
+    fn rendered_len(&self) -> usize {
+        match self {
+            // key, UEB hash, three numbers of at most 20 digits, four ':'.
+            Body::Chk { .. } => 26 + 52 + 3 * 20 + 4,
+            Body::Lit { data } => base32::encoded_len(data.len()),
+            Body::Mutable { .. } => 26 + 1 + 52,
         }
     }
 
@@ -540,10 +555,7 @@ impl Ctx<'_> {
                 expected,
             });
         }
-        let v = base32::decode(s).map_err(bad)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(&v);
-        Ok(out)
+        base32::decode_checked(s).map_err(bad)
     }
 
     fn number<T: TryFrom<u64>>(&self, field: &'static str, s: &str) -> Result<T, CapError> {
@@ -662,6 +674,21 @@ impl Ctx<'_> {
     }
 }
 
+/// Appends `v` in decimal.
+fn push_decimal(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
+}
+
 /// Alleged-authority prefixes accepted by Tahoe's `uri.from_string`.
 const RO_PREFIX: &str = "ro.";
 const IMM_PREFIX: &str = "imm.";
@@ -734,7 +761,11 @@ impl Cap {
     }
 
     fn from_body(kind: CapKind, body: Body) -> Cap {
-        let text = format!("{}{}", kind.prefix(), body.render());
+        // One buffer of the right size, no formatting machinery: a cap is
+        // rendered for every object of a run, and for each weaker form.
+        let mut text = String::with_capacity(kind.prefix().len() + body.rendered_len());
+        text.push_str(kind.prefix());
+        body.render_into(&mut text);
         Cap { text, kind, body }
     }
 

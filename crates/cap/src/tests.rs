@@ -514,6 +514,30 @@ fn whitespace_and_dedup() {
 }
 
 #[test]
+fn numbers_are_written_canonically_at_both_ends_of_their_range() {
+    let key = "a".repeat(26);
+    let ueb = "a".repeat(52);
+    for (given, canonical) in [
+        ("0:1:0", "0:1:0"),
+        ("002:05:0100", "2:5:100"),
+        (
+            "255:256:18446744073709551615",
+            "255:256:18446744073709551615",
+        ),
+    ] {
+        let c = cap(&format!("URI:CHK:{key}:{ueb}:{given}"));
+        assert_eq!(c.expose(), format!("URI:CHK:{key}:{ueb}:{canonical}"));
+        let v = c.to_verify_cap().unwrap();
+        assert!(
+            v.expose().ends_with(&format!(":{canonical}")),
+            "{}",
+            v.expose()
+        );
+        assert_eq!(cap(v.expose()), v);
+    }
+}
+
+#[test]
 fn field_accessors() {
     let c = cap(CHK);
     assert_eq!(c.format(), Format::Chk);

@@ -17,6 +17,7 @@
 //! * [`read`]: decoding and decrypting a small object from whole shares.
 //! * [`dirnode`] and [`directory`]: the directory format, and reading a
 //!   directory from its cap and shares.
+//! * [`tahoe_cfg`]: a node's `tahoe.cfg`.
 //!
 //! A driver with network access (the native backend) reads bytes where a
 //! verifier asks and hands them over; see [`verify`] for the loop.
@@ -33,6 +34,7 @@ pub mod mutable;
 pub mod netstring;
 pub mod read;
 pub mod segments;
+pub mod tahoe_cfg;
 pub mod uri_extension;
 pub mod verify;
 pub mod zfec;

@@ -22,21 +22,25 @@
 //! Gateway URLs may carry a password (`http://user:pass@host/`); messages
 //! and logs show them without it.
 
+mod listing;
+mod transport;
+
 use async_trait::async_trait;
+pub use listing::parse_listing;
 use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_backend::endpoint::{redact_url, EndpointConfig, Group, SetAside};
+use steward_backend::endpoint::{redact_url, Endpoint, EndpointConfig, Group, SetAside};
 pub use steward_backend::http::describe_reqwest;
 use steward_backend::pace::RequestKind;
-use steward_backend::retry::{Attempt, CallError, RetryPolicy, Stack};
+use steward_backend::retry::{CallError, RetryPolicy, Stack};
 use steward_backend::sched::{Scheduler, Tenant};
 use steward_backend::{
-    Backend, BackendError, CheckOptions, CheckResults, Child, ErrorCode, Listing, NodeType,
-    Operation, RepairResults,
+    Backend, BackendError, CheckOptions, CheckResults, ErrorCode, Listing, Operation, RepairResults,
 };
 use steward_cap::{redact_caps, Cap};
+use transport::{Base, Transport};
 
 /// How to reach the gateways and how patient to be with them.
 #[derive(Clone, Debug)]
@@ -72,6 +76,9 @@ impl Default for GatewayOptions {
 struct Inner {
     stack: Stack,
     group: Group,
+    /// Each gateway's base, parsed once (see [`transport`]).
+    bases: Vec<(Arc<Endpoint>, Base)>,
+    transport: Transport,
     client: reqwest::Client,
     stream_client: reqwest::Client,
     opts: GatewayOptions,
@@ -164,6 +171,17 @@ impl StreamReader {
     }
 }
 
+impl Inner {
+    /// The parsed base of one of this client's gateways.
+    fn base(&self, ep: &Arc<Endpoint>) -> &Base {
+        self.bases
+            .iter()
+            .find(|(e, _)| Arc::ptr_eq(e, ep))
+            .map(|(_, b)| b)
+            .expect("the stack chooses among this client's gateways")
+    }
+}
+
 impl Gateway {
     /// A client for the given gateways, scheduled by `sched`. Fails only
     /// for unusable URLs.
@@ -175,6 +193,7 @@ impl Gateway {
             ));
         }
         let mut endpoints = Vec::new();
+        let mut bases = Vec::new();
         for u in &opts.urls {
             let shown = redact_url(u);
             let parsed = reqwest::Url::parse(u).map_err(|e| {
@@ -195,13 +214,24 @@ impl Gateway {
             if !base.ends_with('/') {
                 base.push('/');
             }
+            let parsed = reqwest::Url::parse(&base).expect("a URL with a slash added");
+            let split = Base::new(&parsed, &base).map_err(|e| {
+                BackendError::new(
+                    ErrorCode::GatewayUnreachable,
+                    format!(
+                        "gateway URL {shown:?} cannot be used ({e}): give it as http://HOST:PORT/"
+                    ),
+                )
+            })?;
             let config = EndpointConfig {
                 max_in_flight: opts.max_in_flight.max(1),
                 adaptive: opts.adaptive,
                 start: 1,
                 set_aside: SetAside::GATEWAY,
             };
-            endpoints.push(sched.endpoint(&base, &redact_url(&base), config));
+            let ep = sched.endpoint(&base, &redact_url(&base), config);
+            bases.push((ep.clone(), split));
+            endpoints.push(ep);
         }
         let group = sched.group(&endpoints);
         let client = reqwest::Client::builder()
@@ -217,6 +247,8 @@ impl Gateway {
             inner: Arc::new(Inner {
                 stack: Stack::new(sched, opts.retry),
                 group,
+                bases,
+                transport: Transport::new(client.clone()),
                 client,
                 stream_client,
                 opts,
@@ -335,27 +367,32 @@ impl Gateway {
         let answer = inner
             .stack
             .call(&self.tenant, kind, &inner.group, what, |ep| {
-                let req = inner
-                    .client
-                    .request(method.clone(), format!("{}{}", ep.key(), path_and_query))
-                    .timeout(timeout);
-                async move { attempt(req).await }
+                let method = method.clone();
+                async move {
+                    let base = inner.base(&ep);
+                    inner
+                        .transport
+                        .send(base, method, path_and_query, timeout)
+                        .await
+                }
             })
             .await;
         answer.map_err(|e| call_error(e, timeout, what))
     }
 
-    async fn post_json(
+    /// POST, and the body of a successful answer.
+    async fn post(
         &self,
         path_and_query: &str,
         kind: RequestKind,
         timeout: Duration,
         what: &(dyn fmt::Display + Sync),
-    ) -> Result<Value, BackendError> {
+    ) -> Result<bytes::Bytes, BackendError> {
         let (status, body) = self
             .request(reqwest::Method::POST, path_and_query, kind, timeout, what)
             .await?;
-        parse_answer(status, &body, what)
+        success(status, &body, what)?;
+        Ok(body)
     }
 
     /// Open one of the gateway's own NDJSON streams (`stream-manifest` or
@@ -424,8 +461,9 @@ impl Backend for Gateway {
                 &what,
             )
             .await?;
-        let v = parse_answer(status, &body, &what)?;
-        parse_listing(&v).ok_or_else(|| {
+        success(status, &body, &what)?;
+        let listing = parse_listing(&body).map_err(|e| not_json(&what, &e))?;
+        listing.ok_or_else(|| {
             BackendError::new(
                 ErrorCode::BadResponse,
                 format!("gateway's t=json for {what} is not a directory listing"),
@@ -448,8 +486,9 @@ impl Backend for Gateway {
             self.inner.opts.timeout
         };
         let what = What(cap);
-        let v = self.post_json(&q, kind, timeout, &what).await?;
-        CheckResults::from_json(v).map_err(|e| bad_answer(&what, &e))
+        let body = self.post(&q, kind, timeout, &what).await?;
+        // Kept as text: no JSON tree per object (see steward_backend::results).
+        CheckResults::from_slice(&body).map_err(|e| bad_answer(&what, &e))
     }
 
     async fn repair(&self, cap: &Cap, opts: CheckOptions) -> Result<RepairResults, BackendError> {
@@ -461,14 +500,15 @@ impl Backend for Gateway {
             q.push_str("&add-lease=true");
         }
         let what = What(cap);
-        let v = self
-            .post_json(
+        let body = self
+            .post(
                 &q,
                 RequestKind::repair(cap),
                 self.inner.opts.long_timeout,
                 &what,
             )
             .await?;
+        let v = json_of(&body, &what)?;
         RepairResults::from_json(v).map_err(|e| bad_answer(&what, &e))
     }
 }
@@ -478,29 +518,6 @@ fn bad_answer(what: &dyn fmt::Display, e: &str) -> BackendError {
         ErrorCode::BadResponse,
         format!("gateway answer for {what} is not Tahoe's check results: {e}"),
     )
-}
-
-/// One attempt of a request, classified: 502-504 and transport failures
-/// are transient, any other answer final.
-async fn attempt(req: reqwest::RequestBuilder) -> Attempt<(u16, bytes::Bytes)> {
-    let transient = |e: reqwest::Error| Attempt::Transient {
-        timeout: e.is_timeout(),
-        why: describe_reqwest(&e),
-    };
-    match req.send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            match resp.bytes().await {
-                Ok(_) if matches!(status, 502..=504) => Attempt::Transient {
-                    why: format!("HTTP {status}"),
-                    timeout: false,
-                },
-                Ok(body) => Attempt::Answer((status, body)),
-                Err(e) => transient(e),
-            }
-        }
-        Err(e) => transient(e),
-    }
 }
 
 /// A request the stack gave up on, as an error for the object.
@@ -567,17 +584,23 @@ fn transport_error(e: &reqwest::Error, base: &str, what: &dyn fmt::Display) -> B
     )
 }
 
-/// Interpret a final gateway answer as JSON, mapping error statuses to codes.
-fn parse_answer(status: u16, body: &[u8], what: &dyn fmt::Display) -> Result<Value, BackendError> {
+/// A final answer that is not a success, as an error for the object.
+fn success(status: u16, body: &[u8], what: &dyn fmt::Display) -> Result<(), BackendError> {
     if !(200..300).contains(&status) {
         return Err(status_error(status, &String::from_utf8_lossy(body), what));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        BackendError::new(
-            ErrorCode::BadResponse,
-            format!("gateway answer for {what} is not JSON ({e})"),
-        )
-    })
+    Ok(())
+}
+
+fn json_of(body: &[u8], what: &dyn fmt::Display) -> Result<Value, BackendError> {
+    serde_json::from_slice(body).map_err(|e| not_json(what, &e))
+}
+
+fn not_json(what: &dyn fmt::Display, e: &serde_json::Error) -> BackendError {
+    BackendError::new(
+        ErrorCode::BadResponse,
+        format!("gateway answer for {what} is not JSON ({e})"),
+    )
 }
 
 fn status_error(status: u16, body: &str, what: &dyn fmt::Display) -> BackendError {
@@ -593,6 +616,7 @@ fn status_error(status: u16, body: &str, what: &dyn fmt::Display) -> BackendErro
             .unwrap_or(""),
     );
     let code = match status {
+        300..=399 => ErrorCode::BadResponse,
         410 => ErrorCode::Unrecoverable,
         405 => ErrorCode::InsufficientAuthority,
         400..=499 => ErrorCode::GatewayHttp4xx,
@@ -601,61 +625,30 @@ fn status_error(status: u16, body: &str, what: &dyn fmt::Display) -> BackendErro
     let hint = match code {
         ErrorCode::Unrecoverable => "",
         ErrorCode::InsufficientAuthority => " (the gateway needs a read cap for this)",
+        ErrorCode::BadResponse => {
+            " (a redirect: Tahoe's web API answers without one, so steward follows none; give the gateway's own URL)"
+        }
         _ => "",
     };
     BackendError::new(code, format!("HTTP {status} for {what}: {first}{hint}"))
 }
 
-/// Parse the gateway's `t=json` answer for a directory.
-pub fn parse_listing(v: &Value) -> Option<Listing> {
-    let arr = v.as_array()?;
-    if arr.first()?.as_str()? != "dirnode" {
-        return None;
-    }
-    let children = arr.get(1)?.get("children")?.as_object()?;
-    let mut out = Vec::with_capacity(children.len());
-    for (name, entry) in children {
-        let node_type = match entry.get(0).and_then(Value::as_str) {
-            Some("filenode") => NodeType::File,
-            Some("dirnode") => NodeType::Directory,
-            _ => NodeType::Unknown,
-        };
-        let d = entry.get(1);
-        let s = |k: &str| {
-            d.and_then(|d| d.get(k))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        out.push(Child {
-            name: name.clone(),
-            node_type,
-            rw_uri: s("rw_uri"),
-            ro_uri: s("ro_uri"),
-            verify_uri: s("verify_uri"),
-            size: d.and_then(|d| d.get("size")).and_then(Value::as_u64),
-            format: s("format"),
-            mutable: d.and_then(|d| d.get("mutable")).and_then(Value::as_bool),
-        });
-    }
-    Some(Listing { children: out })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steward_backend::NodeType;
 
     #[test]
     fn listing_parses_files_dirs_and_unknowns() {
-        let v: Value = serde_json::from_str(
+        let v = (
             r#"["dirnode", {"rw_uri": "URI:DIR2:a:b", "ro_uri": "URI:DIR2-RO:c:b", "mutable": true,
               "children": {
                 "f": ["filenode", {"ro_uri": "URI:CHK:x:y:2:5:100", "size": 100, "format": "CHK", "mutable": false, "metadata": {}}],
                 "d": ["dirnode", {"rw_uri": "URI:DIR2:q:r", "ro_uri": "URI:DIR2-RO:s:r", "mutable": true, "metadata": {}}],
                 "u": ["unknown", {"metadata": {}}]
-              }}]"#,
-        )
-        .unwrap();
-        let l = parse_listing(&v).unwrap();
+              }}]"#
+        ).as_bytes();
+        let l = parse_listing(v).unwrap().unwrap();
         assert_eq!(l.children.len(), 3);
         let f = l.children.iter().find(|c| c.name == "f").unwrap();
         assert_eq!(f.node_type, NodeType::File);
@@ -666,7 +659,8 @@ mod tests {
         assert_eq!(d.rw_uri.as_deref(), Some("URI:DIR2:q:r"));
         let u = l.children.iter().find(|c| c.name == "u").unwrap();
         assert_eq!(u.node_type, NodeType::Unknown);
-        assert!(parse_listing(&serde_json::json!(["filenode", {}])).is_none());
+        assert!(parse_listing(br#"["filenode", {}]"#).unwrap().is_none());
+        assert!(parse_listing(br#"["dirnode", {"children": {"a": "#).is_err());
     }
 
     #[test]
@@ -687,6 +681,9 @@ mod tests {
         );
         assert_eq!(e.code, ErrorCode::GatewayHttp4xx);
         assert!(!e.message.contains("abcdefghijklmnop"), "{}", e.message);
+        let e = status_error(302, "", &"x");
+        assert_eq!(e.code, ErrorCode::BadResponse);
+        assert!(e.message.contains("redirect"), "{}", e.message);
         let e = status_error(500, "{\"error\": \"boom\"}", &"x");
         assert_eq!(e.code, ErrorCode::GatewayHttp5xx);
         assert!(e.message.contains("boom"));

@@ -105,13 +105,13 @@ impl NativeBackend {
         ))
     }
 
-    pub(crate) async fn check_immutable(
+    /// Every server's listing of an immutable object's shares (with the
+    /// lease renewed alongside when asked), judged: one answer per server.
+    pub(crate) async fn immutable_listings(
         &self,
         si: &StorageIndex,
-        k: u16,
-        n: u16,
         add_lease: bool,
-    ) -> Result<Value, BackendError> {
+    ) -> Result<Vec<Answer<BTreeSet<u32>>>, BackendError> {
         fn nonempty(s: &BTreeSet<u32>) -> bool {
             !s.is_empty()
         }
@@ -126,6 +126,17 @@ impl NativeBackend {
         }))
         .await;
         self.judge(si, &answers, nonempty)?;
+        Ok(answers)
+    }
+
+    pub(crate) async fn check_immutable(
+        &self,
+        si: &StorageIndex,
+        k: u16,
+        n: u16,
+        add_lease: bool,
+    ) -> Result<Value, BackendError> {
+        let answers = self.immutable_listings(si, add_lease).await?;
         let mut responding = Vec::new();
         let mut listings = Vec::new();
         for (s, a) in self.set.servers.iter().zip(answers) {
@@ -143,6 +154,7 @@ impl NativeBackend {
             n,
             &responding,
             &listings,
+            &[],
         ))
     }
 }

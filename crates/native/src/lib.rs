@@ -37,9 +37,20 @@
 //!   tub id, so that the account's existing leases are renewed, not
 //!   duplicated.
 //!
-//! Listing directories, verifying share contents and repairing are not
-//! done here ([`Backend::supports`] says so): a stage hands those to a
-//! gateway.
+//! * **Reads** (modules `fetch`, `listing`, `verify`): share contents over
+//!   ranged `GET`s, within a process-wide budget of bytes held. Directory
+//!   listings (`DIR2`, `DIR2-MDMF`, `DIR2-CHK`, `DIR2-LIT`) are read,
+//!   verified, decoded and decrypted here ([`steward_format`] does the
+//!   formats), with a read or write cap; `check --verify` reads every share
+//!   of an object segment by segment and reports corrupt shares as
+//!   Tahoe's verifiers do, with a verify cap.
+//!
+//! A deep check lists each directory, then checks it: the check takes the
+//! results the listing computed from the same answers a moment before
+//! (module `learnt`), rather than asking every server again.
+//!
+//! Repairing is not done here ([`Backend::supports`] says so): a stage
+//! hands it to a gateway.
 //!
 //! # Design choices
 //!
@@ -63,6 +74,11 @@
 //!   few in flight keep them busy, at 100 ms round trips it takes dozens;
 //!   [`NativeOptions::per_server_in_flight`] is the most it may reach
 //!   (exactly that with `adaptive: false`).
+//! * **Hostile servers**: share bytes are never trusted: every share read
+//!   is verified before use, a body is read no further than the range
+//!   asked for, and no length read from a share sizes an allocation (see
+//!   module `fetch`); a share that fails is reported corrupt, naming the
+//!   server, and another one is read instead.
 //! * **Cheap mutable checks**: one ranged read per share (the first 1,000
 //!   bytes for SDMF, as Tahoe's check mode reads, 2,500 for MDMF, where the
 //!   key and signature sit behind the encrypted private key) gives the
@@ -97,7 +113,10 @@
 
 mod check;
 pub mod discovery;
+mod fetch;
+mod learnt;
 pub mod lease;
+mod listing;
 pub mod mutable;
 pub mod nurl;
 pub mod results;
@@ -105,11 +124,13 @@ pub mod server;
 mod servermap;
 mod servers;
 pub mod tls;
+mod verify;
 
 use async_trait::async_trait;
 use lease::LeaseSecrets;
 use server::Server;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use steward_backend::sched::Tenant;
@@ -186,6 +207,30 @@ pub(crate) struct ServerSet {
     lease: Option<LeaseSecrets>,
     source: String,
     skipped: Vec<String>,
+    /// Share bytes held at once by reads and verifies.
+    budget: fetch::ReadBudget,
+    stats: ReadStats,
+    /// Check results of directories just listed ([`learnt`]).
+    learnt: learnt::Learnt,
+}
+
+/// Counters of what verifies read.
+#[derive(Default)]
+pub(crate) struct ReadStats {
+    shares_verified: AtomicU64,
+    share_bytes_verified: AtomicU64,
+    bytes_read_verifying: AtomicU64,
+}
+
+/// What verifies have read so far ([`NativeBackend::verify_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerifyStats {
+    /// Shares verified to a verdict.
+    pub shares: u64,
+    /// Their sizes, summed.
+    pub share_bytes: u64,
+    /// Bytes received while verifying them.
+    pub bytes_read: u64,
 }
 
 impl fmt::Debug for NativeBackend {
@@ -209,6 +254,37 @@ fn not_supported(what: &str) -> BackendError {
     )
 }
 
+/// The target of the line that says, when the backend goes away, what its
+/// verifies read (`info` level: `STEWARD_LOG=steward_native::reads=info`).
+pub const READS_LOG_TARGET: &str = "steward_native::reads";
+
+impl Drop for ServerSet {
+    fn drop(&mut self) {
+        let s = &self.stats;
+        let shares = s.shares_verified.load(Ordering::Relaxed);
+        if shares > 0 {
+            tracing::info!(
+                target: READS_LOG_TARGET,
+                "verified {shares} shares of {} bytes in all, reading {} bytes",
+                s.share_bytes_verified.load(Ordering::Relaxed),
+                s.bytes_read_verifying.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+impl NativeBackend {
+    /// What verifies through this backend (any tenant) have read so far.
+    pub fn verify_stats(&self) -> VerifyStats {
+        let s = &self.set.stats;
+        VerifyStats {
+            shares: s.shares_verified.load(Ordering::Relaxed),
+            share_bytes: s.share_bytes_verified.load(Ordering::Relaxed),
+            bytes_read: s.bytes_read_verifying.load(Ordering::Relaxed),
+        }
+    }
+}
+
 #[async_trait]
 impl Backend for NativeBackend {
     fn describe(&self) -> String {
@@ -221,14 +297,17 @@ impl Backend for NativeBackend {
 
     fn supports(&self, op: Operation) -> bool {
         match op {
-            Operation::Check => true,
+            Operation::Check | Operation::List | Operation::Verify => true,
             Operation::AddLease => self.set.lease.is_some(),
-            Operation::List | Operation::Verify | Operation::Repair => false,
+            Operation::Repair => false,
         }
     }
 
-    fn authority_for(&self, _op: Operation) -> Authority {
-        Authority::Verify
+    fn authority_for(&self, op: Operation) -> Authority {
+        match op {
+            Operation::List => Authority::Read,
+            _ => Authority::Verify,
+        }
     }
 
     fn kind(&self, _op: Operation) -> &'static str {
@@ -242,16 +321,11 @@ impl Backend for NativeBackend {
         })
     }
 
-    async fn list_directory(&self, _dir: &Cap) -> Result<Listing, BackendError> {
-        Err(not_supported(
-            "list directories (that needs a read cap and a gateway)",
-        ))
+    async fn list_directory(&self, dir: &Cap) -> Result<Listing, BackendError> {
+        self.list(dir).await
     }
 
     async fn check(&self, cap: &Cap, opts: CheckOptions) -> Result<CheckResults, BackendError> {
-        if opts.verify {
-            return Err(not_supported("verify share contents"));
-        }
         if opts.add_lease {
             self.require_add_lease()?;
         }
@@ -264,6 +338,12 @@ impl Backend for NativeBackend {
                 format!("{} has no storage index", cap.redacted()),
             )
         })?;
+        if !opts.verify && !opts.add_lease {
+            if let Some(v) = self.set.learnt.take(&si) {
+                return CheckResults::from_json(v)
+                    .map_err(|e| BackendError::new(ErrorCode::ServerError, e));
+            }
+        }
         match cap.format() {
             Format::Chk => {
                 let (k, n) = cap.encoding().ok_or_else(|| {
@@ -272,7 +352,11 @@ impl Backend for NativeBackend {
                         format!("{} has no k and N", cap.redacted()),
                     )
                 })?;
-                self.check_immutable(&si, k, n, opts.add_lease).await
+                if opts.verify {
+                    self.verify_immutable(cap, &si, opts.add_lease).await
+                } else {
+                    self.check_immutable(&si, k, n, opts.add_lease).await
+                }
             }
             Format::Sdmf | Format::Mdmf => {
                 let fp = cap.fingerprint().ok_or_else(|| {
@@ -281,8 +365,12 @@ impl Backend for NativeBackend {
                         format!("{} has no key fingerprint", cap.redacted()),
                     )
                 })?;
-                self.check_mutable(&si, &fp, cap.format(), opts.add_lease)
-                    .await
+                if opts.verify {
+                    self.verify_mutable(cap, &si, opts.add_lease).await
+                } else {
+                    self.check_mutable(&si, &fp, cap.format(), opts.add_lease)
+                        .await
+                }
             }
             Format::Lit => return Ok(CheckResults::literal()),
         }

@@ -2,7 +2,8 @@
 //! the checks Tahoe's servermap updater makes on them: the verification key
 //! must hash to the cap's fingerprint (`ssk_pubkey_fingerprint_hash`), and
 //! the version's signed prefix must carry a valid RSA-PSS signature
-//! (SHA-256, MGF1-SHA-256, 32-byte salt: `allmydata/crypto/rsa.py`).
+//! (SHA-256, MGF1-SHA-256, 32-byte salt: `allmydata/crypto/rsa.py`),
+//! checked with [`steward_format::mutable::verify_signature`].
 //!
 //! SDMF (version byte 0), big-endian:
 //!
@@ -25,9 +26,6 @@
 //! ```
 //! signed prefix = bytes 0..59.
 
-use rsa::pkcs8::DecodePublicKey;
-use rsa::signature::Verifier;
-use rsa::RsaPublicKey;
 use std::ops::Range;
 
 /// Bytes of an SDMF header, offsets included.
@@ -39,6 +37,10 @@ const MDMF_PREFIX_LEN: usize = 59;
 /// Longest verification key or signature accepted (an RSA-2048 key is 294
 /// bytes, its signature 256; Tahoe has never made keys above 4096 bits).
 const MAX_FIELD: u64 = 16 * 1024;
+
+/// How [`parse_header`]'s error for a layout version it does not know
+/// starts (such a share is incompatible, not corrupt).
+pub const UNKNOWN_VERSION: &str = "unknown mutable share version";
 
 /// Tahoe's `MUTABLE_PUBKEY_TAG`.
 pub const PUBKEY_FINGERPRINT_TAG: &[u8] = b"allmydata_mutable_pubkey_to_fingerprint_v1";
@@ -111,7 +113,7 @@ pub fn parse_header(data: &[u8]) -> Result<ShareHeader, String> {
     let need = match verno {
         0 => SDMF_HEADER_LEN,
         1 => MDMF_HEADER_LEN,
-        v => return Err(format!("unknown mutable share version {v}")),
+        v => return Err(format!("{UNKNOWN_VERSION} {v}")),
     };
     if data.len() < need {
         return Err(format!(
@@ -175,22 +177,6 @@ pub fn parse_header(data: &[u8]) -> Result<ShareHeader, String> {
 /// Whether `pubkey` (DER) is the key the cap's fingerprint names.
 pub fn pubkey_matches_fingerprint(pubkey: &[u8], fingerprint: &[u8; 32]) -> bool {
     steward_cap::hash::tagged_hash(PUBKEY_FINGERPRINT_TAG, pubkey, 0) == fingerprint
-}
-
-/// Parse a verification key (DER SubjectPublicKeyInfo, RSA).
-pub fn parse_pubkey(pubkey: &[u8]) -> Result<RsaPublicKey, String> {
-    RsaPublicKey::from_public_key_der(pubkey)
-        .map_err(|e| format!("verification key is not an RSA public key: {e}"))
-}
-
-/// Verify Tahoe's RSA-PSS signature over a version's signed prefix.
-pub fn signature_is_valid(key: &RsaPublicKey, signature: &[u8], prefix: &[u8]) -> bool {
-    let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
-        return false;
-    };
-    rsa::pss::VerifyingKey::<rsa::sha2::Sha256>::new(key.clone())
-        .verify(prefix, &sig)
-        .is_ok()
 }
 
 #[cfg(test)]

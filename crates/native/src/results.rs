@@ -60,6 +60,26 @@ fn happiness_of<K>(sharemap: &BTreeMap<K, BTreeSet<String>>) -> usize {
     happiness(&holders)
 }
 
+/// A share a verify found corrupt: Tahoe's locator (server, storage
+/// index, share number).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CorruptShare {
+    /// The server's id as Tahoe writes it (`get_longname`).
+    pub server: String,
+    /// The storage index, base32.
+    pub si: String,
+    pub shnum: u32,
+}
+
+impl CorruptShare {
+    /// Tahoe's `server.get_name()`: the first 8 characters of the id after
+    /// its `v0-` prefix.
+    pub fn short_server_name(&self) -> String {
+        let id = self.server.strip_prefix("v0-").unwrap_or(&self.server);
+        id.chars().take(8).collect()
+    }
+}
+
 /// Everything but the storage index, summary, healthy and recoverable.
 #[allow(clippy::too_many_arguments)]
 fn counts(
@@ -73,17 +93,21 @@ fn counts(
     wrong: usize,
     recoverable_versions: usize,
     unrecoverable_versions: usize,
+    corrupt: &[CorruptShare],
 ) -> Map<String, Value> {
+    let corrupt_list: Vec<Value> = corrupt
+        .iter()
+        .map(|c| json!([c.server, c.si, c.shnum]))
+        .collect();
     let v = json!({
         "count-happiness": happiness,
         "count-shares-good": good,
         "count-shares-needed": needed,
         "count-shares-expected": expected,
         "count-good-share-hosts": good_hosts,
-        // A native check reads no share data, so, like Tahoe's check
-        // without verify, it finds no corrupt shares.
-        "count-corrupt-shares": 0,
-        "list-corrupt-shares": [],
+        // Only a verify reads share data and finds corrupt shares.
+        "count-corrupt-shares": corrupt.len(),
+        "list-corrupt-shares": corrupt_list,
         "servers-responding": responding,
         "sharemap": sharemap,
         "count-wrong-shares": wrong,
@@ -123,8 +147,16 @@ pub struct Listing {
 
 /// The results of an immutable (CHK) check: `responding` lists the servers
 /// that answered (in the order to report them), `listings` those of them
-/// that hold shares.
-pub fn immutable(si: &str, k: u16, n: u16, responding: &[String], listings: &[Listing]) -> Value {
+/// that hold shares (with verify: the shares verified good), `corrupt` the
+/// shares a verify found corrupt.
+pub fn immutable(
+    si: &str,
+    k: u16,
+    n: u16,
+    responding: &[String],
+    listings: &[Listing],
+    corrupt: &[CorruptShare],
+) -> Value {
     let mut sharemap: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
     for l in listings {
         for &sh in &l.shares {
@@ -157,6 +189,7 @@ pub fn immutable(si: &str, k: u16, n: u16, responding: &[String], listings: &[Li
         0,
         usize::from(recoverable),
         usize::from(!recoverable),
+        corrupt,
     );
     finish(si, summary, results, healthy, recoverable)
 }
@@ -169,8 +202,15 @@ pub struct MutableShare {
     pub version: Version,
 }
 
-/// The results of a mutable (SDMF/MDMF) check over the good shares found.
-pub fn mutable(si: &str, responding: &[String], shares: &[MutableShare]) -> Value {
+/// The results of a mutable (SDMF/MDMF) check over the good shares found
+/// (with verify: without those it found corrupt, listed in `corrupt`, and
+/// named in the summary as Tahoe's mutable checker names them).
+pub fn mutable(
+    si: &str,
+    responding: &[String],
+    shares: &[MutableShare],
+    corrupt: &[CorruptShare],
+) -> Value {
     // versionmap: version -> (shnum, server)
     let mut vmap: BTreeMap<&Version, BTreeSet<(u32, &str)>> = BTreeMap::new();
     for s in shares {
@@ -239,6 +279,12 @@ pub fn mutable(si: &str, responding: &[String], shares: &[MutableShare]) -> Valu
         (0, 3, 10, 0, 0)
     };
 
+    if !corrupt.is_empty() {
+        summary.push("Corrupt Shares:".into());
+        for c in corrupt {
+            summary.push(format!("{}-sh{}", c.short_server_name(), c.shnum));
+        }
+    }
     let mut sharemap: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (v, set) in &vmap {
         for (sh, server) in set {
@@ -268,6 +314,7 @@ pub fn mutable(si: &str, responding: &[String], shares: &[MutableShare]) -> Valu
         counters.4,
         recoverable.len(),
         unrecoverable.len(),
+        corrupt,
     );
     finish(si, summary, results, healthy, !recoverable.is_empty())
 }
@@ -319,7 +366,7 @@ mod tests {
                 shares: BTreeSet::new(),
             },
         ];
-        let v = immutable("si", 2, 5, &servers, &listings);
+        let v = immutable("si", 2, 5, &servers, &listings, &[]);
         let r = &v["results"];
         assert_eq!(v["summary"], "Not Healthy: 2 shares (enc 2-of-5)");
         assert_eq!(r["count-shares-good"], 2);
@@ -360,7 +407,7 @@ mod tests {
         };
         // v2 recoverable with 2 of 3, v1 unrecoverable with 1.
         let shares = vec![share(0, 0, &v2), share(1, 1, &v2), share(1, 2, &v1)];
-        let v = mutable("si", &servers, &shares);
+        let v = mutable("si", &servers, &shares, &[]);
         assert_eq!(
             v["summary"],
             "Unhealthy: some versions are unrecoverable 2 shares (enc 2-of-3)"
@@ -375,7 +422,25 @@ mod tests {
         let key = format!("{}-sh2", v1.summary());
         assert_eq!(r["sharemap"][key.as_str()], json!(["v0-1"]));
 
-        let v = mutable("si", &servers, &[]);
+        // With a verify's corrupt shares: listed, and named in the summary
+        // by Tahoe's short server name.
+        let bad = CorruptShare {
+            server: "v0-abcdefghijklm".into(),
+            si: "si".into(),
+            shnum: 3,
+        };
+        let v = mutable("si", &servers, &shares, std::slice::from_ref(&bad));
+        assert_eq!(
+            v["summary"],
+            "Unhealthy: some versions are unrecoverable 2 shares (enc 2-of-3) Corrupt Shares: abcdefgh-sh3"
+        );
+        assert_eq!(v["results"]["count-corrupt-shares"], 1);
+        assert_eq!(
+            v["results"]["list-corrupt-shares"],
+            json!([["v0-abcdefghijklm", "si", 3]])
+        );
+
+        let v = mutable("si", &servers, &[], &[]);
         assert_eq!(v["summary"], "Unhealthy: no versions are recoverable");
         assert_eq!(v["results"]["count-shares-needed"], 3);
         assert_eq!(v["results"]["count-shares-expected"], 10);

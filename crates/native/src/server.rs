@@ -75,11 +75,30 @@ pub struct Server {
 }
 
 /// The kinds of request sent to a server, each with its own latency
-/// baseline in the server's [`Pace`].
+/// baseline in the server's [`Pace`]; share reads by size
+/// ([`read_kind`]).
 const LIST_SHARES: RequestKind = RequestKind::storage(0);
-const READ_MUTABLE: RequestKind = RequestKind::storage(1);
 const ADD_LEASE: RequestKind = RequestKind::storage(2);
 const VERSION: RequestKind = RequestKind::storage(3);
+/// Answers other than share data are small: a longer body is not believed.
+const SMALL_BODY: usize = 64 << 10;
+
+/// The kind of a read of `len` bytes: one per factor of 4 (a 1 KB header
+/// read and a 1 MB block run take very different times without any
+/// queue), `storage(16)` to `storage(47)`.
+pub fn read_kind(len: u64) -> RequestKind {
+    RequestKind::storage(16 + (len.max(1).ilog2() / 2) as u8)
+}
+
+/// A share read: the bytes, and whether the share ended before the end of
+/// the range asked (the reply was shorter), which is how a client learns a
+/// share's size over HTTP (Tahoe's server answers `Content-Range: bytes
+/// a-b/*`, without the total).
+#[derive(Clone, Debug, Default)]
+pub struct ShareBytes {
+    pub data: Vec<u8>,
+    pub ended: bool,
+}
 /// Requests in flight to a server at first: each one needs its own HTTPS
 /// connection, and at 100 ms round trips opening one costs about three,
 /// so they are opened together rather than one doubling at a time.
@@ -191,6 +210,10 @@ impl Server {
 
     /// Send one request of `tenant` through the stack; the status and
     /// body of the first final answer.
+    ///
+    /// At most `limit` bytes of the body are read (the rest is not
+    /// waited for): the flag says whether there was more, so that no
+    /// server can make steward hold more than it asked for.
     async fn request(
         &self,
         tenant: &Tenant,
@@ -198,7 +221,8 @@ impl Server {
         kind: RequestKind,
         path: &str,
         extra: &[(&'static str, String)],
-    ) -> Result<(StatusCode, Vec<u8>), Failure> {
+        limit: usize,
+    ) -> Result<(StatusCode, Vec<u8>, bool), Failure> {
         let url = format!("{}{path}", self.endpoint.key());
         let outcome = self
             .stack
@@ -215,15 +239,14 @@ impl Server {
                     let answer = match req.send().await {
                         Ok(resp) => {
                             let status = resp.status();
-                            match resp.bytes().await {
-                                Ok(body) => Ok((status, body.to_vec())),
-                                Err(e) => Err(e),
-                            }
+                            body_up_to(resp, limit)
+                                .await
+                                .map(|(body, over)| (status, body, over))
                         }
                         Err(e) => Err(e),
                     };
                     match answer {
-                        Ok((status, _)) if matches!(status.as_u16(), 502..=504) => {
+                        Ok((status, _, _)) if matches!(status.as_u16(), 502..=504) => {
                             Attempt::Transient {
                                 why: format!("HTTP {}", status.as_u16()),
                                 timeout: false,
@@ -274,9 +297,12 @@ impl Server {
         si: &StorageIndex,
     ) -> Result<BTreeSet<u32>, Failure> {
         let path = format!("/storage/v1/{}/{si}/shares", kind.path());
-        let (status, body) = self
-            .request(tenant, Method::GET, LIST_SHARES, &path, &[])
+        let (status, body, over) = self
+            .request(tenant, Method::GET, LIST_SHARES, &path, &[], SMALL_BODY)
             .await?;
+        if over {
+            return Err(self.bad("a share listing", "more than 64 KiB"));
+        }
         if status != StatusCode::OK {
             return Err(self.bad("a share listing", format!("HTTP {}", status.as_u16())));
         }
@@ -292,31 +318,64 @@ impl Server {
         shnum: u32,
         range: Range<u64>,
     ) -> Result<Vec<u8>, Failure> {
+        self.read_share(tenant, ShareKind::Mutable, si, shnum, range)
+            .await
+            .map(|r| r.data)
+    }
+
+    /// `GET /storage/v1/{immutable,mutable}/<SI>/<shnum>` with `Range:
+    /// bytes=a-b`: `range` of the share, shorter where the share ends
+    /// (immutable share data comes without the container header that holds
+    /// leases). Never more than `range` asks: a server sending more is a
+    /// bad answer.
+    pub async fn read_share(
+        &self,
+        tenant: &Tenant,
+        kind: ShareKind,
+        si: &StorageIndex,
+        shnum: u32,
+        range: Range<u64>,
+    ) -> Result<ShareBytes, Failure> {
         if range.is_empty() {
-            return Ok(Vec::new());
+            return Ok(ShareBytes::default());
         }
-        let path = format!("/storage/v1/mutable/{si}/{shnum}");
+        let len = range.end - range.start;
+        let path = format!("/storage/v1/{}/{si}/{shnum}", kind.path());
         let header = format!("bytes={}-{}", range.start, range.end - 1);
-        let (status, mut body) = self
+        let what = || format!("a read of share {shnum} of {si}");
+        // The body is read up to what was asked, never more.
+        let limit = usize::try_from(len).unwrap_or(usize::MAX);
+        let (status, body, over) = self
             .request(
                 tenant,
                 Method::GET,
-                READ_MUTABLE,
+                read_kind(len),
                 &path,
                 &[(RANGE.as_str(), header)],
+                limit,
             )
             .await?;
         match status.as_u16() {
-            206 => Ok(body),
-            204 | 416 => Ok(Vec::new()),
-            // A server may ignore Range and send it all.
-            200 => {
-                let start = (range.start as usize).min(body.len());
-                let end = (range.end as usize).min(body.len());
-                body.truncate(end);
-                Ok(body.split_off(start))
+            206 if over || body.len() as u64 > len => {
+                Err(self.bad(&what(), format!("more than the {len} bytes asked for")))
             }
-            s => Err(self.bad(&format!("a read of share {shnum}"), format!("HTTP {s}"))),
+            206 => Ok(ShareBytes {
+                ended: (body.len() as u64) < len,
+                data: body,
+            }),
+            204 | 416 => Ok(ShareBytes {
+                data: Vec::new(),
+                ended: true,
+            }),
+            // A server that ignores Range sends the share from its start:
+            // usable for a read from 0 (what is past the range is not
+            // read), not otherwise (the protocol requires Range support).
+            200 if range.start == 0 => Ok(ShareBytes {
+                ended: !over && (body.len() as u64) < len,
+                data: body,
+            }),
+            200 => Err(self.bad(&what(), "the whole share: it ignored the Range header")),
+            s => Err(self.bad(&what(), format!("HTTP {s}"))),
         }
     }
 
@@ -341,8 +400,8 @@ impl Server {
                 format!("lease-cancel-secret {}", BASE64.encode(cancel)),
             ),
         ];
-        let (status, _) = self
-            .request(tenant, Method::PUT, ADD_LEASE, &path, &headers)
+        let (status, _, _) = self
+            .request(tenant, Method::PUT, ADD_LEASE, &path, &headers, SMALL_BODY)
             .await?;
         match status.as_u16() {
             200 | 204 => Ok(true),
@@ -354,13 +413,14 @@ impl Server {
     /// `GET /storage/v1/version`: whether the server answers (and is the
     /// pinned one).
     pub async fn probe(&self) -> Result<(), Failure> {
-        let (status, _) = self
+        let (status, _, _) = self
             .request(
                 &Tenant::default(),
                 Method::GET,
                 VERSION,
                 "/storage/v1/version",
                 &[],
+                SMALL_BODY,
             )
             .await?;
         if status != StatusCode::OK {
@@ -368,6 +428,24 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// At most `limit` bytes of a body, and whether it had more. Grows with
+/// what arrives, never reserved from a length the server states.
+async fn body_up_to(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
 }
 
 fn describe(e: &reqwest::Error, timeout: Duration) -> String {
@@ -407,6 +485,28 @@ pub fn decode_share_set(body: &[u8]) -> Result<BTreeSet<u32>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_is_read_no_further_than_asked() {
+        // A server that sends more than a range asked for cannot make us
+        // hold more than the range.
+        let resp = |n: usize| reqwest::Response::from(http::Response::new(vec![7u8; n]));
+        let (body, over) = body_up_to(resp(100), 40).await.unwrap();
+        assert_eq!((body.len(), over), (40, true));
+        let (body, over) = body_up_to(resp(40), 40).await.unwrap();
+        assert_eq!((body.len(), over), (40, false));
+        let (body, over) = body_up_to(resp(0), 40).await.unwrap();
+        assert_eq!((body.len(), over), (0, false));
+    }
+
+    #[test]
+    fn reads_of_different_sizes_are_paced_apart() {
+        assert_eq!(read_kind(1000), read_kind(1023));
+        assert_ne!(read_kind(1000), read_kind(4096));
+        assert_ne!(read_kind(64 << 10), read_kind(1 << 20));
+        assert_eq!(read_kind(0), read_kind(1));
+        let _ = read_kind(u64::MAX);
+    }
 
     #[test]
     fn decodes_cbor_share_sets() {

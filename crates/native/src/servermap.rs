@@ -6,8 +6,8 @@
 //! by Tahoe's rules ([`crate::results::mutable`]).
 
 use crate::check::Answer;
-use crate::server::{Failure, Server, ShareKind};
-use crate::{mutable, results, NativeBackend};
+use crate::server::{Failure, Server, ShareBytes, ShareKind};
+use crate::{mutable, results, NativeBackend, ServerSet};
 use futures::future::join_all;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,7 +15,7 @@ use steward_backend::{BackendError, Tenant};
 use steward_cap::{Format, StorageIndex};
 
 /// Bytes read from the start of each mutable share.
-fn first_read_len(format: Format) -> u64 {
+pub(crate) fn first_read_len(format: Format) -> u64 {
     match format {
         Format::Mdmf => 2500,
         _ => 1000,
@@ -24,9 +24,63 @@ fn first_read_len(format: Format) -> u64 {
 
 /// A mutable share as read: its number, first bytes and parsed header.
 pub(crate) struct ShareRead {
-    shnum: u32,
-    data: Vec<u8>,
-    header: Result<mutable::ShareHeader, String>,
+    pub(crate) shnum: u32,
+    /// The first bytes, and whether the share ended within them.
+    pub(crate) first: ShareBytes,
+    pub(crate) header: Result<mutable::ShareHeader, String>,
+}
+
+/// What the servers hold of one mutable object, as Tahoe's servermap
+/// updater sees it.
+pub(crate) struct Servermap {
+    /// Servers that answered, by id.
+    pub(crate) responding: Vec<String>,
+    /// Each server's shares as read (`None`: it did not answer).
+    pub(crate) reads: Vec<Option<Vec<ShareRead>>>,
+    /// The shares of accepted versions: (server index, index in its
+    /// reads, version).
+    pub(crate) good: Vec<(usize, usize, mutable::Version)>,
+    /// Shares found bad on the way (a header that does not parse, a key
+    /// or signature that fails): (server index, index in its reads). A
+    /// verify lists them as corrupt; a share of a layout version this code
+    /// does not know is not among them.
+    pub(crate) rejected: Vec<(usize, usize)>,
+}
+
+impl Servermap {
+    pub(crate) fn share(&self, server: usize, i: usize) -> &ShareRead {
+        &self.reads[server].as_ref().expect("a server that answered")[i]
+    }
+
+    /// The good shares for Tahoe's counting.
+    pub(crate) fn shares(&self, set: &ServerSet) -> Vec<results::MutableShare> {
+        self.good
+            .iter()
+            .map(|(s, i, v)| results::MutableShare {
+                server: set.servers[*s].info.id.clone(),
+                shnum: self.share(*s, *i).shnum,
+                version: v.clone(),
+            })
+            .collect()
+    }
+
+    /// Recoverable versions (at least k distinct good share numbers),
+    /// newest (Tahoe's "best") first.
+    pub(crate) fn recoverable_versions(&self) -> Vec<&mutable::Version> {
+        let mut distinct: BTreeMap<&mutable::Version, BTreeSet<u32>> = BTreeMap::new();
+        for (s, i, v) in &self.good {
+            distinct
+                .entry(v)
+                .or_default()
+                .insert(self.share(*s, *i).shnum);
+        }
+        distinct
+            .into_iter()
+            .rev()
+            .filter(|(v, shnums)| shnums.len() >= usize::from(v.k))
+            .map(|(v, _)| v)
+            .collect()
+    }
 }
 
 impl NativeBackend {
@@ -40,19 +94,21 @@ impl NativeBackend {
         read_len: u64,
     ) -> Result<Vec<ShareRead>, Failure> {
         let shares = s.list_shares(tenant, ShareKind::Mutable, si).await?;
-        let reads = join_all(
-            shares
-                .iter()
-                .map(|&sh| async move { (sh, s.read_mutable(tenant, si, sh, 0..read_len).await) }),
-        )
+        let reads = join_all(shares.iter().map(|&sh| async move {
+            (
+                sh,
+                s.read_share(tenant, ShareKind::Mutable, si, sh, 0..read_len)
+                    .await,
+            )
+        }))
         .await;
         let mut out = Vec::with_capacity(reads.len());
         for (shnum, r) in reads {
-            let data = r?;
-            let header = mutable::parse_header(&data);
+            let first = r?;
+            let header = mutable::parse_header(&first.data);
             out.push(ShareRead {
                 shnum,
-                data,
+                first,
                 header,
             });
         }
@@ -66,11 +122,32 @@ impl NativeBackend {
         format: Format,
         add_lease: bool,
     ) -> Result<Value, BackendError> {
+        let map = self
+            .servermap(si, fingerprint, add_lease, first_read_len(format))
+            .await?;
+        Ok(results::mutable(
+            &si.to_string(),
+            &map.responding,
+            &map.shares(&self.set),
+            &[],
+        ))
+    }
+
+    /// The servermap of a mutable object: every server's shares, the first
+    /// `read_len` bytes of each, grouped by version; a version is accepted
+    /// once one of its shares has a key matching the fingerprint and a
+    /// valid signature (shares whose key or signature fail are left out).
+    pub(crate) async fn servermap(
+        &self,
+        si: &StorageIndex,
+        fingerprint: &[u8; 32],
+        add_lease: bool,
+        read_len: u64,
+    ) -> Result<Servermap, BackendError> {
         #[allow(clippy::ptr_arg)] // must match Answer<Vec<ShareRead>>
         fn nonempty(s: &Vec<ShareRead>) -> bool {
             !s.is_empty()
         }
-        let read_len = first_read_len(format);
         let answers: Vec<Answer<Vec<ShareRead>>> = join_all(self.set.servers.iter().map(|s| {
             self.ask(
                 s,
@@ -84,32 +161,38 @@ impl NativeBackend {
         self.judge(si, &answers, nonempty)?;
 
         let mut responding = Vec::new();
-        // version -> candidate shares (server index, share)
-        let mut by_version: BTreeMap<mutable::Version, Vec<(usize, &ShareRead)>> = BTreeMap::new();
-        for (i, (s, a)) in self.set.servers.iter().zip(&answers).enumerate() {
-            let Ok(reads) = &a.listing else { continue };
+        let mut rejected = Vec::new();
+        let reads: Vec<Option<Vec<ShareRead>>> =
+            answers.into_iter().map(|a| a.listing.ok()).collect();
+        // version -> candidate shares (server index, index in its reads)
+        let mut by_version: BTreeMap<&mutable::Version, Vec<(usize, usize)>> = BTreeMap::new();
+        for (i, (s, r)) in self.set.servers.iter().zip(&reads).enumerate() {
+            let Some(shares) = r else { continue };
             responding.push(s.info.id.clone());
-            for r in reads {
+            for (j, r) in shares.iter().enumerate() {
                 match &r.header {
-                    Ok(h) => by_version
-                        .entry(h.version.clone())
-                        .or_default()
-                        .push((i, r)),
-                    Err(e) => tracing::warn!(
-                        si = %si, server = %s.info.describe(), shnum = r.shnum,
-                        "bad mutable share header: {e}"
-                    ),
+                    Ok(h) => by_version.entry(&h.version).or_default().push((i, j)),
+                    Err(e) => {
+                        tracing::warn!(
+                            si = %si, server = %s.info.describe(), shnum = r.shnum,
+                            "bad mutable share header: {e}"
+                        );
+                        if !e.starts_with(mutable::UNKNOWN_VERSION) {
+                            rejected.push((i, j));
+                        }
+                    }
                 }
             }
         }
 
-        let mut pubkey: Option<rsa::RsaPublicKey> = None;
+        let mut pubkey: Option<Vec<u8>> = None;
         let mut good = Vec::new();
         for (version, candidates) in by_version.iter().rev() {
-            let mut bad: BTreeSet<(usize, u32)> = BTreeSet::new();
+            let mut bad: BTreeSet<(usize, usize)> = BTreeSet::new();
             let mut valid = false;
-            for &(i, r) in candidates {
+            for &(i, j) in candidates {
                 let server = &self.set.servers[i];
+                let r = &reads[i].as_ref().expect("answered")[j];
                 match self
                     .validate_version(server, si, r, fingerprint, &mut pubkey)
                     .await
@@ -123,24 +206,27 @@ impl NativeBackend {
                             si = %si, server = %server.info.describe(), shnum = r.shnum,
                             version = %version.summary(), "bad mutable share: {why}"
                         );
-                        bad.insert((i, r.shnum));
+                        bad.insert((i, j));
+                        rejected.push((i, j));
                     }
                 }
             }
             if !valid {
                 continue;
             }
-            for &(i, r) in candidates {
-                if !bad.contains(&(i, r.shnum)) {
-                    good.push(results::MutableShare {
-                        server: self.set.servers[i].info.id.clone(),
-                        shnum: r.shnum,
-                        version: version.clone(),
-                    });
+            for &(i, j) in candidates {
+                if !bad.contains(&(i, j)) {
+                    good.push((i, j, (*version).clone()));
                 }
             }
         }
-        Ok(results::mutable(&si.to_string(), &responding, &good))
+        drop(by_version);
+        Ok(Servermap {
+            responding,
+            reads,
+            good,
+            rejected,
+        })
     }
 
     /// Check one share's claim to its version: its verification key must
@@ -152,13 +238,13 @@ impl NativeBackend {
         si: &StorageIndex,
         r: &ShareRead,
         fingerprint: &[u8; 32],
-        pubkey: &mut Option<rsa::RsaPublicKey>,
+        pubkey: &mut Option<Vec<u8>>,
     ) -> Result<(), String> {
         let h = r.header.as_ref().map_err(Clone::clone)?;
         let span = h.key_and_signature_span();
         let fetched;
-        let (bytes, base): (&[u8], u64) = if (r.data.len() as u64) >= span.end {
-            (&r.data, 0)
+        let (bytes, base): (&[u8], u64) = if (r.first.data.len() as u64) >= span.end {
+            (&r.first.data, 0)
         } else {
             fetched = server
                 .read_mutable(&self.tenant, si, r.shnum, span.clone())
@@ -177,14 +263,13 @@ impl NativeBackend {
             if !mutable::pubkey_matches_fingerprint(key, fingerprint) {
                 return Err("verification key does not match the cap's fingerprint".into());
             }
-            *pubkey = Some(mutable::parse_pubkey(key)?);
+            *pubkey = Some(key.to_vec());
         }
         let sig = slice(&h.signature)?;
-        if mutable::signature_is_valid(pubkey.as_ref().expect("set above"), sig, &h.version.prefix)
-        {
-            Ok(())
-        } else {
-            Err("signature is invalid".into())
-        }
+        steward_format::mutable::verify_signature(
+            pubkey.as_ref().expect("set above"),
+            sig,
+            &h.version.prefix,
+        )
     }
 }

@@ -48,6 +48,9 @@ impl NativeBackend {
                 lease: opts.lease_secret.as_deref().map(LeaseSecrets::new),
                 source,
                 skipped,
+                budget: crate::fetch::ReadBudget::new(),
+                stats: Default::default(),
+                learnt: Default::default(),
             }),
             tenant: Tenant::default(),
         })

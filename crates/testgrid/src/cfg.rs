@@ -1,6 +1,6 @@
-//! Reading and editing the files `tahoe create-*` writes: keys of
-//! `tahoe.cfg` (an INI file as Python's configparser reads it), the ports
-//! in its Twisted endpoints and in a FURL, and replacing a file atomically.
+//! Reading the files `tahoe create-*` writes: the ports in its Twisted
+//! endpoints and in a FURL, and replacing a file atomically (keys of
+//! `tahoe.cfg` are read and set by `steward_format::tahoe_cfg`).
 
 use anyhow::{Context, Result};
 use std::fs;
@@ -13,52 +13,6 @@ pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let tmp = PathBuf::from(tmp);
     fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
-}
-
-/// Value of `key` in `[section]` of an INI text as Python's configparser
-/// reads the simple files `tahoe create-*` writes (`key = value`, `#`
-/// comments).
-pub(crate) fn cfg_get(text: &str, section: &str, key: &str) -> Option<String> {
-    cfg_find(text, section, key).map(|(_, v)| v.to_string())
-}
-
-/// `text` with `key` in `[section]` set to `value`; `None` if it has no
-/// such key.
-pub(crate) fn cfg_set(text: &str, section: &str, key: &str, value: &str) -> Option<String> {
-    let (line_no, _) = cfg_find(text, section, key)?;
-    let mut out = String::with_capacity(text.len() + value.len());
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        if i == line_no {
-            out.push_str(&format!("{key} = {value}\n"));
-        } else {
-            out.push_str(line);
-        }
-    }
-    Some(out)
-}
-
-fn cfg_find<'a>(text: &'a str, section: &str, key: &str) -> Option<(usize, &'a str)> {
-    let mut current = "";
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('#') || t.starts_with(';') || t.is_empty() {
-            continue;
-        }
-        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            current = name.trim();
-            continue;
-        }
-        if current != section {
-            continue;
-        }
-        let Some(at) = t.find(['=', ':']) else {
-            continue;
-        };
-        if t[..at].trim().eq_ignore_ascii_case(key) {
-            return Some((i, t[at + 1..].trim()));
-        }
-    }
-    None
 }
 
 /// The port of a Twisted endpoint as `tahoe create-*` writes it
@@ -89,30 +43,6 @@ pub(crate) fn furl_port(furl: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const CFG: &str = "# comment\n[node]\nnickname = s0\nweb.port = \n\
-        tub.port = tcp:4567:interface=127.0.0.1\ntub.location = tcp:127.0.0.1:4567\n\
-        \n[client]\n#tub.port = 1\nshares.needed = 2\n";
-
-    #[test]
-    fn ini_get_and_set() {
-        assert_eq!(
-            cfg_get(CFG, "node", "tub.port").as_deref(),
-            Some("tcp:4567:interface=127.0.0.1")
-        );
-        assert_eq!(cfg_get(CFG, "node", "web.port").as_deref(), Some(""));
-        assert_eq!(cfg_get(CFG, "client", "tub.port"), None);
-        assert_eq!(
-            cfg_get(CFG, "client", "shares.needed").as_deref(),
-            Some("2")
-        );
-        let new = cfg_set(CFG, "node", "tub.location", "tcp:localhost:9").unwrap();
-        assert_eq!(
-            new,
-            CFG.replace("tcp:127.0.0.1:4567\n", "tcp:localhost:9\n")
-        );
-        assert_eq!(cfg_set(CFG, "client", "tub.location", "x"), None);
-    }
 
     #[test]
     fn ports() {

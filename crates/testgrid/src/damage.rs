@@ -3,7 +3,7 @@
 //! a count or to fewer than k, or flipped; storage nodes stopped,
 //! restarted and moved behind another advertised location.
 
-use crate::cfg::{cfg_set, write_atomically};
+use crate::cfg::write_atomically;
 use crate::node::stop_nodes;
 use crate::start::START_TIMEOUT;
 use crate::Grid;
@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use steward_format::tahoe_cfg;
 
 /// One share file on one storage node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -211,7 +212,7 @@ impl Grid {
         let path = self.storage_dir(i).join("tahoe.cfg");
         let text =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let new = cfg_set(&text, "node", "tub.location", location)
+        let new = tahoe_cfg::set(&text, "node", "tub.location", location)
             .ok_or_else(|| anyhow!("{}: no [node] tub.location", path.display()))?;
         write_atomically(&path, &new)?;
         self.start_storage_node(i)

@@ -101,4 +101,4 @@ pub use ports::free_port;
 pub use shape::{GridConfig, GridShape, OpenOptions, GRID_FILE};
 pub use start::{START_ATTEMPTS, START_TIMEOUT};
 pub use venv::{tahoe_bin, venv, venv_dir, TAHOE_REQUIREMENT};
-pub use webapi::percent_encode;
+pub use webapi::{percent_encode, unique_data};

@@ -2,7 +2,7 @@
 //! in the crate documentation): ports from each node's `tahoe.cfg`,
 //! leftovers of the previous run, storage locations set afresh.
 
-use crate::cfg::{cfg_get, cfg_set, parse_port, write_atomically};
+use crate::cfg::{parse_port, write_atomically};
 use crate::grid::http_client;
 use crate::node::{clear_stale_pidfiles, grid_nodes};
 use crate::ports::claim_port;
@@ -13,6 +13,7 @@ use serde_json::Value;
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use steward_format::tahoe_cfg;
 
 impl Grid {
     /// True if `base_dir` looks like a grid [`Grid::open`] can restart: it
@@ -82,9 +83,9 @@ impl Grid {
         }
         let port_of = |idx: usize, name: &str, key: &str| -> Result<u16> {
             let (path, text) = &cfgs[idx];
-            let value = cfg_get(text, "node", key)
+            let value = tahoe_cfg::get(text, "node", key)
                 .ok_or_else(|| anyhow!("{}: no [node] {key} ({name})", path.display()))?;
-            parse_port(&value).ok_or_else(|| {
+            parse_port(value).ok_or_else(|| {
                 anyhow!(
                     "{}: cannot read the port of {name} from {key} = {value}",
                     path.display()
@@ -132,10 +133,11 @@ impl Grid {
                 None => format!("tcp:127.0.0.1:{port}"),
             };
             let (path, text) = &cfgs[1 + i];
-            if cfg_get(text, "node", "tub.location").as_deref() != Some(location.as_str()) {
-                let new = cfg_set(text, "node", "tub.location", &location).ok_or_else(|| {
-                    anyhow!("{}: no [node] tub.location ({})", path.display(), n.name)
-                })?;
+            if tahoe_cfg::get(text, "node", "tub.location") != Some(location.as_str()) {
+                let new =
+                    tahoe_cfg::set(text, "node", "tub.location", &location).ok_or_else(|| {
+                        anyhow!("{}: no [node] tub.location ({})", path.display(), n.name)
+                    })?;
                 write_atomically(path, &new)?;
             }
         }

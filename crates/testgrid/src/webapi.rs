@@ -84,6 +84,16 @@ impl Grid {
         Self::text_response(r, "mkdir")
     }
 
+    /// `POST /uri?t=mkdir&format=FORMAT` (`SDMF` or `MDMF`): a new empty
+    /// mutable directory of that format (`URI:DIR2:` or `URI:DIR2-MDMF:`).
+    pub fn mkdir_format(&self, format: &str) -> Result<String> {
+        let r = self
+            .client()
+            .post(self.url(&format!("uri?t=mkdir&format={format}")))
+            .send()?;
+        Self::text_response(r, "mkdir")
+    }
+
     /// `POST /uri?t=mkdir-immutable` with `children` (see
     /// [`Grid::mkdir_with_children`] for the accepted forms). Every child
     /// must be immutable.
@@ -174,6 +184,23 @@ impl Grid {
             .map(str::to_string)
             .ok_or_else(|| anyhow!("odd verify cap {vc}"))
     }
+}
+
+/// `len` bytes that differ on every call (in this process and from other
+/// processes), so that every upload is a new object.
+pub fn unique_data(len: usize) -> Vec<u8> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    let seed = N.fetch_add(1, Ordering::Relaxed) ^ (u64::from(std::process::id()) << 32);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

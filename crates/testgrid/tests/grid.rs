@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use steward_testgrid::{Grid, GridConfig, OpenOptions};
+use steward_testgrid::{unique_data, Grid, GridConfig, OpenOptions};
 
 fn grid() -> &'static Grid {
     static GRID: OnceLock<Grid> = OnceLock::new();
@@ -24,22 +24,6 @@ fn good(v: &Value) -> u64 {
     results(v)["count-shares-good"]
         .as_u64()
         .expect("count-shares-good")
-}
-
-/// Data that is different on every call, so every upload is a new object.
-fn unique_data(len: usize) -> Vec<u8> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let seed = N.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id()) << 32;
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]
