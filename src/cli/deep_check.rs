@@ -62,6 +62,8 @@ pub struct DeepCheckArgs {
     pub grid: GridArgs,
     #[command(flatten)]
     pub backend: BackendArgs,
+    #[command(flatten)]
+    pub server: super::remote::ServerArgs,
 }
 
 /// Hands the final units to the report (or to stdout with --raw), when
@@ -113,7 +115,7 @@ impl UnitSink for FinalSink {
 /// The report of the final units in `out`: made from the whole file, which
 /// a resumed run only partly produced. With `raw` it only counts (for the
 /// exit code): the units are the output.
-async fn report_of_file(out: &Path, repair: bool, raw: bool) -> Result<Report, Error> {
+pub(super) async fn report_of_file(out: &Path, repair: bool, raw: bool) -> Result<Report, Error> {
     let mut src = LineSource::open(Some(out)).await?;
     let mut rep = Report::new(repair, true);
     let mut print: Box<dyn Write> = if raw {
@@ -130,6 +132,9 @@ async fn report_of_file(out: &Path, repair: bool, raw: bool) -> Result<Report, E
 }
 
 pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
+    if a.server.server.is_some() {
+        return run_remote(a).await;
+    }
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
     let sched = a.grid.scheduler();
     let grid = a.grid.config(a.jobs, Some(&a.backend));
@@ -183,6 +188,7 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
         Some(path) => DeepCheckOutput::File {
             path,
             restart: a.run.restart,
+            notify: None,
         },
         None => DeepCheckOutput::Sink(&mut sink),
     };
@@ -220,4 +226,37 @@ pub async fn run(a: DeepCheckArgs) -> Result<Exit, Error> {
     } else {
         Exit::Findings
     })
+}
+
+/// `--server URL`: the operation runs on a `steward serve`.
+async fn run_remote(a: DeepCheckArgs) -> Result<Exit, Error> {
+    use super::remote::{caps_name, Dest, Remote};
+    if a.repair_below.is_some() || a.happy.is_some() {
+        return Err(Error::input(
+            "--repair-below and --happy are the server's settings with --server (steward serve --happy N)",
+        ));
+    }
+    let mut options = serde_json::json!({
+        "verify": a.run.verify,
+        "add-lease": a.run.add_lease,
+        "repair": a.repair,
+    });
+    if let Some(c) = a.caps {
+        options["caps"] = caps_name(c.into()).into();
+    }
+    super::remote::run(Remote {
+        server: a.server.clone(),
+        root: a.root.clone(),
+        node_dir: a.grid.node_dir(),
+        kind: "deep-check",
+        options,
+        dest: match (&a.output, a.raw) {
+            (Some(p), _) => Dest::File(p.clone()),
+            (None, true) => Dest::Stdout,
+            (None, false) => Dest::Report { repair: a.repair },
+        },
+        restart: a.run.restart,
+        raw: a.raw,
+    })
+    .await
 }

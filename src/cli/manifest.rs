@@ -41,9 +41,28 @@ pub struct ManifestArgs {
     /// servers, with no gateway.
     #[command(flatten)]
     pub backend: BackendArgs,
+    #[command(flatten)]
+    pub server: super::remote::ServerArgs,
 }
 
 pub async fn run(a: ManifestArgs) -> Result<Exit, Error> {
+    if a.server.server.is_some() {
+        use super::remote::{Dest, Remote};
+        return super::remote::run(Remote {
+            server: a.server.clone(),
+            root: a.root.clone(),
+            node_dir: a.grid.node_dir(),
+            kind: "manifest",
+            options: serde_json::json!({ "caps": super::remote::caps_name(a.caps.into()) }),
+            dest: match &a.output {
+                Some(p) => Dest::File(p.clone()),
+                None => Dest::Stdout,
+            },
+            restart: a.restart,
+            raw: true,
+        })
+        .await;
+    }
     let spec = config::parse_root(&a.root, &a.grid.node_dir())?;
     let sched = a.grid.scheduler();
     // With --backend native the storage servers are read directly, with no

@@ -6,6 +6,7 @@ mod deep_check;
 #[cfg(feature = "demo")]
 mod demo;
 mod manifest;
+mod remote;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -52,11 +52,41 @@ pub struct ServeArgs {
     /// With repair=true: also repair objects whose happiness is below N.
     #[arg(long, value_name = "N")]
     pub happy: Option<u64>,
+    /// Keep operations that survive the connection (`POST
+    /// /steward/v1/operations`) in DIR (made 0700; one serve at a time):
+    /// their units, checkpoints and records. A restarted serve resumes the
+    /// ones still running. Without it those endpoints answer 503.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// How long a finished operation (and its units) is kept under --state
+    /// before it is removed: seconds, or a number with s, m, h or d.
+    #[arg(long = "keep-finished", value_name = "DURATION", default_value = "1d", value_parser = duration_arg)]
+    pub keep_finished: Duration,
     /// Seconds to wait for open connections after SIGTERM before exiting.
     #[arg(long = "shutdown-grace", value_name = "SECS", default_value_t = 5)]
     pub shutdown_grace: u64,
     #[command(flatten)]
     pub grid: GridArgs,
+}
+
+/// `30`, `30s`, `10m`, `2h`, `7d`.
+pub fn duration_arg(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "a number of seconds, or a number with s, m, h or d (like 30m)".to_string())?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(mult)))
 }
 
 /// Log to stderr as asked; default level info (the request lines).
@@ -88,13 +118,12 @@ pub async fn run(a: ServeArgs) -> Result<Exit, Error> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("the listening socket", e))?;
-    println!("steward serve: listening on http://{addr}/");
-    let _ = std::io::stdout().flush();
-    tracing::info!(
-        gateway = %serve::redact::url(&urls[0]),
-        listen = %addr,
-        "serving"
-    );
+    let shown = serve::redact::url(&urls[0]);
+    let ready = move || {
+        println!("steward serve: listening on http://{addr}/");
+        let _ = std::io::stdout().flush();
+        tracing::info!(gateway = %shown, listen = %addr, "serving");
+    };
     let cfg = serve::Config {
         gateway_url: urls[0].clone(),
         backend: gateway,
@@ -103,8 +132,27 @@ pub async fn run(a: ServeArgs) -> Result<Exit, Error> {
         check_jobs: a.jobs.max(1),
         happy: a.happy,
         grace: Duration::from_secs(a.shutdown_grace),
+        sched: a.grid.scheduler(),
+        state: a.state.clone(),
+        keep_finished: a.keep_finished,
+        ready: Some(Box::new(ready)),
     };
     serve::run(cfg, listener, stop_signal()).await?;
     tracing::info!("stopped");
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(duration_arg("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration_arg("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(duration_arg("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(duration_arg("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert!(duration_arg("5w").unwrap_err().contains("unknown unit"));
+        assert!(duration_arg("m").is_err());
+    }
 }

@@ -67,6 +67,9 @@ pub enum DeepCheckOutput<'a> {
         path: &'a Path,
         /// Forget every checkpoint of the run and start over.
         restart: bool,
+        /// Told the final output's committed length after each checkpoint
+        /// (a server streams only what a crash cannot take back).
+        notify: Option<watch::Sender<Committed>>,
     },
 }
 
@@ -91,7 +94,11 @@ pub async fn deep_check(
             let transport = Channels { sink };
             run_chain(transport, plan, root, runner).await
         }
-        DeepCheckOutput::File { path, restart } => {
+        DeepCheckOutput::File {
+            path,
+            restart,
+            notify,
+        } => {
             // Every file of the run is locked before any is touched, and
             // stays locked until the whole chain has ended.
             let (manifest_path, check_path) = deep_check_files(path);
@@ -105,7 +112,10 @@ pub async fn deep_check(
                     resume::forget(p)?;
                 }
             }
-            let transport = Files { output: path };
+            let transport = Files {
+                output: path,
+                notify,
+            };
             run_chain(transport, plan, root, runner).await
         }
     }
@@ -291,6 +301,7 @@ impl<'s> Transport for Channels<'s> {
 /// the final units go to `output`, the others beside it.
 struct Files<'a> {
     output: &'a Path,
+    notify: Option<watch::Sender<Committed>>,
 }
 
 /// A file a stage writes (and checkpoints), telling the stage that follows
@@ -322,7 +333,7 @@ impl Transport for Files<'_> {
     fn end(self) -> Self::Writer {
         FileWriter {
             path: self.output.to_path_buf(),
-            notify: None,
+            notify: self.notify,
         }
     }
     async fn traverse(
@@ -578,6 +589,7 @@ mod tests {
         let output = DeepCheckOutput::File {
             path: &out,
             restart: false,
+            notify: None,
         };
         let err = deep_check(plan, &root, output, &runner)
             .await

@@ -69,7 +69,8 @@ pub fn policy(
     )))
 }
 
-fn read_token(f: &Path) -> Result<String> {
+/// The token of a `--token-file` (its first line; the file must be 0600).
+pub fn read_token(f: &Path) -> Result<String> {
     let meta =
         std::fs::metadata(f).map_err(|e| Error::io(format!("--token-file {}", f.display()), e))?;
     if meta.permissions().mode() & 0o077 != 0 {

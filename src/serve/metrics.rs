@@ -123,27 +123,11 @@ impl Metrics {
 
     /// Count one unit of an operation's output.
     pub fn count_object(&self, kind: &'static str, unit: &Unit, repair: bool) {
-        let Unit::Object(o) = unit else { return };
-        let result = if kind == "manifest" {
-            if o.error.is_some() {
-                "error".to_string()
-            } else {
-                "listed".to_string()
-            }
-        } else {
-            // The health labels of the check stage's own tally.
-            use crate::stage::check::{unit_health, Health};
-            match unit_health(o) {
-                Health::Healthy => "healthy",
-                Health::Unhealthy => "unhealthy",
-                Health::Unrecoverable => "unrecoverable",
-                Health::Failed => "failed",
-                Health::Unchecked => "unchecked",
-            }
-            .to_string()
+        let Some(result) = result_of(kind == "manifest", unit) else {
+            return;
         };
         self.objects
-            .get_or_create(&vec![("kind", kind.into()), ("result", result)])
+            .get_or_create(&vec![("kind", kind.into()), ("result", result.into())])
             .inc();
         if repair {
             use crate::stage::tally::{RepairTally, Tally};
@@ -191,6 +175,24 @@ impl Metrics {
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// The result label of one unit: for a manifest `listed` or `error` (a
+/// directory that could not be listed); for a deep check the check stage's
+/// own health labels. `None` for the stats unit.
+pub fn result_of(manifest: bool, unit: &Unit) -> Option<&'static str> {
+    let Unit::Object(o) = unit else { return None };
+    if manifest {
+        return Some(if o.error.is_some() { "error" } else { "listed" });
+    }
+    use crate::stage::check::{unit_health, Health};
+    Some(match unit_health(o) {
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+        Health::Unrecoverable => "unrecoverable",
+        Health::Failed => "failed",
+        Health::Unchecked => "unchecked",
+    })
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@
 //! * [`lines`]: units shaped for the stock CLI, under its line limit;
 //! * [`operation`]: running one operation through the stages (the narrow
 //!   interface a later engine replaces);
+//! * [`durable`] and [`api`]: operations that survive the connection and
+//!   the service (`/steward/v1/operations`), kept under `--state DIR`;
 //! * [`proxy`]: everything else, to the gateway, streamed both ways;
 //! * [`access`]: where it may listen, and bearer tokens;
 //! * [`limits`]: sizes of request heads and bodies;
@@ -27,12 +29,16 @@
 //! * [`counting`]: bodies that count their bytes.
 //!
 //! [`run`] serves until the shutdown signal: then it stops accepting
-//! connections, tells running operations to stop (their streams end with an
-//! `ERROR:` line), and returns once every connection is closed or
-//! [`Config::grace`] has passed.
+//! connections, tells running operations to stop (Tahoe-style streams end
+//! with an `ERROR:` line; operations of `/steward/v1/operations` stop at a
+//! checkpoint and stay `running` in the state store, for the next start to
+//! resume), and returns once every connection is closed and every operation
+//! has stopped, or [`Config::grace`] has passed.
 
 pub mod access;
+pub mod api;
 pub mod counting;
+pub mod durable;
 pub mod health;
 pub mod limits;
 pub mod lines;
@@ -48,9 +54,10 @@ use crate::error::{Error, Result};
 use metrics::Metrics;
 use operation::Operations;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_backend::Backend;
+use steward_backend::{Backend, Scheduler};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -70,6 +77,16 @@ pub struct Config {
     pub happy: Option<u64>,
     /// How long to wait for connections to close after the shutdown signal.
     pub grace: Duration,
+    /// The process-wide request scheduler (each operation is a tenant).
+    pub sched: Arc<Scheduler>,
+    /// Where operations that survive the connection are kept (none: the
+    /// `/steward/v1/operations` endpoints answer 503).
+    pub state: Option<PathBuf>,
+    /// How long finished operations are kept.
+    pub keep_finished: Duration,
+    /// Called once everything is ready, just before serving (to say where
+    /// it listens: a state directory that cannot be opened fails before).
+    pub ready: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// Bind the listening socket (separately from [`run`], so that the caller
@@ -93,18 +110,44 @@ pub async fn run(
     let ops = Operations::new(
         operation::Grid {
             lister: cfg.backend.clone(),
-            checker: cfg.backend,
+            checker: cfg.backend.clone(),
             list_jobs: cfg.list_jobs,
             check_jobs: cfg.check_jobs,
             happy: cfg.happy,
             metrics: metrics.clone(),
+            sched: cfg.sched.clone(),
         },
         shutdown.clone(),
     );
+    let durable = match &cfg.state {
+        Some(dir) => Some(
+            durable::Durable::open(
+                dir,
+                cfg.keep_finished,
+                durable::Grid {
+                    backend: cfg.backend.clone(),
+                    sched: cfg.sched.clone(),
+                    list_jobs: cfg.list_jobs,
+                    check_jobs: cfg.check_jobs,
+                    happy: cfg.happy,
+                    metrics: metrics.clone(),
+                },
+                ops.spawner(),
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let settling = durable.clone();
+    if let Some(ready) = cfg.ready {
+        ready();
+    }
     let app = Arc::new(router::App {
         ops,
         upstream,
         metrics,
+        durable,
     });
     let service =
         router::router(app, cfg.access).into_make_service_with_connect_info::<SocketAddr>();
@@ -114,7 +157,7 @@ pub async fn run(
     });
     let mut deadline = shutdown;
     let grace = cfg.grace;
-    tokio::select! {
+    let served = tokio::select! {
         r = server => r.map_err(|e| Error::io("serving", e)),
         _ = async move {
             let _ = deadline.wait_for(|s| *s).await;
@@ -123,5 +166,16 @@ pub async fn run(
             tracing::warn!("connections still open {} s after the shutdown signal: closing them", grace.as_secs());
             Ok(())
         }
+    };
+    // Operations that survive the connection stop at a checkpoint; the
+    // next start resumes them.
+    if let Some(d) = settling {
+        if tokio::time::timeout(grace, d.settled()).await.is_err() {
+            tracing::warn!(
+                "operations still running {} s after the shutdown signal: they resume from their last checkpoint at the next start",
+                grace.as_secs()
+            );
+        }
     }
+    served
 }

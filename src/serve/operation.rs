@@ -14,6 +14,8 @@
 //!   channels between them are bounded too, so a slow reader slows the
 //!   operation and memory stays flat.
 //! * **Its own thread.** See [`Operations`].
+//! * **Fair.** Each operation is a tenant of its own of the process-wide
+//!   scheduler: concurrent operations share the request budget.
 //! * **Cancellation.** Dropping the [`Running`] (the HTTP body was dropped
 //!   because the client went away) turns the operation's stop signal on at
 //!   once: in-flight requests are abandoned and the stages return. So does
@@ -33,7 +35,7 @@ use crate::stage::traverse::TraverseOptions;
 use crate::stage::MappedOptions;
 use crate::unit::{Unit, UnitSink};
 use std::sync::Arc;
-use steward_backend::{Backend, CheckOptions};
+use steward_backend::{Backend, CheckOptions, Scheduler, Tenant};
 use steward_cap::{Authority, Cap};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -99,6 +101,9 @@ pub struct Grid {
     /// With repair: also repair objects whose happiness is below this.
     pub happy: Option<u64>,
     pub metrics: Arc<Metrics>,
+    /// The process-wide scheduler: each operation is a tenant of its own,
+    /// so that concurrent operations share the request budget.
+    pub sched: Arc<Scheduler>,
 }
 
 /// Starts operations. They run on a thread of their own (a current-thread
@@ -107,9 +112,20 @@ pub struct Grid {
 /// `&StageInput` across one in the mapped stage's checkpoint), so they
 /// cannot be spawned on the server's runtime.
 pub struct Operations {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<Work>,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+}
+
+/// A future made on the operations thread (it need not be `Send`).
+pub type LocalTask = Box<dyn FnOnce() -> futures::future::LocalBoxFuture<'static, ()> + Send>;
+
+/// What the operations thread is handed.
+enum Work {
+    /// A Tahoe-style stream's operation.
+    Stream(Job),
+    /// Anything else to run there (a resumable operation).
+    Task(LocalTask),
 }
 
 /// One operation handed to the operations thread.
@@ -186,7 +202,7 @@ impl Operations {
     /// running operation.
     pub fn new(grid: Grid, shutdown: watch::Receiver<bool>) -> Self {
         let metrics = grid.metrics.clone();
-        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Work>();
         std::thread::Builder::new()
             .name("steward-operations".into())
             .spawn(move || {
@@ -197,8 +213,15 @@ impl Operations {
                 let local = tokio::task::LocalSet::new();
                 let grid = Arc::new(grid);
                 local.block_on(&rt, async move {
-                    while let Some(job) = queue.recv().await {
-                        tokio::task::spawn_local(grid.clone().run_job(job));
+                    while let Some(work) = queue.recv().await {
+                        match work {
+                            Work::Stream(job) => {
+                                tokio::task::spawn_local(grid.clone().run_job(job));
+                            }
+                            Work::Task(make) => {
+                                tokio::task::spawn_local(make());
+                            }
+                        }
                     }
                 });
             })
@@ -223,7 +246,7 @@ impl Operations {
             cancelled,
             shutdown: self.shutdown.clone(),
         };
-        if let Err(mpsc::error::SendError(job)) = self.jobs.send(job) {
+        if let Err(mpsc::error::SendError(Work::Stream(job))) = self.jobs.send(Work::Stream(job)) {
             self.metrics
                 .operation_finished(job.spec.kind.label(), "failed");
             let _ = job
@@ -235,6 +258,25 @@ impl Operations {
             outcome: Some(outcome),
             _cancel: cancel,
         }
+    }
+}
+
+/// Runs tasks on the operations thread.
+#[derive(Clone)]
+pub struct Spawner(mpsc::UnboundedSender<Work>);
+
+impl Spawner {
+    /// Run `task` on the operations thread; false if that thread has
+    /// stopped.
+    pub fn spawn(&self, task: LocalTask) -> bool {
+        self.0.send(Work::Task(task)).is_ok()
+    }
+}
+
+impl Operations {
+    /// A handle that runs other tasks on the operations thread.
+    pub fn spawner(&self) -> Spawner {
+        Spawner(self.jobs.clone())
     }
 }
 
@@ -288,9 +330,15 @@ impl Grid {
             caps: spec.caps,
             ..Default::default()
         };
-        let lister = self.lister.clone();
+        let tenant = Tenant::new(format!("stream {}", spec.kind.label()), 1);
+        let lister = self.lister.for_tenant(tenant.clone());
+        let checker = self.checker.for_tenant(tenant.clone());
         let metrics = self.metrics.clone();
-        let runner = Runner::new(Some(stop), Arc::new(Logged), None);
+        let runner = Runner::new(
+            Some(stop),
+            Arc::new(Logged),
+            Some((self.sched.clone(), tenant)),
+        );
         let mut sink = CountedSink {
             inner: ChannelSink::new(tx),
             metrics,
@@ -315,7 +363,7 @@ impl Grid {
                     lister,
                     traverse,
                     checker: Checker {
-                        backend: self.checker.clone(),
+                        backend: checker.clone(),
                         opts: CheckOptions {
                             verify: flags.verify,
                             add_lease: flags.add_lease,
@@ -323,7 +371,7 @@ impl Grid {
                     },
                     mapped: MappedOptions::new(self.check_jobs),
                     repairer: flags.repair.then(|| Repairer {
-                        backend: self.checker.clone(),
+                        backend: checker.clone(),
                         policy: RepairPolicy {
                             repair_below: None,
                             happy: self.happy,

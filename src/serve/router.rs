@@ -3,6 +3,7 @@
 //! ```text
 //! request -> request_log -> limits -> access -> GET /steward/v1/metrics
 //!                                              GET /steward/v1/healthz
+//!                                              /steward/v1/operations[/ID[/units]] (api)
 //!                                              /uri/...?t=stream-manifest|stream-deep-check
 //!                                              anything else: the gateway (proxy)
 //! ```
@@ -11,6 +12,8 @@
 //! headers) are logged and counted too.
 
 use super::access::{self, Access};
+use super::api;
+use super::durable::Durable;
 use super::metrics::Metrics;
 use super::operation::Operations;
 use super::proxy::{self, Upstream};
@@ -19,7 +22,7 @@ use super::{health, limits, request_log};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 
@@ -28,10 +31,13 @@ pub struct App {
     pub ops: Operations,
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
+    /// Operations that survive the connection (with `--state DIR`).
+    pub durable: Option<Arc<Durable>>,
 }
 
 pub const METRICS_PATH: &str = "/steward/v1/metrics";
 pub const HEALTHZ_PATH: &str = "/steward/v1/healthz";
+pub const OPERATIONS_PATH: &str = "/steward/v1/operations";
 
 /// The endpoint a request goes to, for metrics and logs.
 pub fn endpoint(req: &Request) -> &'static str {
@@ -41,6 +47,15 @@ pub fn endpoint(req: &Request) -> &'static str {
     }
     if path == HEALTHZ_PATH {
         return "healthz";
+    }
+    if let Some(rest) = path.strip_prefix(OPERATIONS_PATH) {
+        if rest.is_empty() || rest.starts_with('/') {
+            return if rest.ends_with("/units") {
+                "operation-units"
+            } else {
+                "operations"
+            };
+        }
     }
     match tahoe_stream::wanted(req.method(), path, req.uri().query()) {
         Some(s) => s.endpoint(),
@@ -83,6 +98,12 @@ pub fn router(app: Arc<App>, access: Access) -> Router {
     Router::new()
         .route(METRICS_PATH, get(self::metrics))
         .route(HEALTHZ_PATH, get(healthz))
+        .route(OPERATIONS_PATH, post(api::create).get(api::list))
+        .route(
+            "/steward/v1/operations/:id",
+            get(api::status).delete(api::cancel),
+        )
+        .route("/steward/v1/operations/:id/units", get(api::units))
         .fallback(fallback)
         .with_state(app)
         .layer(axum::middleware::from_fn_with_state(access, access::check))

@@ -27,6 +27,7 @@ mod native;
 mod repair;
 mod resume;
 mod serve;
+mod serve_ops;
 /// The bench's SYNTHETIC gateway (no Tahoe code), for tests of scale.
 #[path = "../../crates/bench/src/synth.rs"]
 #[allow(dead_code)]

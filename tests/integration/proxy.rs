@@ -173,3 +173,103 @@ impl Proxy {
         self.faults.delay_ms.store(ms, Ordering::Relaxed);
     }
 }
+
+/// A TCP relay that can cut every connection it carries, at any byte: a
+/// network that drops a long stream. It counts the unit lines (`}\n`) it
+/// passed towards the client.
+pub struct Cutter {
+    pub addr: String,
+    conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    /// Unit lines passed to clients, over every connection.
+    pub lines: Arc<AtomicU64>,
+    /// Connections accepted.
+    pub accepted: Arc<AtomicU64>,
+}
+
+impl Cutter {
+    /// Relay `127.0.0.1:PORT` (a fresh port) to `target` (`host:port`).
+    pub fn start(target: &str) -> Cutter {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Default::default();
+        let lines = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (c, l, a, target) = (
+            conns.clone(),
+            lines.clone(),
+            accepted.clone(),
+            target.to_string(),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                a.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                {
+                    let mut v = c.lock().unwrap();
+                    v.push(client.try_clone().unwrap());
+                    v.push(server.try_clone().unwrap());
+                }
+                let relay = |mut from: std::net::TcpStream,
+                             mut to: std::net::TcpStream,
+                             count: Option<Arc<AtomicU64>>| {
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 1024];
+                        let mut last = 0u8;
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if let Some(c) = &count {
+                                let mut prev = last;
+                                for b in &buf[..n] {
+                                    if *b == b'\n' && prev == b'}' {
+                                        c.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                    prev = *b;
+                                }
+                                last = prev;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                relay(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    None,
+                );
+                relay(server, client, Some(l.clone()));
+            }
+        });
+        Cutter {
+            addr,
+            conns,
+            lines,
+            accepted,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Cut every connection open now, in both directions.
+    pub fn cut(&self) {
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn lines(&self) -> u64 {
+        self.lines.load(Ordering::SeqCst)
+    }
+}

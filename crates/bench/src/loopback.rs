@@ -4,7 +4,7 @@
 //! [`loopback_and_slow`] sets the grid up and runs the parts; each
 //! measurement is a method of [`RealGrid`].
 
-use crate::measure::Procs;
+use crate::measure::{proc_cpu_secs, proc_status_kb, Procs};
 use crate::plan::{damage, grid_and_tree, repaired, BuiltTree, Parts};
 use crate::polling::polling_api;
 use crate::proxy;
@@ -96,6 +96,14 @@ pub fn loopback_and_slow(args: &Args, ctx: &Ctx, res: &mut Results) -> Result<()
         res.groups.push(real.repair(&damaged));
     } else {
         res.skipped.push("loopback".into());
+    }
+    if args.wants("serve") {
+        match real.through_serve() {
+            Ok(g) => res.groups.push(g),
+            Err(e) => res.errors.push(format!("through steward serve: {e:#}")),
+        }
+    } else {
+        res.skipped.push("through steward serve".into());
     }
 
     // The proxies' runtime outlives the grid's processes.
@@ -333,6 +341,57 @@ impl RealGrid<'_> {
             self.procs,
             Section::Loopback,
             "deep-check",
+            "dc/",
+            dc.counts.objects(),
+            ctx.runs,
+            jobs,
+        ))
+    }
+
+    /// The stock `tahoe deep-check` of `dc/` against gateway 0 and through
+    /// a `steward serve` in front of it.
+    fn through_serve(&self) -> Result<Group> {
+        let ctx = self.ctx;
+        let dc = self.built.part("dc");
+        let serve = ServeProcess::start(ctx, &self.gw0)?;
+        let nd = ctx.logs.join("serve-node");
+        fs::create_dir_all(&nd)?;
+        fs::write(nd.join("node.url"), &serve.url)?;
+        let tahoe = self.grid.tahoe().get_program().to_owned();
+        let pid = serve.child.id();
+        let before = std::cell::Cell::new(0.0);
+        let jobs = vec![
+            Job::new("tahoe deep-check", Tool::Tahoe, 1, || {
+                self.tahoe(&["deep-check"], &dc.cap)
+            }),
+            Job::new(
+                "tahoe deep-check through steward serve",
+                Tool::Tahoe,
+                1,
+                || {
+                    let mut c = Command::new(&tahoe);
+                    c.arg("-d").arg(&nd).args(["deep-check", &dc.cap]);
+                    c
+                },
+            )
+            .prep(|| {
+                before.set(proc_cpu_secs(pid).unwrap_or(0.0));
+                Ok(())
+            })
+            .post(|_| {
+                let cpu = proc_cpu_secs(pid).unwrap_or(0.0) - before.get();
+                let hwm = proc_status_kb(pid, "VmHWM").unwrap_or(0);
+                Ok(format!(
+                    "CPU {cpu:.2} s, peak RSS {:.1} MB",
+                    hwm as f64 / 1024.0
+                ))
+            }),
+        ];
+        Ok(run_group(
+            ctx,
+            self.procs,
+            Section::Serve,
+            "tahoe deep-check",
             "dc/",
             dc.counts.objects(),
             ctx.runs,
@@ -719,4 +778,42 @@ fn make_manifest(ctx: &Ctx, gateway: &str, cap: &str, caps: &str, path: &Path) -
         );
     }
     Ok(())
+}
+
+/// A `steward serve` in front of a gateway, killed when dropped.
+struct ServeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(ctx: &Ctx, gateway: &str) -> Result<ServeProcess> {
+        use std::io::BufRead;
+        let log = fs::File::create(ctx.logs.join("serve.stderr"))?;
+        let mut child = steward_cmd(
+            ctx,
+            &["serve", "--gateway", gateway, "--listen", "127.0.0.1:0"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        let Some(url) = line.trim().strip_prefix("steward serve: listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("steward serve did not start (see serve.stderr): {line:?}");
+        };
+        Ok(ServeProcess {
+            url: url.to_string(),
+            child,
+        })
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

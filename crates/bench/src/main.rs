@@ -44,6 +44,10 @@
 //!    checked against the tree's. A steward run that prints nothing for 60
 //!    seconds (it prints a line per 100 objects) is killed as stalled,
 //!    reported, and tried once more.
+//!    **Through steward serve**: the stock `tahoe deep-check` of `dc/`
+//!    against gateway 0 and through a `steward serve` in front of it (its
+//!    node directory's `node.url`), interleaved; serve's CPU and peak RSS
+//!    from `/proc` (section `serve`).
 //! 2. **Two gateways.** The same deep-check with steward given gateway 0
 //!    and gateway 1 of the same grid; Tahoe's tool can only use one. The
 //!    CPU split of each configuration's median run (gateways, storage
@@ -150,8 +154,8 @@ pub struct Args {
     /// Use this steward binary instead of building target/release/steward.
     #[arg(long)]
     pub steward: Option<PathBuf>,
-    /// Only these sections (loopback, slow, synthetic, instructions: the
-    /// last is part of synthetic); for development.
+    /// Only these sections (loopback, serve, slow, synthetic, instructions:
+    /// the last is part of synthetic); for development.
     /// The report says which were skipped.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -267,7 +271,7 @@ fn main() -> Result<()> {
         res.machine.kernel,
         res.machine.loadavg
     );
-    if args.wants("loopback") || args.wants("slow") {
+    if args.wants("loopback") || args.wants("slow") || args.wants("serve") {
         if let Err(e) = loopback::loopback_and_slow(&args, &ctx, &mut res) {
             eprintln!("real-grid benchmarks failed: {e:#}");
             res.errors.push(format!("real grid: {e:#}"));

@@ -366,6 +366,7 @@ fn section_name(s: Section) -> String {
         Section::Loopback => "loopback".into(),
         Section::Slow { rtt_ms } => format!("RTT {rtt_ms} ms"),
         Section::Synthetic => "synthetic".into(),
+        Section::Serve => "through steward serve".into(),
     }
 }
 
@@ -598,6 +599,44 @@ pub fn render(res: &Results) -> String {
                 }
             }
         }
+    }
+
+    // 1b. The stock CLI through steward serve.
+    for g in groups(res, |g| g.section == Section::Serve) {
+        let _ = writeln!(
+            w,
+            "## 1b. The stock `tahoe` CLI through `steward serve`\n\n\
+             The same `tahoe deep-check` (Tahoe-LAFS 1.20's CLI, unchanged) of `{}` ({} objects), once with its node directory pointing at gateway 0, once at a `steward serve --gateway <gateway 0>` (its `node.url`), runs interleaved. \
+             Through serve, the walk and the checks are steward's (parallel) and the CLI only reads the stream. \
+             Client CPU is the `tahoe` CLI's; steward serve's own CPU and peak RSS during the run are in the last column.\n",
+            g.scope, g.objects
+        );
+        let _ = writeln!(
+            w,
+            "| Run | Wall s | obj/s | vs gateway | Gateway 0 CPU | Storage CPU | CLI CPU | steward serve (last run) |\n|---|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for e in &g.entries {
+            let s = e.median();
+            let _ = writeln!(
+                w,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+                e.label,
+                wall_text(Some(e)),
+                rate_text(g.objects, Some(e)),
+                ratio_text(ratio(g, e)),
+                s.map(|s| format!(
+                    "{} s ({})",
+                    secs(s.gateway_cpu(0)),
+                    pct(s.gateway_cpu(0), s.wall)
+                ))
+                .unwrap_or_default(),
+                s.map(|s| format!("{} s", secs(s.storage_cpu())))
+                    .unwrap_or_default(),
+                s.map(|s| format!("{} s", secs(s.cpu))).unwrap_or_default(),
+                e.note.clone().unwrap_or_default()
+            );
+        }
+        let _ = writeln!(w);
     }
 
     // 2. Two gateways.

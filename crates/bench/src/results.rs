@@ -18,8 +18,13 @@ pub enum Tool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
     Loopback,
-    Slow { rtt_ms: u64 },
+    Slow {
+        rtt_ms: u64,
+    },
     Synthetic,
+    /// The stock `tahoe` CLI against the gateway and through `steward
+    /// serve` (loopback).
+    Serve,
 }
 
 /// One command measured `runs` times within a group.

@@ -99,6 +99,7 @@ pub fn run_group(
         Section::Loopback => format!("loopback {title}"),
         Section::Slow { rtt_ms } => format!("RTT {rtt_ms} ms {title}"),
         Section::Synthetic => format!("synthetic {title}"),
+        Section::Serve => format!("serve {title}"),
     };
     eprintln!("== {tag}: {objects} objects ({scope}), {runs} run(s) each ==");
     let mut entries: Vec<Entry> = jobs
