@@ -82,6 +82,10 @@ impl Report {
         if let Some(list) = o
             .check_results
             .as_ref()
+            // The tree is parsed only where the summary says there is
+            // something to list (parsing it for every object doubled the
+            // JSON cost of a deep check).
+            .filter(|c| c.summary().corrupt_shares > 0)
             .and_then(|c| c.json().pointer("/results/list-corrupt-shares"))
             .and_then(Value::as_array)
         {
