@@ -53,13 +53,11 @@ impl Tally for CheckTally {
         if o.object_type != ObjectType::Unknown {
             self.checked += 1;
         }
-        if o.object_type == ObjectType::Directory
-            && o.error.is_some()
-            && unit_health(o) != Health::Failed
-        {
+        let health = unit_health(o);
+        if o.object_type == ObjectType::Directory && o.error.is_some() && health != Health::Failed {
             self.unlisted += 1;
         }
-        match unit_health(o) {
+        match health {
             Health::Healthy => self.healthy += 1,
             Health::Unhealthy => self.unhealthy += 1,
             Health::Unrecoverable => self.unrecoverable += 1,
