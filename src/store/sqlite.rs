@@ -87,10 +87,47 @@ impl SqliteStore {
             _lock: lock,
         };
         store.check_format(format)?;
+        if format == Format::State {
+            store.conn().execute_batch(super::jobs_sqlite::SCHEMA)?;
+        }
         Ok(store)
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// Open an existing store to read it while another process may hold it
+    /// (`steward dispatch status` during a dispatch): no lock, read-only;
+    /// SQLite's write-ahead log lets it read the last commit while the
+    /// holder writes. Nothing written through it is accepted.
+    pub fn open_read_only(path: &Path, format: Format) -> Result<SqliteStore> {
+        crate::output::check_target(path)
+            .map_err(|e| Error::io(format!("state {}", path.display()), e))?;
+        let lock = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("state {}", path.display()), e))?;
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            _lock: lock,
+        };
+        let format_name: Option<String> = store
+            .conn()
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| not_a_store(path, format, &e))?;
+        if format_name.as_deref() != Some(format.name()) {
+            return Err(not_a_store(path, format, &rusqlite::Error::InvalidQuery));
+        }
+        Ok(store)
+    }
+
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
