@@ -185,6 +185,43 @@ pub struct RoundPolicy {
     pub rerun: Vec<String>,
 }
 
+impl RoundPolicy {
+    /// What a round does with `rows` (the rows of the policy's accounts, in
+    /// the accounts file's order), given the highest round number in the
+    /// table and the time now (seconds): the round's number, whether an
+    /// open round goes on, and the accounts it queues. Every
+    /// implementation applies this plan atomically.
+    pub fn plan(&self, rows: &[JobRow], current: u64, now: u64) -> Round {
+        let open = rows.iter().any(|r| r.progress.stage.is_open());
+        let due = |r: &JobRow| {
+            self.rerun.contains(&r.name)
+                || match (self.max_age, r.last_completed) {
+                    (None, _) | (_, None) => true,
+                    (Some(age), Some(t)) => now.saturating_sub(t) >= age.as_secs(),
+                }
+        };
+        let queued = rows
+            .iter()
+            .filter(|r| {
+                if open {
+                    // The open round goes on: only accounts it never had,
+                    // and those forced, join it.
+                    !r.progress.stage.is_open()
+                        && (self.rerun.contains(&r.name) || r.progress.stage == JobStage::Idle)
+                } else {
+                    due(r)
+                }
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        Round {
+            number: current + u64::from(!open),
+            resumed: open,
+            queued,
+        }
+    }
+}
+
 /// What [`Jobs::start_round`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Round {

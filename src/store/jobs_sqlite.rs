@@ -175,53 +175,25 @@ impl Jobs for SqliteStore {
         }
         let current: i64 =
             tx.query_row("SELECT COALESCE(MAX(round), 0) FROM jobs", [], |r| r.get(0))?;
-        let open = rows.iter().any(|r| r.progress.stage.is_open());
         let now = now_secs();
-        let due = |r: &JobRow| {
-            policy.rerun.contains(&r.name)
-                || match (policy.max_age, r.last_completed) {
-                    (None, _) | (_, None) => true,
-                    (Some(age), Some(t)) => now.saturating_sub(t) >= age.as_secs(),
-                }
+        let round = policy.plan(&rows, current.max(0) as u64, now);
+        let progress = JobProgress {
+            stage: JobStage::Queued,
+            ..Default::default()
         };
-        let (number, resumed) = if open {
-            (current.max(0) as u64, true)
-        } else {
-            (current.max(0) as u64 + 1, false)
-        };
-        let mut queued = Vec::new();
-        for r in &rows {
-            let queue = if open {
-                // The open round goes on: only accounts it never had, and
-                // those forced, join it.
-                !r.progress.stage.is_open()
-                    && (policy.rerun.contains(&r.name) || r.progress.stage == JobStage::Idle)
-            } else {
-                due(r)
-            };
-            if queue {
-                let progress = JobProgress {
-                    stage: JobStage::Queued,
-                    ..Default::default()
-                };
-                tx.execute(
-                    "UPDATE jobs SET stage = 'queued', round = ?2, progress = ?3, updated = ?4 WHERE name = ?1",
-                    params![
-                        r.name,
-                        number as i64,
-                        serde_json::to_string(&progress).expect("serializable"),
-                        now as i64
-                    ],
-                )?;
-                queued.push(r.name.clone());
-            }
+        for name in &round.queued {
+            tx.execute(
+                "UPDATE jobs SET stage = 'queued', round = ?2, progress = ?3, updated = ?4 WHERE name = ?1",
+                params![
+                    name,
+                    round.number as i64,
+                    serde_json::to_string(&progress).expect("serializable"),
+                    now as i64
+                ],
+            )?;
         }
         tx.commit()?;
-        Ok(Round {
-            number,
-            resumed,
-            queued,
-        })
+        Ok(round)
     }
 
     async fn claim_next(

@@ -23,11 +23,15 @@
 //!
 //! Every write is one atomic commit. A store is used by one process at a
 //! time: [`sqlite::SqliteStore`] takes an exclusive lock on its file for as
-//! long as it is open. Implementations: [`sqlite::SqliteStore`]; each must
-//! pass the conformance suite in `conformance.rs`.
+//! long as it is open. Implementations: [`sqlite::SqliteStore`] and
+//! [`postgres::PostgresStore`] (shared by several workers, which keep
+//! apart by run and by claim); each must pass the conformance suite in
+//! `conformance.rs`.
 
 pub mod jobs;
+mod jobs_postgres;
 mod jobs_sqlite;
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
