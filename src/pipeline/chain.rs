@@ -68,6 +68,21 @@ pub enum DeepCheckOutput<'a> {
         /// Forget every checkpoint of the run and start over.
         restart: bool,
     },
+    /// Like `File`, with each stage's file named (a dispatch account's
+    /// `manifest.ndjson`, `check.ndjson`, `repair.ndjson`): the final units
+    /// are the repair's with a repairer, else the check's.
+    Named {
+        files: &'a StageFiles,
+        restart: bool,
+    },
+}
+
+/// The files of a resumable deep check whose stages' files are named.
+#[derive(Clone, Debug)]
+pub struct StageFiles {
+    pub manifest: PathBuf,
+    pub check: PathBuf,
+    pub repair: PathBuf,
 }
 
 /// What a one-shot deep check did.
@@ -92,23 +107,49 @@ pub async fn deep_check(
             run_chain(transport, plan, root, runner).await
         }
         DeepCheckOutput::File { path, restart } => {
-            // Every file of the run is locked before any is touched, and
-            // stays locked until the whole chain has ended.
-            let (manifest_path, check_path) = deep_check_files(path);
-            let mut files = vec![path, manifest_path.as_path()];
-            if plan.repairer.is_some() {
-                files.push(check_path.as_path());
-            }
-            let _locks = acquire_all(files.iter().copied())?;
-            if restart {
-                for p in &files {
-                    resume::forget(p)?;
-                }
-            }
-            let transport = Files { output: path };
-            run_chain(transport, plan, root, runner).await
+            let (manifest, check) = deep_check_files(path);
+            let transport = Files {
+                manifest,
+                check,
+                last: path.to_path_buf(),
+            };
+            run_files(transport, plan, root, restart, runner).await
+        }
+        DeepCheckOutput::Named { files, restart } => {
+            let transport = Files {
+                manifest: files.manifest.clone(),
+                check: files.check.clone(),
+                last: if plan.repairer.is_some() {
+                    files.repair.clone()
+                } else {
+                    files.check.clone()
+                },
+            };
+            run_files(transport, plan, root, restart, runner).await
         }
     }
+}
+
+/// The chain joined by files: every file of the run is locked before any
+/// is touched, and stays locked until the whole chain has ended.
+async fn run_files(
+    transport: Files,
+    plan: DeepCheck,
+    root: &Cap,
+    restart: bool,
+    runner: &Runner,
+) -> Result<DeepCheckSummary> {
+    let mut files = vec![transport.last.as_path(), transport.manifest.as_path()];
+    if plan.repairer.is_some() {
+        files.push(transport.check.as_path());
+    }
+    let _locks = acquire_all(files.iter().copied())?;
+    if restart {
+        for p in &files {
+            resume::forget(p)?;
+        }
+    }
+    run_chain(transport, plan, root, runner).await
 }
 
 /// The stages of a deep check: traverse -> check -> (repair) -> the final
@@ -288,9 +329,11 @@ impl<'s> Transport for Channels<'s> {
 }
 
 /// Checkpointed files, each followed by the next stage as it is committed;
-/// the final units go to `output`, the others beside it.
-struct Files<'a> {
-    output: &'a Path,
+/// the final units go to `last`.
+struct Files {
+    manifest: PathBuf,
+    check: PathBuf,
+    last: PathBuf,
 }
 
 /// A file a stage writes (and checkpoints), telling the stage that follows
@@ -306,12 +349,15 @@ struct FileReader {
     follow: watch::Receiver<Committed>,
 }
 
-impl Transport for Files<'_> {
+impl Transport for Files {
     type Writer = FileWriter;
     type Reader = FileReader;
 
     fn link(&self, from: &str) -> (Self::Writer, Self::Reader) {
-        let path = beside(self.output, from);
+        let path = match from {
+            "manifest" => self.manifest.clone(),
+            _ => self.check.clone(),
+        };
         let (tx, rx) = watch::channel(Committed::default());
         let writer = FileWriter {
             path: path.clone(),
@@ -321,7 +367,7 @@ impl Transport for Files<'_> {
     }
     fn end(self) -> Self::Writer {
         FileWriter {
-            path: self.output.to_path_buf(),
+            path: self.last,
             notify: None,
         }
     }

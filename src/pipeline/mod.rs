@@ -14,7 +14,9 @@
 pub mod chain;
 pub mod resume;
 
-pub use chain::{deep_check, deep_check_files, DeepCheck, DeepCheckOutput, DeepCheckSummary};
+pub use chain::{
+    deep_check, deep_check_files, DeepCheck, DeepCheckOutput, DeepCheckSummary, StageFiles,
+};
 
 use crate::engine::StageCtx;
 use crate::error::{Error, Result};

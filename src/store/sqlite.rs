@@ -114,13 +114,33 @@ impl SqliteStore {
             path: path.to_path_buf(),
             _lock: lock,
         };
-        let format_name: Option<String> = store
-            .conn()
-            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| not_a_store(path, format, &e))?;
+        let format_name: Option<String> = {
+            let c = store.conn();
+            let has_meta: bool = c
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'meta')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| not_a_store(path, format, &e))?;
+            let format_row: Option<String> = if has_meta {
+                c.query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| not_a_store(path, format, &e))?
+            } else {
+                None
+            };
+            if format_row.is_none() {
+                // Being created by its first opener: nothing in it yet.
+                return Err(Error::new(
+                    crate::error::ErrorKind::Locked,
+                    format!("{} is being created: try again in a moment", path.display()),
+                ));
+            }
+            format_row
+        };
         if format_name.as_deref() != Some(format.name()) {
             return Err(not_a_store(path, format, &rusqlite::Error::InvalidQuery));
         }
@@ -143,13 +163,19 @@ impl SqliteStore {
         // `version` key of "1" and no `format`.
         match (get("format")?, get("version")?) {
             (None, None) => {
+                // One transaction: a reader (`dispatch status`) sees the
+                // format only with every table.
                 c.execute_batch(&format!(
-                    "INSERT INTO meta (key, value) VALUES ('format', '{}'), ('version', '{SCHEMA_VERSION}');
+                    "BEGIN IMMEDIATE;
+                     INSERT INTO meta (key, value) VALUES ('format', '{}'), ('version', '{SCHEMA_VERSION}');
                      CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, record TEXT NOT NULL, seq INTEGER NOT NULL);
                      CREATE TABLE IF NOT EXISTS state (run TEXT NOT NULL, stage TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run, stage)) WITHOUT ROWID;
                      CREATE TABLE IF NOT EXISTS seen (run TEXT NOT NULL, si BLOB NOT NULL, PRIMARY KEY (run, si)) WITHOUT ROWID;
-                     CREATE TABLE IF NOT EXISTS frontier (run TEXT NOT NULL, id INTEGER NOT NULL, cap TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (run, id)) WITHOUT ROWID;",
-                    format.name()
+                     CREATE TABLE IF NOT EXISTS frontier (run TEXT NOT NULL, id INTEGER NOT NULL, cap TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (run, id)) WITHOUT ROWID;
+                     {};
+                     COMMIT;",
+                    format.name(),
+                    if format == Format::State { super::jobs_sqlite::SCHEMA } else { "SELECT 1" }
                 ))?;
                 Ok(())
             }

@@ -18,6 +18,7 @@ mod proxy;
 mod caps;
 mod check;
 mod deep_check;
+mod dispatch;
 mod engine;
 mod faults;
 mod hostile;

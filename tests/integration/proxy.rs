@@ -27,6 +27,8 @@ pub struct Faults {
     /// Requests being forwarded now, and the most there ever were at once.
     pub in_flight: AtomicI64,
     pub peak_in_flight: AtomicI64,
+    /// Every request's method, path and query, in arrival order.
+    pub log: Mutex<Vec<String>>,
 }
 
 /// Counts a request in flight while it is forwarded.
@@ -71,6 +73,7 @@ async fn handle(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    f.log.lock().unwrap().push(format!("{} {pq}", req.method()));
     if f.down.load(Ordering::Relaxed) {
         return Response::builder()
             .status(502)
@@ -167,6 +170,11 @@ impl Proxy {
 
     pub fn reset_peak(&self) {
         self.faults.peak_in_flight.store(0, Ordering::SeqCst);
+    }
+
+    /// Every request seen so far (`METHOD /path?query`).
+    pub fn log(&self) -> Vec<String> {
+        self.faults.log.lock().unwrap().clone()
     }
 
     pub fn delay(&self, ms: u64) {
