@@ -1,5 +1,8 @@
 //! `steward dispatch ACCOUNTS.toml --state DIR` and `steward dispatch
-//! status --state DIR [--json]`.
+//! status --state DIR [--json]`; with `--store postgres://...` instead of
+//! (or beside) `--state`, the job table, the stages' state and their units
+//! live in a PostgreSQL database that several workers share, and `steward
+//! dispatch export` writes an account's stage out as its NDJSON file.
 
 use super::common::{stop_signal, window_arg, Patience};
 use clap::{Args, Subcommand};
@@ -12,8 +15,11 @@ use steward::dispatch::run::{
 use steward::dispatch::view::{LogView, TerminalView};
 use steward::dispatch::{accounts, metrics};
 use steward::error::{Error, Exit};
+use steward::pipeline::chain::database_units;
 use steward::progress::Meter;
 use steward::store::jobs::{JobStage, Jobs};
+use steward::store::postgres::{is_postgres_url, PostgresStore};
+use steward::store::StageName;
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -28,13 +34,34 @@ pub struct DispatchArgs {
 pub enum DispatchCommand {
     /// Print where every account stands (also while a dispatch runs).
     Status(StatusArgs),
+    /// Write one account's stage, from a dispatch's database, as the NDJSON
+    /// file the standalone stage writes (byte for byte).
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The dispatch's database (postgres://USER@HOST:PORT/DATABASE).
+    #[arg(long, value_name = "URL")]
+    pub store: String,
+    #[arg(long, value_name = "NAME")]
+    pub account: String,
+    /// manifest, check or repair.
+    #[arg(long, value_name = "STAGE", value_parser = ["manifest", "check", "repair"])]
+    pub stage: String,
+    /// The file to write (created 0600; never through a symlink).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// The dispatch's state directory.
-    #[arg(long, value_name = "DIR")]
-    pub state: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "store")]
+    pub state: Option<PathBuf>,
+    /// The dispatch's database (postgres://USER@HOST:PORT/DATABASE).
+    #[arg(long, value_name = "URL", conflicts_with = "state")]
+    pub store: Option<String>,
     /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -48,6 +75,17 @@ pub struct RunArgs {
     /// Where the accounts' outputs and the job table live (created 0700).
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Keep the job table, the stages' state and their units in this
+    /// PostgreSQL database (postgres://USER[:PASSWORD]@HOST:PORT/DATABASE),
+    /// shared by every worker that dispatches the same accounts. With
+    /// --state too, the final report is also written there.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Seconds a worker's claim on an account lasts unless renewed (it is
+    /// renewed every second): after a worker dies, another takes its
+    /// accounts over this long after its last renewal.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..))]
+    pub lease: u64,
     /// Requests in flight in all, over every account and gateway.
     #[arg(long, short = 'j', default_value_t = 64, value_parser = window_arg)]
     pub jobs: usize,
@@ -85,23 +123,66 @@ pub struct RunArgs {
 pub async fn run(a: DispatchArgs) -> Result<Exit, Error> {
     match a.command {
         Some(DispatchCommand::Status(s)) => status(s).await,
+        Some(DispatchCommand::Export(e)) => export(e).await,
         None => dispatch(a.run).await,
     }
 }
 
-async fn status(s: StatusArgs) -> Result<Exit, Error> {
-    // A dispatch creating the state right now: wait a moment for it.
-    let mut tries = 0;
-    let store = loop {
-        match open_state_read_only(&s.state) {
-            Err(e) if e.kind == steward::error::ErrorKind::Locked && tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            r => break r?,
-        }
+/// A `--store` argument: a PostgreSQL URL, opened (schema created or
+/// migrated).
+async fn open_database(url: &str) -> Result<PostgresStore, Error> {
+    if !is_postgres_url(url) {
+        return Err(Error::config(format!(
+            "--store {}: not a PostgreSQL URL: give postgres://USER@HOST:PORT/DATABASE (or use --state DIR for a single machine)",
+            steward_backend::endpoint::redact_url(url)
+        )));
+    }
+    PostgresStore::open(url).await
+}
+
+async fn export(e: ExportArgs) -> Result<Exit, Error> {
+    let store = open_database(&e.store).await?;
+    let stage = match e.stage.as_str() {
+        "manifest" => StageName::Traverse,
+        "check" => StageName::Check,
+        _ => StageName::Repair,
     };
-    let rows = store.jobs().await?;
+    let table = database_units(&store, &e.account, stage);
+    let _lock = steward::lock::RunLock::acquire(&e.output)?;
+    let mut out = steward::output::Output::open_file(&e.output, None)?;
+    let committed = table.export(&mut |line| out.write_line(line)).await?;
+    out.sync()?;
+    if !committed.done {
+        eprintln!(
+            "steward: dispatch export: the {} stage of {} has not finished: {} holds what it committed so far",
+            e.stage,
+            e.account,
+            e.output.display()
+        );
+        return Ok(Exit::Incomplete);
+    }
+    Ok(Exit::Ok)
+}
+
+async fn status(s: StatusArgs) -> Result<Exit, Error> {
+    let rows = match (&s.store, &s.state) {
+        (Some(url), _) => open_database(url).await?.jobs().await?,
+        (None, Some(state)) => {
+            // A dispatch creating the state right now: wait a moment for it.
+            let mut tries = 0;
+            let store = loop {
+                match open_state_read_only(state) {
+                    Err(e) if e.kind == steward::error::ErrorKind::Locked && tries < 50 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    r => break r?,
+                }
+            };
+            store.jobs().await?
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
     if s.json {
         println!("{}", rows_json(&rows));
     } else {
@@ -111,15 +192,27 @@ async fn status(s: StatusArgs) -> Result<Exit, Error> {
 }
 
 async fn dispatch(r: RunArgs) -> Result<Exit, Error> {
-    let (Some(file), Some(state)) = (r.accounts.as_ref(), r.state.as_ref()) else {
-        return Err(Error::config(
-            "usage: steward dispatch ACCOUNTS.toml --state DIR (or: steward dispatch status --state DIR)",
-        ));
+    let usage = "usage: steward dispatch ACCOUNTS.toml --state DIR | --store postgres://... (or: steward dispatch status --state DIR | --store URL)";
+    let Some(file) = r.accounts.as_ref() else {
+        return Err(Error::config(usage));
     };
+    if r.state.is_none() && r.store.is_none() {
+        return Err(Error::config(usage));
+    }
     // The file is refused whole before any work.
     let accounts = accounts::load(file)?;
-    let store = open_state(state)?;
-    let jobs: Arc<dyn Jobs> = store.clone();
+    let (jobs, database): (Arc<dyn Jobs>, _) = match (&r.store, &r.state) {
+        (Some(url), _) => {
+            let db = open_database(url).await?;
+            (Arc::new(db.clone()), Some(db))
+        }
+        (None, Some(state)) => (open_state(state)?, None),
+        (None, None) => unreachable!("checked above"),
+    };
+    if let (Some(_), Some(state)) = (&database, &r.state) {
+        std::fs::create_dir_all(state)
+            .map_err(|e| Error::io(format!("creating {}", state.display()), e))?;
+    }
     let _metrics = match r.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -131,7 +224,7 @@ async fn dispatch(r: RunArgs) -> Result<Exit, Error> {
         None => None,
     };
     let opts = DispatchOptions {
-        state: state.clone(),
+        state: r.state.clone().unwrap_or_default(),
         jobs: r.jobs,
         per_gateway: r.per_gateway,
         list_jobs: r.list_jobs,
@@ -142,7 +235,8 @@ async fn dispatch(r: RunArgs) -> Result<Exit, Error> {
         fixed: r.fixed_jobs,
         max_age: r.max_age.map(Duration::from_secs),
         rerun: r.rerun.clone(),
-        lease: Duration::from_secs(60),
+        lease: Duration::from_secs(r.lease),
+        database,
     };
     let terminal =
         Meter::wanted(r.quiet).then(|| Arc::new(TerminalView::new(accounts.len() as u64)));
@@ -160,7 +254,9 @@ async fn dispatch(r: RunArgs) -> Result<Exit, Error> {
     super::common::report_outages(&sched);
     let outcome = outcome?;
     let report = rows_json(&outcome.rows);
-    write_report(&state.join(REPORT_FILE), &report)?;
+    if let Some(state) = &r.state {
+        write_report(&state.join(REPORT_FILE), &report)?;
+    }
     print!("{}", rows_table(&outcome.rows));
     let (checked, reused) = outcome.checks;
     if reused > 0 {

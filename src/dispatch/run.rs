@@ -27,6 +27,7 @@ use crate::config;
 use crate::engine::{Notices, Runner, StatusReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{parse_line, LineSource};
+use crate::pipeline::chain::database_units;
 use crate::pipeline::{deep_check, DeepCheck, DeepCheckOutput, StageFiles};
 use crate::report::Report;
 use crate::stage::check::Checker;
@@ -36,7 +37,9 @@ use crate::stage::MappedOptions;
 use crate::store::jobs::{
     AccountSpec, Claim, JobCounts, JobProgress, JobRow, JobStage, Jobs, Outcome, RoundPolicy,
 };
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Format, SqliteStore};
+use crate::store::StageName;
 use crate::unit::Unit;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -73,6 +76,10 @@ pub struct DispatchOptions {
     pub rerun: Vec<String>,
     /// How long a claim holds without being renewed.
     pub lease: Duration,
+    /// The units, stage states and job table are in this shared database
+    /// (`--store postgres://...`), not under `state`: several workers may
+    /// share the accounts.
+    pub database: Option<PostgresStore>,
 }
 
 /// The files of one account's stages.
@@ -213,8 +220,12 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<DispatchOutcome> {
     sched.set_budget(opts.jobs);
-    // This process holds the table alone: claims left are a killed run's.
-    jobs.break_claims().await?;
+    if opts.database.is_none() {
+        // This process holds the table alone: claims left are a killed
+        // run's. (A shared table's are other workers' until their leases
+        // run out.)
+        jobs.break_claims().await?;
+    }
     let specs: Vec<AccountSpec> = accounts
         .iter()
         .map(|a| AccountSpec {
@@ -488,8 +499,17 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
         Some((shared.sched.clone(), tenant.clone())),
     ));
     let files = account_files(&shared.opts.state, &a.name);
+    // On a shared database every write about the account is fenced by
+    // this claim.
+    let database = shared
+        .opts
+        .database
+        .as_ref()
+        .map(|db| db.fenced(&a.name, claim.token));
     let result = async {
-        private_dir(&shared.opts.state.join(&a.name))?;
+        if database.is_none() {
+            private_dir(&shared.opts.state.join(&a.name))?;
+        }
         let (plan, root) = prepare(shared, a, &tenant).await?;
         shared
             .active
@@ -523,9 +543,16 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
                 }
             }
         };
-        let output = DeepCheckOutput::Named {
-            files: &files,
-            restart: fresh,
+        let output = match &database {
+            Some(store) => DeepCheckOutput::Database {
+                store: store.clone(),
+                account: &a.name,
+                restart: fresh,
+            },
+            None => DeepCheckOutput::Named {
+                files: &files,
+                restart: fresh,
+            },
         };
         // The keeper ends only when the claim is lost, after cancelling the
         // run: the run still goes on to its checkpoints.
@@ -556,12 +583,28 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
     progress = progress_of(&runner.reports(), progress);
     match result {
         Ok(summary) => {
-            let last = if a.repair {
-                &files.repair
-            } else {
-                &files.check
+            let src = match &database {
+                Some(store) => {
+                    let stage = if a.repair {
+                        StageName::Repair
+                    } else {
+                        StageName::Check
+                    };
+                    let table = database_units(store, &a.name, stage);
+                    let (_done, committed) =
+                        watch::channel(table.committed().await?.unwrap_or_default());
+                    table.source(committed)
+                }
+                None => {
+                    LineSource::open(Some(if a.repair {
+                        &files.repair
+                    } else {
+                        &files.check
+                    }))
+                    .await?
+                }
             };
-            let mut report = report_of_file(last, a.repair).await?;
+            let mut report = report_of(src, a.repair).await?;
             report.errors += summary.traverse.unlisted + summary.traverse.bad_caps;
             report.findings += summary.traverse.unlisted + summary.traverse.bad_caps;
             progress.counts = JobCounts {
@@ -614,8 +657,7 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
 }
 
 /// The report of an account's final units.
-async fn report_of_file(path: &Path, repair: bool) -> Result<AccountReport> {
-    let mut src = LineSource::open(Some(path)).await?;
+async fn report_of(mut src: LineSource, repair: bool) -> Result<AccountReport> {
     let mut rep = Report::new(repair, false);
     let mut out = AccountReport::default();
     while let Some(line) = src.next_line().await? {

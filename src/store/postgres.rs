@@ -88,6 +88,8 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     ),
     // The dispatch job table (src/store/jobs_postgres.rs).
     (2, super::jobs_postgres::SCHEMA),
+    // The stages' units (src/store/pg_units.rs).
+    (3, super::pg_units::SCHEMA),
 ];
 
 /// The schema version this steward writes (the last migration's).
@@ -187,6 +189,15 @@ pub(crate) struct Fence {
 pub struct PostgresStore {
     pub(crate) inner: Arc<Inner>,
     pub(crate) fence: Option<Fence>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("database", &self.inner.shown)
+            .field("fence", &self.fence)
+            .finish()
+    }
 }
 
 /// Runs `$body` (an async block's contents using `$c: &mut Client`) until
@@ -586,6 +597,7 @@ impl Store for PostgresStore {
                 "state WHERE run",
                 "seen WHERE run",
                 "frontier WHERE run",
+                "units WHERE run",
             ] {
                 tx.execute(&format!("DELETE FROM steward.{table} = $1"), &[&id])
                     .await?;

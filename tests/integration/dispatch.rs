@@ -15,7 +15,7 @@ use steward::unit::ObjectUnit;
 
 /// The storage indexes of the plain checks (not repairs) the proxy saw,
 /// with how often each was checked.
-fn checks_by_si(log: &[String]) -> BTreeMap<String, usize> {
+pub(crate) fn checks_by_si(log: &[String]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for l in log {
         let Some(rest) = l.strip_prefix("POST /uri/") else {
@@ -46,7 +46,7 @@ fn status_json(state: &Path) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json ({e}): {out}"))
 }
 
-fn account<'a>(status: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn account<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["accounts"]
         .as_array()
         .unwrap()
