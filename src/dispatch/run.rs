@@ -286,10 +286,19 @@ pub async fn run(
     let mut set = futures::stream::FuturesUnordered::new();
     let mut interrupted = false;
     let mut fatal: Option<Error> = None;
+    // On a shared database, other workers hold accounts too: while any of
+    // the round's accounts is still open, a worker with room looks for one
+    // to claim (a lease that ran out, an account released) every so often.
+    let shared_table = opts.database.is_some();
+    let poll = (opts.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(2));
+    let mut stop_rx = stop.clone();
     loop {
         let stopping = *stop.borrow() || fatal.is_some();
-        while !stopping && set.len() < opts.accounts_at_once.max(1) {
+        let room = |n: usize| n < opts.accounts_at_once.max(1);
+        let mut others_open = false;
+        while !stopping && room(set.len()) {
             let Some(claim) = jobs.claim_next(&names, &shared.worker, opts.lease).await? else {
+                others_open = shared_table && round_open(&*jobs, &names).await?;
                 break;
             };
             let account = (*by_name
@@ -301,7 +310,25 @@ pub async fn run(
                 run_account(&shared, claim, &account).await
             }));
         }
-        let Some(done) = futures::StreamExt::next(&mut set).await else {
+        let look_again = others_open && !stopping && room(set.len());
+        if look_again && set.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop_rx.changed() => {}
+            }
+            continue;
+        }
+        let next = futures::StreamExt::next(&mut set);
+        let done = if look_again {
+            tokio::select! {
+                d = next => d,
+                _ = tokio::time::sleep(poll) => continue,
+                _ = stop_rx.changed() => continue,
+            }
+        } else {
+            next.await
+        };
+        let Some(done) = done else {
             break;
         };
         match done {
@@ -331,6 +358,16 @@ pub async fn run(
         rows,
         checks: shared.cache.counts(),
     })
+}
+
+/// Whether any of `names` still has work in the open round (held by
+/// another worker, or about to be released).
+async fn round_open(jobs: &dyn Jobs, names: &[String]) -> Result<bool> {
+    Ok(jobs
+        .jobs()
+        .await?
+        .iter()
+        .any(|r| names.contains(&r.name) && r.progress.stage.is_open()))
 }
 
 /// A background task, stopped when dropped.

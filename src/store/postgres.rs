@@ -173,7 +173,8 @@ pub(crate) struct Inner {
     /// How messages name the database (no password).
     pub(crate) shown: String,
     retry: Retry,
-    pub(crate) client: tokio::sync::Mutex<Option<Client>>,
+    /// Open connections not in use (see [`with_client`]).
+    idle: std::sync::Mutex<Vec<Client>>,
 }
 
 /// The claim a fenced view writes under.
@@ -203,27 +204,32 @@ impl std::fmt::Debug for PostgresStore {
 /// Runs `$body` (an async block's contents using `$c: &mut Client`) until
 /// it succeeds or fails for good, reconnecting with backoff in between
 /// (see the module doc). Evaluates to `Result<T>`.
+///
+/// Each run takes a connection of its own from the idle ones (or opens
+/// one) and gives it back after: no lock is held across the operation, so
+/// a future left suspended in the middle of one (a stage's input reader
+/// that a `select!` stops polling for a while) blocks nobody else.
 macro_rules! with_client {
     ($inner:expr, $what:expr, |$c:ident| $body:block) => {{
         let inner: &$crate::store::postgres::Inner = &$inner;
         let mut outage: Option<$crate::store::postgres::Outage> = None;
         loop {
-            let mut guard = inner.client.lock().await;
-            if guard.is_none() {
-                match inner.connect().await {
-                    Ok(c) => *guard = Some(c),
+            let mut client = match inner.idle_client() {
+                Some(c) => c,
+                None => match inner.connect().await {
+                    Ok(c) => c,
                     Err(e) if $crate::store::postgres::transient(&e) => {
-                        drop(guard);
                         inner.pause(&mut outage, $what, &e).await?;
                         continue;
                     }
                     Err(e) => break Err(inner.error($what, &e)),
-                }
-            }
-            let $c: &mut tokio_postgres::Client = guard.as_mut().expect("connected above");
+                },
+            };
+            let $c: &mut tokio_postgres::Client = &mut client;
             let r: std::result::Result<_, $crate::store::postgres::Failed> = async { $body }.await;
             match r {
                 Ok(v) => {
+                    inner.give_back(client);
                     if let Some(o) = outage {
                         o.over(inner);
                     }
@@ -234,12 +240,17 @@ macro_rules! with_client {
                 {
                     // A new connection for the next attempt (the old one
                     // may be dead, or half-way through a transaction).
-                    *guard = None;
-                    drop(guard);
+                    drop(client);
                     inner.pause(&mut outage, $what, &e).await?;
                 }
-                Err($crate::store::postgres::Failed::Db(e)) => break Err(inner.error($what, &e)),
-                Err($crate::store::postgres::Failed::Steward(e)) => break Err(e),
+                Err($crate::store::postgres::Failed::Db(e)) => {
+                    inner.give_back(client);
+                    break Err(inner.error($what, &e));
+                }
+                Err($crate::store::postgres::Failed::Steward(e)) => {
+                    inner.give_back(client);
+                    break Err(e);
+                }
             }
         }
     }};
@@ -262,7 +273,29 @@ impl Outage {
     }
 }
 
+/// Idle connections kept open at most; more are closed when given back.
+const IDLE: usize = 8;
+
 impl Inner {
+    /// An open idle connection, if there is one.
+    pub(crate) fn idle_client(&self) -> Option<Client> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(c) = idle.pop() {
+            if !c.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// A connection done with (its transaction committed or rolled back).
+    pub(crate) fn give_back(&self, c: Client) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE && !c.is_closed() {
+            idle.push(c);
+        }
+    }
+
     pub(crate) async fn connect(&self) -> std::result::Result<Client, tokio_postgres::Error> {
         let (client, connection) = self.config.connect(NoTls).await?;
         tokio::spawn(async move {
@@ -370,13 +403,13 @@ impl PostgresStore {
             config,
             shown,
             retry,
-            client: tokio::sync::Mutex::new(None),
+            idle: std::sync::Mutex::new(Vec::new()),
         };
         let client = inner
             .connect()
             .await
             .map_err(|e| inner.error("connecting", &e))?;
-        *inner.client.lock().await = Some(client);
+        inner.give_back(client);
         let store = PostgresStore {
             inner: Arc::new(inner),
             fence: None,
@@ -813,7 +846,7 @@ pub(crate) mod tests {
         })
         .await
         .unwrap();
-        let e = PostgresStore::open(&url).await.err().expect("refused");
+        let e = PostgresStore::open(&url).await.expect_err("refused");
         assert!(
             e.message.contains(&format!(
                 "schema version {newer}, newer than this steward's {SCHEMA_VERSION}"

@@ -64,6 +64,9 @@ fn paths_once(file: &Path) -> BTreeSet<String> {
     counts.into_keys().collect()
 }
 
+/// Each account's name and its tree (path -> cap).
+type Trees = Vec<(String, BTreeMap<String, String>)>;
+
 /// Accounts over fresh trees of `(groups, dirs, files)`, behind `proxy`.
 fn accounts_file(
     dir: &Path,
@@ -71,7 +74,7 @@ fn accounts_file(
     prefix: &str,
     n: usize,
     shape: (usize, usize, usize),
-) -> (String, Vec<(String, BTreeMap<String, String>)>) {
+) -> (String, Trees) {
     let mut text = format!("gateway = \"{}\"\n", proxy.url);
     let mut trees = Vec::new();
     for i in 0..n {
@@ -139,7 +142,7 @@ fn finish(child: Child) -> (i32, String) {
 
 /// Every account done, and each stage's export holds every object of its
 /// tree exactly once.
-fn all_done_once(url: &str, dir: &Path, trees: &[(String, BTreeMap<String, String>)]) {
+fn all_done_once(url: &str, dir: &Path, trees: &Trees) {
     let s = status(url);
     for (name, want) in trees {
         assert_eq!(account(&s, name)["stage"], "done", "{name}: {s}");
