@@ -189,6 +189,14 @@ fn two_workers_share_the_accounts_and_exports_match_the_standalone_stage() {
     let proxy = Proxy::start(&g.gateway_url());
     let dir = tempfile::tempdir().unwrap();
     let (accounts, trees) = accounts_file(dir.path(), &proxy, "two", 4, (2, 2, 3));
+    // And a damaged one, for the operator's queries.
+    let damaged = build_damaged_tree(g, "cluster-two-damaged");
+    let mut text = std::fs::read_to_string(&accounts).unwrap();
+    text.push_str(&format!(
+        "[[account]]\nname = \"twodmg\"\nroot = \"{}\"\n",
+        damaged.root
+    ));
+    std::fs::write(&accounts, text).unwrap();
     proxy.delay(20);
     let args = [
         "-j",
@@ -205,14 +213,50 @@ fn two_workers_share_the_accounts_and_exports_match_the_standalone_stage() {
     let (ca, ea) = finish(a);
     let (cb, eb) = finish(b);
     eprintln!("worker a:\n{ea}\nworker b:\n{eb}");
-    assert_eq!((ca, cb), (0, 0), "both workers end well");
+    assert_eq!((ca, cb), (1, 1), "both workers end, with findings");
     let started = |log: &str| log.matches(": started").count();
     assert!(
         started(&ea) >= 1 && started(&eb) >= 1,
         "both workers took accounts"
     );
-    assert_eq!(started(&ea) + started(&eb), 4, "each account started once");
+    assert_eq!(started(&ea) + started(&eb), 5, "each account started once");
     all_done_once(&url, dir.path(), &trees);
+    assert_eq!(account(&status(&url), "twodmg")["stage"], "done");
+
+    // The README's queries, on what the workers wrote.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sql = readme
+        .split("```sql\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("README has the operator's queries");
+    let queries: Vec<&str> = sql.split(';').filter(|q| !q.trim().is_empty()).collect();
+    assert_eq!(queries.len(), 3, "{sql}");
+    let db = url.rsplit('/').next().unwrap();
+    let unrecoverable = pg.psql(db, queries[0]).unwrap();
+    let rows: Vec<&str> = unrecoverable.lines().collect();
+    assert_eq!(rows.len(), 2, "a/chk1 and broken: {unrecoverable}");
+    assert!(
+        rows.iter().all(|r| r.starts_with("twodmg|")),
+        "{unrecoverable}"
+    );
+    assert!(
+        unrecoverable.contains(&damaged.si("a/chk1")),
+        "{unrecoverable}"
+    );
+    assert!(
+        unrecoverable.contains(&damaged.si("broken")),
+        "{unrecoverable}"
+    );
+    let by_unhealthy = pg.psql(db, queries[1]).unwrap();
+    assert_eq!(
+        by_unhealthy.trim(),
+        "twodmg|4",
+        "a/chk0, sdmf, a/chk1, broken"
+    );
+    let who = pg.psql(db, queries[2]).unwrap();
+    assert_eq!(who.lines().count(), 5, "{who}");
     let checks = checks_by_si(&proxy.log());
     assert!(!checks.is_empty());
     let twice: Vec<_> = checks.iter().filter(|(_, n)| **n > 1).collect();
