@@ -86,6 +86,11 @@ pub struct RunArgs {
     /// accounts over this long after its last renewal.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..))]
     pub lease: u64,
+    /// Requests in flight to one gateway at most over every worker sharing
+    /// the --store database (each takes its share; --per-gateway still caps
+    /// each worker).
+    #[arg(long = "cluster-per-gateway", value_name = "M", value_parser = window_arg, requires = "store")]
+    pub cluster_per_gateway: Option<usize>,
     /// Requests in flight in all, over every account and gateway.
     #[arg(long, short = 'j', default_value_t = 64, value_parser = window_arg)]
     pub jobs: usize,
@@ -237,6 +242,7 @@ async fn dispatch(r: RunArgs) -> Result<Exit, Error> {
         rerun: r.rerun.clone(),
         lease: Duration::from_secs(r.lease),
         database,
+        cluster_per_gateway: r.cluster_per_gateway,
     };
     let terminal =
         Meter::wanted(r.quiet).then(|| Arc::new(TerminalView::new(accounts.len() as u64)));

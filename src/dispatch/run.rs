@@ -37,6 +37,7 @@ use crate::stage::MappedOptions;
 use crate::store::jobs::{
     AccountSpec, Claim, JobCounts, JobProgress, JobRow, JobStage, Jobs, Outcome, RoundPolicy,
 };
+use crate::store::pg_gateways::ClusterCap;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Format, SqliteStore};
 use crate::store::StageName;
@@ -80,6 +81,9 @@ pub struct DispatchOptions {
     /// (`--store postgres://...`), not under `state`: several workers may
     /// share the accounts.
     pub database: Option<PostgresStore>,
+    /// Requests in flight at one gateway over every worker of the cluster
+    /// (only with `database`).
+    pub cluster_per_gateway: Option<usize>,
 }
 
 /// The files of one account's stages.
@@ -266,6 +270,21 @@ pub async fn run(
         active: Mutex::new(HashMap::new()),
     });
     let by_name: HashMap<&str, &Account> = accounts.iter().map(|a| (a.name.as_str(), a)).collect();
+    // A cap on each gateway across the cluster: this worker's share of its
+    // slots, kept by a task of its own until the end.
+    let (cap_stop, cap_stop_rx) = watch::channel(false);
+    let cluster_cap = match (&opts.database, opts.cluster_per_gateway) {
+        (Some(db), Some(cap)) => {
+            let share = ClusterCap {
+                store: db.clone(),
+                worker: shared.worker.clone(),
+                cap,
+                lease: opts.lease,
+            };
+            Some(tokio::spawn(share.run(shared.sched.clone(), cap_stop_rx)))
+        }
+        _ => None,
+    };
     let tracker = {
         let shared = shared.clone();
         AbortOnDrop(tokio::spawn(async move {
@@ -343,6 +362,10 @@ pub async fn run(
         }
     }
     drop(tracker);
+    if let Some(task) = cluster_cap {
+        let _ = cap_stop.send(true);
+        let _ = task.await;
+    }
     if let Some(e) = fatal {
         return Err(e);
     }

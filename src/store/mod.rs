@@ -31,6 +31,7 @@
 pub mod jobs;
 mod jobs_postgres;
 mod jobs_sqlite;
+pub mod pg_gateways;
 pub mod pg_units;
 pub mod postgres;
 pub mod sqlite;

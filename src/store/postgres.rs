@@ -90,6 +90,8 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (2, super::jobs_postgres::SCHEMA),
     // The stages' units (src/store/pg_units.rs).
     (3, super::pg_units::SCHEMA),
+    // Gateway slots of a cluster-wide cap (src/store/pg_gateways.rs).
+    (4, super::pg_gateways::SCHEMA),
 ];
 
 /// The schema version this steward writes (the last migration's).

@@ -439,3 +439,44 @@ fn a_database_restart_mid_run_costs_no_units() {
     );
     all_done_once(&url, dir.path(), &trees);
 }
+
+/// `--cluster-per-gateway 2` with two workers of 8 requests in flight
+/// each: the gateway never sees more than 2 grid operations at once
+/// (counted at the proxy; each account's one probe of the welcome page,
+/// outside the scheduler, is not a grid operation), and everything
+/// completes.
+#[test]
+fn a_cluster_wide_gateway_cap_holds_across_workers() {
+    let g = grid();
+    let url = TestPg::shared().fresh_database().unwrap();
+    let proxy = Proxy::start(&g.gateway_url());
+    let dir = tempfile::tempdir().unwrap();
+    let (accounts, trees) = accounts_file(dir.path(), &proxy, "capped", 4, (2, 2, 4));
+    proxy.delay(40);
+    proxy.reset_peak();
+    let args = [
+        "-j",
+        "8",
+        "--per-gateway",
+        "8",
+        "--accounts-at-once",
+        "2",
+        "--lease",
+        "4",
+        "--cluster-per-gateway",
+        "2",
+    ];
+    let a = worker(&accounts, &url, &args).spawn().unwrap();
+    let b = worker(&accounts, &url, &args).spawn().unwrap();
+    let (ca, ea) = finish(a);
+    let (cb, eb) = finish(b);
+    assert_eq!((ca, cb), (0, 0), "{ea}\n{eb}");
+    let peak = proxy.peak_grid_ops();
+    eprintln!(
+        "peak grid operations in flight at the gateway: {peak} (all requests: {})",
+        proxy.peak_in_flight()
+    );
+    assert!(peak <= 2, "the cluster's cap held: {peak} at once");
+    assert!(peak >= 1);
+    all_done_once(&url, dir.path(), &trees);
+}
