@@ -419,6 +419,18 @@ async fn prepare(
     Ok((plan, root))
 }
 
+/// Remove an account's stage files and their state (under their locks),
+/// creating its directory if need be.
+fn forget_files(dir: &Path, files: &StageFiles) -> Result<()> {
+    private_dir(dir)?;
+    let all = [&files.manifest, &files.check, &files.repair];
+    let _locks = crate::lock::acquire_all(all.iter().map(|p| p.as_path()))?;
+    for p in all {
+        crate::pipeline::resume::forget(p)?;
+    }
+    Ok(())
+}
+
 /// Where an account stands, from its stages' statuses.
 fn progress_of(reports: &[StatusReport], mut p: JobProgress) -> JobProgress {
     let by = |name: &str| reports.iter().find(|r| r.stage == name);
@@ -475,6 +487,25 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
         claim.row.progress.clone()
     };
     progress.last_error = None;
+    let files = account_files(&shared.opts.state, &a.name);
+    if fresh {
+        // An earlier round's files go before the account leaves `queued`:
+        // once it has, its files are this round's, and a restart after a
+        // crash resumes them rather than taking the old ones as done.
+        if let Err(e) = forget_files(&shared.opts.state.join(&a.name), &files) {
+            let message = steward_cap::redact_caps(&e.message);
+            jobs.finish(
+                &claim,
+                &progress,
+                &Outcome::Failed {
+                    error: message.clone(),
+                },
+            )
+            .await?;
+            shared.view.stage(&a.name, JobStage::Failed, &message);
+            return Ok(AccountEnd::Finished);
+        }
+    }
     jobs.update(&claim, &progress).await?;
     shared.view.stage(
         &a.name,
@@ -487,9 +518,7 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
         shared.view.clone() as Arc<dyn Notices>,
         Some((shared.sched.clone(), tenant.clone())),
     ));
-    let files = account_files(&shared.opts.state, &a.name);
     let result = async {
-        private_dir(&shared.opts.state.join(&a.name))?;
         let (plan, root) = prepare(shared, a, &tenant).await?;
         shared
             .active
@@ -525,7 +554,7 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
         };
         let output = DeepCheckOutput::Named {
             files: &files,
-            restart: fresh,
+            restart: false,
         };
         // The keeper ends only when the claim is lost, after cancelling the
         // run: the run still goes on to its checkpoints.
