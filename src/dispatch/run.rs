@@ -182,6 +182,40 @@ struct Shared {
     worker: String,
     /// The live statuses of the accounts being worked on.
     active: Mutex<HashMap<String, Arc<Runner>>>,
+    /// Each set of gateways is probed once, however many accounts use it
+    /// (probes do not go through the scheduler: a thousand accounts on one
+    /// gateway must not probe it a thousand times at once).
+    probes: Mutex<HashMap<Vec<String>, Probe>>,
+}
+
+type Probe = Arc<tokio::sync::OnceCell<std::result::Result<(), (ErrorKind, String)>>>;
+
+/// Probe the gateways of `grid` once for the whole dispatch.
+async fn probe_once(shared: &Shared, grid: &GridConfig) -> Result<()> {
+    let Ok(mut urls) = config::gateway_urls(&grid.gateways, &grid.node_dir) else {
+        // No gateway: `routes` says so, in its words.
+        return Ok(());
+    };
+    urls.sort();
+    let cell = shared
+        .probes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(urls)
+        .or_default()
+        .clone();
+    cell.get_or_init(|| async {
+        let mut probing = grid.clone();
+        probing.probe = true;
+        probing
+            .gateway(&shared.sched)
+            .await
+            .map(|_| ())
+            .map_err(|e| (e.kind, e.message))
+    })
+    .await
+    .clone()
+    .map_err(|(kind, message)| Error::new(kind, message))
 }
 
 /// What the run did, for the exit code.
@@ -253,6 +287,7 @@ pub async fn run(
         stop: stop.clone(),
         worker: worker_name(),
         active: Mutex::new(HashMap::new()),
+        probes: Mutex::new(HashMap::new()),
     });
     let by_name: HashMap<&str, &Account> = accounts.iter().map(|a| (a.name.as_str(), a)).collect();
     let tracker = {
@@ -367,6 +402,8 @@ async fn prepare(
     let view = shared.view.clone();
     let name = a.name.clone();
     let warn = move |w: &str| view.notice(&format!("steward: dispatch: {name}: {w}"));
+    grid.probe = false;
+    probe_once(shared, &grid).await?;
     let routes = grid.routes(&shared.sched, opts, true, &warn).await?;
     let routes: Arc<dyn Backend> = Arc::new(routes);
     let routes = routes.for_tenant(tenant.clone());
