@@ -145,6 +145,8 @@ pub fn open_state_read_only(state: &Path) -> Result<SqliteStore> {
 
 /// What a dispatch shows a person as it goes.
 pub trait View: Notices {
+    /// The round has `accounts` accounts to run.
+    fn begin(&self, accounts: u64);
     /// An account moved to `stage` (or started, or ended).
     fn stage(&self, account: &str, stage: JobStage, detail: &str);
     /// The live statuses of the accounts being worked on.
@@ -247,8 +249,10 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<DispatchOutcome> {
     sched.set_budget(opts.jobs);
-    // This process holds the table alone: claims left are a killed run's.
-    jobs.break_claims().await?;
+    if jobs.held_alone() {
+        // Claims left are a killed run's: no need to wait out their leases.
+        jobs.break_claims().await?;
+    }
     let specs: Vec<AccountSpec> = accounts
         .iter()
         .map(|a| AccountSpec {
@@ -272,6 +276,13 @@ pub async fn run(
             rerun: opts.rerun.clone(),
         })
         .await?;
+    let open = jobs
+        .jobs()
+        .await?
+        .iter()
+        .filter(|r| names.contains(&r.name) && r.progress.stage.is_open())
+        .count();
+    view.begin(open as u64);
     if round.resumed {
         view.notice(&format!(
             "steward: dispatch: round {} goes on where it stopped",
