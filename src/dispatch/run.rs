@@ -27,7 +27,7 @@ use crate::config;
 use crate::engine::{Notices, Runner, StatusReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{parse_line, LineSource};
-use crate::pipeline::chain::database_units;
+use crate::pipeline::chain::{database_units, forget_database_runs};
 use crate::pipeline::{deep_check, DeepCheck, DeepCheckOutput, StageFiles};
 use crate::report::Report;
 use crate::stage::check::Checker;
@@ -156,6 +156,8 @@ pub fn open_state_read_only(state: &Path) -> Result<SqliteStore> {
 
 /// What a dispatch shows a person as it goes.
 pub trait View: Notices {
+    /// The round has `accounts` accounts to run.
+    fn begin(&self, accounts: u64);
     /// An account moved to `stage` (or started, or ended).
     fn stage(&self, account: &str, stage: JobStage, detail: &str);
     /// The live statuses of the accounts being worked on.
@@ -193,6 +195,40 @@ struct Shared {
     worker: String,
     /// The live statuses of the accounts being worked on.
     active: Mutex<HashMap<String, Arc<Runner>>>,
+    /// Each set of gateways is probed once, however many accounts use it
+    /// (probes do not go through the scheduler: a thousand accounts on one
+    /// gateway must not probe it a thousand times at once).
+    probes: Mutex<HashMap<Vec<String>, Probe>>,
+}
+
+type Probe = Arc<tokio::sync::OnceCell<std::result::Result<(), (ErrorKind, String)>>>;
+
+/// Probe the gateways of `grid` once for the whole dispatch.
+async fn probe_once(shared: &Shared, grid: &GridConfig) -> Result<()> {
+    let Ok(mut urls) = config::gateway_urls(&grid.gateways, &grid.node_dir) else {
+        // No gateway: `routes` says so, in its words.
+        return Ok(());
+    };
+    urls.sort();
+    let cell = shared
+        .probes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(urls)
+        .or_default()
+        .clone();
+    cell.get_or_init(|| async {
+        let mut probing = grid.clone();
+        probing.probe = true;
+        probing
+            .gateway(&shared.sched)
+            .await
+            .map(|_| ())
+            .map_err(|e| (e.kind, e.message))
+    })
+    .await
+    .clone()
+    .map_err(|(kind, message)| Error::new(kind, message))
 }
 
 /// What the run did, for the exit code.
@@ -224,10 +260,8 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<DispatchOutcome> {
     sched.set_budget(opts.jobs);
-    if opts.database.is_none() {
-        // This process holds the table alone: claims left are a killed
-        // run's. (A shared table's are other workers' until their leases
-        // run out.)
+    if jobs.held_alone() {
+        // Claims left are a killed run's: no need to wait out their leases.
         jobs.break_claims().await?;
     }
     let specs: Vec<AccountSpec> = accounts
@@ -253,6 +287,13 @@ pub async fn run(
             rerun: opts.rerun.clone(),
         })
         .await?;
+    let open = jobs
+        .jobs()
+        .await?
+        .iter()
+        .filter(|r| names.contains(&r.name) && r.progress.stage.is_open())
+        .count();
+    view.begin(open as u64);
     if round.resumed {
         view.notice(&format!(
             "steward: dispatch: round {} goes on where it stopped",
@@ -268,6 +309,7 @@ pub async fn run(
         stop: stop.clone(),
         worker: worker_name(),
         active: Mutex::new(HashMap::new()),
+        probes: Mutex::new(HashMap::new()),
     });
     let by_name: HashMap<&str, &Account> = accounts.iter().map(|a| (a.name.as_str(), a)).collect();
     // A cap on each gateway across the cluster: this worker's share of its
@@ -438,6 +480,8 @@ async fn prepare(
     let view = shared.view.clone();
     let name = a.name.clone();
     let warn = move |w: &str| view.notice(&format!("steward: dispatch: {name}: {w}"));
+    grid.probe = false;
+    probe_once(shared, &grid).await?;
     let routes = grid.routes(&shared.sched, opts, true, &warn).await?;
     let routes: Arc<dyn Backend> = Arc::new(routes);
     let routes = routes.for_tenant(tenant.clone());
@@ -488,6 +532,18 @@ async fn prepare(
         }),
     };
     Ok((plan, root))
+}
+
+/// Remove an account's stage files and their state (under their locks),
+/// creating its directory if need be.
+fn forget_files(dir: &Path, files: &StageFiles) -> Result<()> {
+    private_dir(dir)?;
+    let all = [&files.manifest, &files.check, &files.repair];
+    let _locks = crate::lock::acquire_all(all.iter().map(|p| p.as_path()))?;
+    for p in all {
+        crate::pipeline::resume::forget(p)?;
+    }
+    Ok(())
 }
 
 /// Where an account stands, from its stages' statuses.
@@ -546,6 +602,36 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
         claim.row.progress.clone()
     };
     progress.last_error = None;
+    let files = account_files(&shared.opts.state, &a.name);
+    // On a shared database every write about the account is fenced by
+    // this claim.
+    let database = shared
+        .opts
+        .database
+        .as_ref()
+        .map(|db| db.fenced(&a.name, claim.token));
+    if fresh {
+        // An earlier round's files (or rows) go before the account leaves
+        // `queued`: once it has, they are this round's, and a restart after
+        // a crash resumes them rather than taking the old ones as done.
+        let forgotten = match &database {
+            Some(store) => forget_database_runs(store, &a.name).await,
+            None => forget_files(&shared.opts.state.join(&a.name), &files),
+        };
+        if let Err(e) = forgotten {
+            let message = steward_cap::redact_caps(&e.message);
+            jobs.finish(
+                &claim,
+                &progress,
+                &Outcome::Failed {
+                    error: message.clone(),
+                },
+            )
+            .await?;
+            shared.view.stage(&a.name, JobStage::Failed, &message);
+            return Ok(AccountEnd::Finished);
+        }
+    }
     jobs.update(&claim, &progress).await?;
     shared.view.stage(
         &a.name,
@@ -558,18 +644,7 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
         shared.view.clone() as Arc<dyn Notices>,
         Some((shared.sched.clone(), tenant.clone())),
     ));
-    let files = account_files(&shared.opts.state, &a.name);
-    // On a shared database every write about the account is fenced by
-    // this claim.
-    let database = shared
-        .opts
-        .database
-        .as_ref()
-        .map(|db| db.fenced(&a.name, claim.token));
     let result = async {
-        if database.is_none() {
-            private_dir(&shared.opts.state.join(&a.name))?;
-        }
         let (plan, root) = prepare(shared, a, &tenant).await?;
         shared
             .active
@@ -607,11 +682,10 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
             Some(store) => DeepCheckOutput::Database {
                 store: store.clone(),
                 account: &a.name,
-                restart: fresh,
             },
             None => DeepCheckOutput::Named {
                 files: &files,
-                restart: fresh,
+                restart: false,
             },
         };
         // The keeper ends only when the claim is lost, after cancelling the

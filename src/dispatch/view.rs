@@ -34,6 +34,9 @@ fn stage_line(account: &str, stage: JobStage, detail: &str) -> String {
 }
 
 impl View for LogView {
+    fn begin(&self, accounts: u64) {
+        eprintln!("steward: dispatch: {accounts} accounts to run");
+    }
     fn stage(&self, account: &str, stage: JobStage, detail: &str) {
         eprintln!("{}", stage_line(account, stage, detail));
     }
@@ -48,7 +51,7 @@ pub struct TerminalView {
 }
 
 impl TerminalView {
-    /// `accounts`: how many the round runs.
+    /// `accounts`: how many the round may run (set by [`View::begin`]).
     pub fn new(accounts: u64) -> TerminalView {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
         let total = multi.add(ProgressBar::new(accounts.max(1)));
@@ -81,6 +84,9 @@ impl Notices for TerminalView {
 }
 
 impl View for TerminalView {
+    fn begin(&self, accounts: u64) {
+        self.total.set_length(accounts.max(1));
+    }
     fn stage(&self, account: &str, stage: JobStage, detail: &str) {
         if matches!(stage, JobStage::Done | JobStage::Failed) {
             self.total.inc(1);

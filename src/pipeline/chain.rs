@@ -86,12 +86,24 @@ pub enum DeepCheckOutput<'a> {
     /// [`database_run`]`(account, stage)`; every write through `store`
     /// (fenced by the caller's claim). The final units are the repair's
     /// with a repairer, else the check's.
+    /// A run resumes what the database holds; [`forget_database_runs`]
+    /// starts over.
     Database {
         store: crate::store::postgres::PostgresStore,
         account: &'a str,
-        /// Forget the account's earlier units and state and start over.
-        restart: bool,
     },
+}
+
+/// Forget every stage's state and units of `account` in a dispatch's
+/// database (through `store`, fenced by the caller's claim).
+pub async fn forget_database_runs(
+    store: &crate::store::postgres::PostgresStore,
+    account: &str,
+) -> Result<()> {
+    for stage in [StageName::Traverse, StageName::Check, StageName::Repair] {
+        store.delete_run(&database_run(account, stage)).await?;
+    }
+    Ok(())
 }
 
 /// The run id under which a dispatch on a database keeps `account`'s
@@ -163,17 +175,8 @@ pub async fn deep_check(
             };
             run_files(transport, plan, root, restart, runner).await
         }
-        DeepCheckOutput::Database {
-            store,
-            account,
-            restart,
-        } => {
+        DeepCheckOutput::Database { store, account } => {
             let stages = [StageName::Traverse, StageName::Check, StageName::Repair];
-            if restart {
-                for stage in stages {
-                    store.delete_run(&database_run(account, stage)).await?;
-                }
-            }
             let [manifest, check, repair] = stages.map(|s| database_units(&store, account, s));
             let last = if plan.repairer.is_some() {
                 repair

@@ -295,11 +295,15 @@ pub trait Jobs: Send + Sync {
     /// Every row, by name.
     async fn jobs(&self) -> Result<Vec<JobRow>>;
 
-    /// Free every claim at once, returning how many there were. Only for a
-    /// table one process uses alone (SQLite, whose file lock it holds):
-    /// there, any claim left is a killed process's, and waiting for its
-    /// lease to run out would only delay the resume. Tokens still grow at
-    /// the next claim, so fencing holds. A shared table never calls it.
+    /// Whether one process uses the table alone (SQLite, whose file lock
+    /// it holds), so that a claim found in it is a killed process's.
+    fn held_alone(&self) -> bool;
+
+    /// Free every claim at once, returning how many there were. Only when
+    /// [`Jobs::held_alone`]: any claim left is a killed process's, and
+    /// waiting for its lease to run out would only delay the resume.
+    /// Tokens still grow at the next claim, so fencing holds. A shared
+    /// table refuses it (or is never asked).
     async fn break_claims(&self) -> Result<u64>;
 }
 

@@ -317,6 +317,11 @@ impl Jobs for PostgresStore {
         rows.iter().map(|r| self.to_row(r)).collect()
     }
 
+    /// Shared by every worker of a cluster.
+    fn held_alone(&self) -> bool {
+        false
+    }
+
     /// Frees every claim. A shared table never needs it (a dead worker's
     /// lease runs out); it is here for an operator who knows every worker
     /// is stopped. Tokens still grow at the next claim, so fencing holds.

@@ -327,6 +327,12 @@ impl Jobs for SqliteStore {
         Ok(out)
     }
 
+    fn held_alone(&self) -> bool {
+        // A read-only opener does not hold the lock, but cannot write
+        // either.
+        true
+    }
+
     async fn break_claims(&self) -> Result<u64> {
         let c = self.conn();
         let n = c.execute(

@@ -188,10 +188,22 @@ gateway = "{down}"
     );
     // Slow enough to be seen running.
     proxy.delay(40);
+    proxy.reset_peak();
+    let metrics_port = steward_testgrid::free_port();
     let child = steward()
         .args(["dispatch", &accounts, "--state"])
         .arg(&state)
-        .args(["-j", "4", "--retries", "1", "--timeout", "30"])
+        .args([
+            "-j",
+            "4",
+            "--per-gateway",
+            "2",
+            "--retries",
+            "1",
+            "--timeout",
+            "30",
+        ])
+        .args(["--metrics-listen", &metrics_port.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -213,6 +225,19 @@ gateway = "{down}"
         std::thread::sleep(Duration::from_millis(50));
     }
     let running = seen_running.expect("status showed an account at work while dispatch ran");
+    // Metrics while it runs (a port alone: on loopback), per account and in
+    // total.
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .and_then(|r| r.text())
+        .expect("metrics served while dispatch runs");
+    for want in [
+        "steward_dispatch_objects_checked{account=\"healthy\"}",
+        "steward_dispatch_objects_checked_all",
+        "steward_dispatch_unrecoverable{account=\"damaged\"}",
+        "steward_dispatch_accounts{stage=",
+    ] {
+        assert!(metrics.contains(want), "{want} in {metrics}");
+    }
     // A second dispatch on the same state is refused, naming the first.
     let (code, _, err) = run({
         let mut c = steward();
@@ -228,6 +253,12 @@ gateway = "{down}"
     );
     eprintln!("{stdout}\n{stderr}\nseen running: {running}");
     assert_eq!(out.status.code(), Some(2), "an account could not run");
+    // Four accounts on one gateway: its cap holds across all of them.
+    let peak = proxy.peak_in_flight();
+    assert!(
+        (1..=2).contains(&peak),
+        "--per-gateway 2 over every account: {peak} at once"
+    );
     for name in ["healthy", "damaged", "share1", "share2", "badcap", "downgw"] {
         assert!(stdout.contains(name), "the table names {name}: {stdout}");
     }
