@@ -16,6 +16,14 @@
 //!   which (a claim, renewed while the account runs), and where each stands
 //!   for `steward dispatch status`.
 //!
+//! On a shared PostgreSQL database (`--store`, [`DispatchOptions::database`])
+//! several workers share the accounts: the stages keep their state and
+//! units in the database instead of files (through a store fenced by the
+//! account's claim, so a worker whose claim was taken over writes nothing),
+//! a worker with room waits for accounts others hold, and
+//! `--cluster-per-gateway` keeps each gateway's cap over all of them
+//! ([`crate::store::pg_gateways`]).
+//!
 //! An account that cannot run (a root that does not parse, an unknown
 //! alias, a gateway that does not answer) is recorded as failed with its
 //! reason, and the others go on.
@@ -317,6 +325,9 @@ pub async fn run(
     let (cap_stop, cap_stop_rx) = watch::channel(false);
     let cluster_cap = match (&opts.database, opts.cluster_per_gateway) {
         (Some(db), Some(cap)) => {
+            // Nothing is sent before the first share is taken (set here, not
+            // in the task, which may first run after requests went out).
+            shared.sched.set_default_shared_cap(Some(0));
             let share = ClusterCap {
                 store: db.clone(),
                 worker: shared.worker.clone(),

@@ -21,7 +21,10 @@
 //!
 //! A worker that cannot refresh its slots (the database is unreachable for
 //! half a lease) stops sending to every gateway until it can again: its
-//! slots may have gone to others.
+//! slots may have gone to others. The cap is exact while workers renew; a
+//! worker stalled past a whole lease (a paused VM) whose requests are still
+//! in flight at the gateway can put the total over M by those requests
+//! until they end.
 
 use super::postgres::{with_client, PostgresStore};
 use crate::error::Result;

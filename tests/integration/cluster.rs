@@ -461,8 +461,11 @@ fn a_cluster_wide_gateway_cap_holds_across_workers() {
         "8",
         "--accounts-at-once",
         "2",
+        // Long enough that no slot's lease runs out under a loaded
+        // machine while its request is in flight (the cap holds while
+        // workers renew; see pg_gateways).
         "--lease",
-        "4",
+        "30",
         "--cluster-per-gateway",
         "2",
     ];
