@@ -60,6 +60,10 @@ pub struct GridConfig {
     pub lease_secret: Option<PathBuf>,
     /// Requests in flight to one storage server at most.
     pub per_server: usize,
+    /// Probe a gateway before its first use (a gateway that is down fails
+    /// at once). A caller that probes each gateway once itself (dispatch,
+    /// for many accounts on one gateway) turns it off.
+    pub probe: bool,
 }
 
 impl GridConfig {
@@ -77,6 +81,7 @@ impl GridConfig {
             servers: None,
             lease_secret: None,
             per_server: 64,
+            probe: true,
         }
     }
 
@@ -103,7 +108,9 @@ impl GridConfig {
             },
             sched.clone(),
         )?;
-        gw.probe().await?;
+        if self.probe {
+            gw.probe().await?;
+        }
         Ok(Arc::new(gw))
     }
 

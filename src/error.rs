@@ -54,6 +54,10 @@ pub enum ErrorKind {
     OutputClosed,
     /// Another run holds the lock on the output.
     Locked,
+    /// A write about a dispatch account whose claim another worker took
+    /// over (its lease ran out): refused, so that a worker paused past its
+    /// lease cannot overwrite the one that took over.
+    ClaimLost,
 }
 
 /// A run-ending error with a one-line, cap-free message.

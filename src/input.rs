@@ -250,6 +250,16 @@ impl LineSource {
         ))
     }
 
+    /// Units another stage is writing elsewhere (a database table), read
+    /// through `reader` only as far as `committed` says.
+    pub fn from_reader(
+        reader: Box<dyn AsyncRead + Unpin + Send>,
+        name: String,
+        committed: watch::Receiver<Committed>,
+    ) -> LineSource {
+        Self::new(reader, name, Some(committed))
+    }
+
     /// The input's length in bytes, if known (a file; not a pipe, nor a
     /// file another stage is still writing).
     pub fn size(&self) -> Option<u64> {

@@ -24,18 +24,8 @@ pub struct GridArgs {
     /// Tahoe node directory, for node.url and aliases.
     #[arg(long = "node-directory", short = 'd', value_name = "DIR")]
     pub node_directory: Option<PathBuf>,
-    /// Seconds allowed for a listing or a check (a request still
-    /// unanswered after 30 s is logged as slow). A request that timed out
-    /// is tried once more.
-    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
-    /// Seconds allowed for a verify or a repair, which move whole files.
-    #[arg(long = "long-timeout", value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
-    pub long_timeout: u64,
-    /// Retries of a request that failed transiently (connection refused or
-    /// reset, 502/503/504), with exponential backoff.
-    #[arg(long, value_name = "N", default_value_t = 6)]
-    pub retries: u32,
+    #[command(flatten)]
+    pub patience: Patience,
     /// Requests in flight to one gateway at most (default: --jobs);
     /// steward finds the best number below it unless --fixed-jobs.
     #[arg(long = "per-gateway", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -49,6 +39,32 @@ pub struct GridArgs {
     /// backs off when a server only queues requests).
     #[arg(long = "fixed-jobs")]
     pub fixed_jobs: bool,
+}
+
+/// How long to wait for the grid, and how often to try again.
+#[derive(Args, Clone, Debug)]
+pub struct Patience {
+    /// Seconds allowed for a listing or a check (a request still
+    /// unanswered after 30 s is logged as slow). A request that timed out
+    /// is tried once more.
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Seconds allowed for a verify or a repair, which move whole files.
+    #[arg(long = "long-timeout", value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub long_timeout: u64,
+    /// Retries of a request that failed transiently (connection refused or
+    /// reset, 502/503/504), with exponential backoff.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub retries: u32,
+}
+
+impl Patience {
+    /// Set these on a grid configuration.
+    pub fn apply(&self, c: &mut GridConfig) {
+        c.timeout = Duration::from_secs(self.timeout);
+        c.long_timeout = Duration::from_secs(self.long_timeout);
+        c.retries = self.retries;
+    }
 }
 
 /// The options `check` and `deep-check` share: what each check does, and
@@ -132,9 +148,7 @@ impl GridArgs {
     pub fn config(&self, jobs: usize, backend: Option<&BackendArgs>) -> GridConfig {
         let mut c = GridConfig::new(self.node_dir());
         c.gateways = self.gateway.clone();
-        c.timeout = Duration::from_secs(self.timeout);
-        c.long_timeout = Duration::from_secs(self.long_timeout);
-        c.retries = self.retries;
+        self.patience.apply(&mut c);
         c.fixed = self.fixed_jobs;
         c.per_gateway = self.per_gateway.map_or(jobs, |n| n as usize).max(1);
         if let Some(b) = backend {

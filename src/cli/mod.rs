@@ -5,6 +5,7 @@ mod common;
 mod deep_check;
 #[cfg(feature = "demo")]
 mod demo;
+mod dispatch;
 mod manifest;
 mod remote;
 mod serve;
@@ -32,6 +33,9 @@ enum Command {
     /// Manifest, check and (with --repair) repair in one streaming run.
     #[command(name = "deep-check")]
     DeepCheck(deep_check::DeepCheckArgs),
+    /// Manifest, check and repair many accounts (ACCOUNTS.toml) under one
+    /// request budget, resumable; `dispatch status` shows where they stand.
+    Dispatch(dispatch::DispatchArgs),
     /// Start a local grid, fill it with a sample tree, and run steward on it.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
@@ -51,6 +55,7 @@ pub fn main() -> Exit {
         Command::Check(a) => common::run_async(check::run_check(a)),
         Command::Repair(a) => common::run_async(check::run_repair(a)),
         Command::DeepCheck(a) => common::run_async(deep_check::run(a)),
+        Command::Dispatch(a) => common::run_async(dispatch::run(a)),
         #[cfg(feature = "demo")]
         Command::Demo(a) => demo::run(a),
         Command::Serve(a) => common::run_async(serve::run(a)),

@@ -8,17 +8,23 @@
 //! of them, a stage that fails stops the others, and every stage runs to its
 //! own checkpoint before the run ends.
 
-use super::{manifest_file, resume, run_file_stage_locked, ChannelSink, FileStage};
+use super::{
+    manifest_file, manifest_into, mapped_into, resume, run_file_stage_locked, ChannelSink,
+    FileStage, MappedStageIo, Resumable, Source,
+};
 use crate::engine::{Runner, StageCtx};
 use crate::error::{Error, Result};
 use crate::input::Committed;
+use crate::input::LineSource;
 use crate::lock::acquire_all;
 use crate::stage::check::Checker;
 use crate::stage::repair::Repairer;
 use crate::stage::tally::{CheckTally, RepairTally, Tally};
 use crate::stage::traverse::{Traversal, TraverseOptions, TraverseSummary};
 use crate::stage::{run_mapped, MappedOptions, Op, StageInput, StageSummary};
+use crate::store::pg_units::UnitTable;
 use crate::store::StageName;
+use crate::store::Store;
 use crate::unit::{Unit, UnitSink};
 use futures::future::OptionFuture;
 use std::path::{Path, PathBuf};
@@ -71,6 +77,63 @@ pub enum DeepCheckOutput<'a> {
         /// (a server streams only what a crash cannot take back).
         notify: Option<watch::Sender<Committed>>,
     },
+    /// Like `File`, with each stage's file named (a dispatch account's
+    /// `manifest.ndjson`, `check.ndjson`, `repair.ndjson`): the final units
+    /// are the repair's with a repairer, else the check's.
+    Named {
+        files: &'a StageFiles,
+        restart: bool,
+    },
+    /// Each stage's units in the unit table of a shared PostgreSQL
+    /// database, its state in the same database, under the runs
+    /// [`database_run`]`(account, stage)`; every write through `store`
+    /// (fenced by the caller's claim). The final units are the repair's
+    /// with a repairer, else the check's.
+    /// A run resumes what the database holds; [`forget_database_runs`]
+    /// starts over.
+    Database {
+        store: crate::store::postgres::PostgresStore,
+        account: &'a str,
+    },
+}
+
+/// Forget every stage's state and units of `account` in a dispatch's
+/// database (through `store`, fenced by the caller's claim).
+pub async fn forget_database_runs(
+    store: &crate::store::postgres::PostgresStore,
+    account: &str,
+) -> Result<()> {
+    for stage in [StageName::Traverse, StageName::Check, StageName::Repair] {
+        store.delete_run(&database_run(account, stage)).await?;
+    }
+    Ok(())
+}
+
+/// The run id under which a dispatch on a database keeps `account`'s
+/// `stage` (its state and its units).
+pub fn database_run(account: &str, stage: StageName) -> String {
+    let name = match stage {
+        StageName::Traverse => "manifest",
+        s => s.as_str(),
+    };
+    format!("{account}/{name}")
+}
+
+/// The unit table of `account`'s `stage` in a dispatch's database.
+pub fn database_units(
+    store: &crate::store::postgres::PostgresStore,
+    account: &str,
+    stage: StageName,
+) -> UnitTable {
+    UnitTable::new(store.clone(), &database_run(account, stage), stage)
+}
+
+/// The files of a resumable deep check whose stages' files are named.
+#[derive(Clone, Debug)]
+pub struct StageFiles {
+    pub manifest: PathBuf,
+    pub check: PathBuf,
+    pub repair: PathBuf,
 }
 
 /// What a one-shot deep check did.
@@ -99,26 +162,66 @@ pub async fn deep_check(
             restart,
             notify,
         } => {
-            // Every file of the run is locked before any is touched, and
-            // stays locked until the whole chain has ended.
-            let (manifest_path, check_path) = deep_check_files(path);
-            let mut files = vec![path, manifest_path.as_path()];
-            if plan.repairer.is_some() {
-                files.push(check_path.as_path());
-            }
-            let _locks = acquire_all(files.iter().copied())?;
-            if restart {
-                for p in &files {
-                    resume::forget(p)?;
-                }
-            }
+            let (manifest, check) = deep_check_files(path);
             let transport = Files {
-                output: path,
+                manifest,
+                check,
+                last: path.to_path_buf(),
                 notify,
+            };
+            run_files(transport, plan, root, restart, runner).await
+        }
+        DeepCheckOutput::Named { files, restart } => {
+            let transport = Files {
+                manifest: files.manifest.clone(),
+                check: files.check.clone(),
+                last: if plan.repairer.is_some() {
+                    files.repair.clone()
+                } else {
+                    files.check.clone()
+                },
+                notify: None,
+            };
+            run_files(transport, plan, root, restart, runner).await
+        }
+        DeepCheckOutput::Database { store, account } => {
+            let stages = [StageName::Traverse, StageName::Check, StageName::Repair];
+            let [manifest, check, repair] = stages.map(|s| database_units(&store, account, s));
+            let last = if plan.repairer.is_some() {
+                repair
+            } else {
+                check.clone()
+            };
+            let transport = Tables {
+                manifest,
+                check,
+                last,
             };
             run_chain(transport, plan, root, runner).await
         }
     }
+}
+
+/// The chain joined by files: every file of the run is locked before any
+/// is touched, and stays locked until the whole chain has ended.
+async fn run_files(
+    transport: Files,
+    plan: DeepCheck,
+    root: &Cap,
+    restart: bool,
+    runner: &Runner,
+) -> Result<DeepCheckSummary> {
+    let mut files = vec![transport.last.as_path(), transport.manifest.as_path()];
+    if plan.repairer.is_some() {
+        files.push(transport.check.as_path());
+    }
+    let _locks = acquire_all(files.iter().copied())?;
+    if restart {
+        for p in &files {
+            resume::forget(p)?;
+        }
+    }
+    run_chain(transport, plan, root, runner).await
 }
 
 /// The stages of a deep check: traverse -> check -> (repair) -> the final
@@ -298,9 +401,13 @@ impl<'s> Transport for Channels<'s> {
 }
 
 /// Checkpointed files, each followed by the next stage as it is committed;
-/// the final units go to `output`, the others beside it.
-struct Files<'a> {
-    output: &'a Path,
+/// the final units go to `last` (whose committed length `notify`, if
+/// any, is told after each checkpoint: a server streams only what a crash
+/// cannot take back).
+struct Files {
+    manifest: PathBuf,
+    check: PathBuf,
+    last: PathBuf,
     notify: Option<watch::Sender<Committed>>,
 }
 
@@ -317,12 +424,15 @@ struct FileReader {
     follow: watch::Receiver<Committed>,
 }
 
-impl Transport for Files<'_> {
+impl Transport for Files {
     type Writer = FileWriter;
     type Reader = FileReader;
 
     fn link(&self, from: &str) -> (Self::Writer, Self::Reader) {
-        let path = beside(self.output, from);
+        let path = match from {
+            "manifest" => self.manifest.clone(),
+            _ => self.check.clone(),
+        };
         let (tx, rx) = watch::channel(Committed::default());
         let writer = FileWriter {
             path: path.clone(),
@@ -332,7 +442,7 @@ impl Transport for Files<'_> {
     }
     fn end(self) -> Self::Writer {
         FileWriter {
-            path: self.output.to_path_buf(),
+            path: self.last,
             notify: self.notify,
         }
     }
@@ -368,6 +478,113 @@ impl Transport for Files<'_> {
             notify: out.notify,
         };
         run_file_stage_locked(fs, &*stage.op, &stage.ctx).await
+    }
+}
+
+/// Unit tables of a database, each followed by the next stage as it is
+/// committed; the final units go to `last`.
+struct Tables {
+    manifest: UnitTable,
+    check: UnitTable,
+    last: UnitTable,
+}
+
+/// A table a stage writes, telling the stage that follows it, if any, how
+/// much of it is committed.
+struct TableWriter {
+    table: UnitTable,
+    notify: Option<watch::Sender<Committed>>,
+}
+
+/// A table an earlier stage is writing, read as it is committed.
+struct TableReader {
+    table: UnitTable,
+    follow: watch::Receiver<Committed>,
+}
+
+#[async_trait::async_trait]
+impl Source for TableReader {
+    async fn open_at(&self, offset: u64) -> Result<LineSource> {
+        let mut follow = self.follow.clone();
+        // The stage before records its first checkpoint before its first
+        // unit: wait for it.
+        if follow.wait_for(|c| c.len > 0 || c.done).await.is_err() {
+            return Err(Error::new(
+                crate::error::ErrorKind::Interrupted,
+                format!(
+                    "the stage writing {} stopped",
+                    resume::Target::describe(&self.table)
+                ),
+            ));
+        }
+        let mut src = self.table.source(follow);
+        src.skip_to(offset).await?;
+        Ok(src)
+    }
+}
+
+impl Transport for Tables {
+    type Writer = TableWriter;
+    type Reader = TableReader;
+
+    fn link(&self, from: &str) -> (Self::Writer, Self::Reader) {
+        let table = match from {
+            "manifest" => self.manifest.clone(),
+            _ => self.check.clone(),
+        };
+        let (tx, rx) = watch::channel(Committed::default());
+        let writer = TableWriter {
+            table: table.clone(),
+            notify: Some(tx),
+        };
+        (writer, TableReader { table, follow: rx })
+    }
+    fn end(self) -> Self::Writer {
+        TableWriter {
+            table: self.last,
+            notify: None,
+        }
+    }
+    async fn traverse(
+        plan: &DeepCheck,
+        root: &Cap,
+        out: Self::Writer,
+        ctx: &StageCtx,
+    ) -> Result<TraverseSummary> {
+        let store: Arc<dyn Store> = Arc::new(out.table.store.clone());
+        let to = Resumable {
+            store,
+            run: &out.table.run,
+            target: &out.table,
+        };
+        manifest_into(
+            plan.lister.clone(),
+            root,
+            plan.traverse.clone(),
+            to,
+            out.notify,
+            ctx,
+        )
+        .await
+    }
+    async fn map<T: Tally>(
+        stage: MappedStage,
+        input: Self::Reader,
+        out: Self::Writer,
+    ) -> Result<StageSummary<T>> {
+        let store: Arc<dyn Store> = Arc::new(out.table.store.clone());
+        let to = Resumable {
+            store,
+            run: &out.table.run,
+            target: &out.table,
+        };
+        let io = MappedStageIo {
+            stage: stage.name,
+            options: stage.options,
+            mapped: stage.mapped,
+            notify: out.notify,
+        };
+        mapped_into(io, &input, to, &*stage.op, &stage.ctx).await
     }
 }
 

@@ -14,7 +14,9 @@
 pub mod chain;
 pub mod resume;
 
-pub use chain::{deep_check, deep_check_files, DeepCheck, DeepCheckOutput, DeepCheckSummary};
+pub use chain::{
+    deep_check, deep_check_files, DeepCheck, DeepCheckOutput, DeepCheckSummary, StageFiles,
+};
 
 use crate::engine::StageCtx;
 use crate::error::{Error, Result};
@@ -103,22 +105,50 @@ pub(super) async fn manifest_file(
     ctx: &StageCtx,
 ) -> Result<TraverseSummary> {
     let store = resume::open_store(path, StageName::Traverse)?;
+    let to = Resumable {
+        store,
+        run: RUN,
+        target: &resume::FileTarget(path),
+    };
+    manifest_into(backend, root, opts, to, notify, ctx).await
+}
+
+/// Where a resumable stage keeps its state (`store`, under the run id
+/// `run`) and writes its units (`target`).
+pub struct Resumable<'a> {
+    pub store: Arc<dyn Store>,
+    pub run: &'a str,
+    pub target: &'a dyn resume::Target,
+}
+
+/// A resumable manifest (see [`Resumable`]); the caller holds whatever
+/// lock the target needs.
+pub async fn manifest_into(
+    backend: Arc<dyn Backend>,
+    root: &Cap,
+    opts: TraverseOptions,
+    to: Resumable<'_>,
+    notify: Option<watch::Sender<Committed>>,
+    ctx: &StageCtx,
+) -> Result<TraverseSummary> {
+    let Resumable { store, run, target } = to;
     let identity = json!({
         "root": root_identity(root),
         "caps": authority_name(opts.caps),
     });
     let key = StageKey {
-        run: RUN,
+        run,
         stage: StageName::Traverse,
     };
     let journal = Journal {
         store: store.clone(),
-        run: RUN.into(),
+        run: run.into(),
     };
     let started = resume::start::<TraversalProgress>(
         &*store,
         StageName::Traverse,
-        path,
+        run,
+        target,
         "manifest",
         identity,
     )
@@ -156,13 +186,13 @@ pub(super) async fn manifest_file(
             store
                 .traversal_start(key, &root_task, root.storage_index().map(|s| s.0), &p)
                 .await?;
-            (p, Output::open_file(path, None)?)
+            (p, target.open(None).await?)
         }
     };
     let t = Traversal::new(backend, root, opts, Some(journal), Some(progress))
         .await?
         .with_notify(notify);
-    t.run(&mut out, ctx).await
+    t.run(&mut *out, ctx).await
 }
 
 /// A sink that hands units to the next stage of the same process; its
@@ -247,13 +277,30 @@ fn refuse_input_as_output(input: Option<&Path>, out_path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn open_input(fs: &FileStage<'_>, offset: u64) -> Result<LineSource> {
-    let mut src = match (&fs.follow, fs.input) {
-        (Some(rx), Some(p)) => LineSource::follow(p, rx.clone()).await?,
-        _ => LineSource::open(fs.input).await?,
-    };
-    src.skip_to(offset).await?;
-    Ok(src)
+/// Where a mapped stage reads its units: opened at a byte offset (a
+/// resume), reading everything before it (the checkpoint's input prefix
+/// hash is of the first bytes).
+#[async_trait::async_trait]
+pub trait Source: Send + Sync {
+    async fn open_at(&self, offset: u64) -> Result<LineSource>;
+}
+
+/// A file stage's input: a file or standard input, maybe followed.
+struct FileSource<'a> {
+    input: Option<&'a Path>,
+    follow: Option<watch::Receiver<Committed>>,
+}
+
+#[async_trait::async_trait]
+impl Source for FileSource<'_> {
+    async fn open_at(&self, offset: u64) -> Result<LineSource> {
+        let mut src = match (&self.follow, self.input) {
+            (Some(rx), Some(p)) => LineSource::follow(p, rx.clone()).await?,
+            _ => LineSource::open(self.input).await?,
+        };
+        src.skip_to(offset).await?;
+        Ok(src)
+    }
 }
 
 /// [`run_file_stage`], with the output's lock held by the caller.
@@ -262,28 +309,72 @@ pub(super) async fn run_file_stage_locked<T: Tally>(
     op: &Op,
     ctx: &StageCtx,
 ) -> Result<StageSummary<T>> {
+    let input = FileSource {
+        input: fs.input,
+        follow: fs.follow.clone(),
+    };
     let Some(out_path) = fs.output else {
-        let src = open_input(&fs, 0).await?;
+        let src = input.open_at(0).await?;
         let mut out = Output::stdout();
         return run_mapped(StageInput::Lines(src), fs.mapped, op, &mut out, None, ctx).await;
     };
     refuse_input_as_output(fs.input, out_path)?;
     let store = resume::open_store(out_path, fs.stage)?;
-    let key = StageKey {
+    let to = Resumable {
+        store,
         run: RUN,
-        stage: fs.stage,
+        target: &resume::FileTarget(out_path),
     };
-    let identity = json!({ "options": fs.options });
-    let started =
-        resume::start::<StagePosition>(&*store, fs.stage, out_path, fs.stage.as_str(), identity)
-            .await?;
+    let stage = MappedStageIo {
+        stage: fs.stage,
+        options: fs.options,
+        mapped: fs.mapped,
+        notify: fs.notify,
+    };
+    mapped_into(stage, &input, to, op, ctx).await
+}
+
+/// What a resumable mapped stage is, beside where it reads and writes.
+pub struct MappedStageIo {
+    /// `Check` or `Repair`.
+    pub stage: StageName,
+    /// Options that change the output; a resume with others is refused.
+    pub options: String,
+    pub mapped: MappedOptions,
+    /// Told the output's committed position after each checkpoint.
+    pub notify: Option<watch::Sender<Committed>>,
+}
+
+/// A resumable check or repair from `input` (see [`Resumable`]).
+pub async fn mapped_into<T: Tally>(
+    stage: MappedStageIo,
+    input: &dyn Source,
+    to: Resumable<'_>,
+    op: &Op,
+    ctx: &StageCtx,
+) -> Result<StageSummary<T>> {
+    let Resumable { store, run, target } = to;
+    let key = StageKey {
+        run,
+        stage: stage.stage,
+    };
+    let identity = json!({ "options": stage.options });
+    let started = resume::start::<StagePosition>(
+        &*store,
+        stage.stage,
+        run,
+        target,
+        stage.stage.as_str(),
+        identity,
+    )
+    .await?;
     let (state, src, mut out) = match started {
         Start::Complete(c) => {
             // The input is still checked: a complete output of another
             // input is not this run's.
-            let src = open_input(&fs, c.input_offset).await?;
+            let src = input.open_at(c.input_offset).await?;
             check_same_input(&src, &c, &*store)?;
-            if let Some(n) = &fs.notify {
+            if let Some(n) = &stage.notify {
                 let _ = n.send(Committed {
                     len: c.output,
                     done: true,
@@ -297,12 +388,12 @@ pub(super) async fn run_file_stage_locked<T: Tally>(
             });
         }
         Start::Resume(c, out) => {
-            let src = open_input(&fs, c.input_offset).await?;
+            let src = input.open_at(c.input_offset).await?;
             check_same_input(&src, &c, &*store)?;
             (c, src, out)
         }
         Start::Fresh => {
-            let src = open_input(&fs, 0).await?;
+            let src = input.open_at(0).await?;
             let (input_prefix_hash, input_prefix_len) = src.prefix_hash(0);
             let state = StagePosition {
                 input_prefix_hash,
@@ -313,22 +404,22 @@ pub(super) async fn run_file_stage_locked<T: Tally>(
             // The checkpoint first (nothing done, an empty output), then
             // the output: a run stopped at any moment after this resumes.
             store.set_position(key, &state).await?;
-            let out = Output::open_file(out_path, None)?;
+            let out = target.open(None).await?;
             (state, src, out)
         }
     };
     let ckpt = Checkpointing {
         store,
-        run: RUN.into(),
-        stage: fs.stage,
+        run: run.into(),
+        stage: stage.stage,
         state,
-        notify: fs.notify,
+        notify: stage.notify,
     };
     run_mapped(
         StageInput::Lines(src),
-        fs.mapped,
+        stage.mapped,
         op,
-        &mut out,
+        &mut *out,
         Some(ckpt),
         ctx,
     )

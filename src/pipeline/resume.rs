@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::store::sqlite::{self, Format, SqliteStore};
 use crate::store::{RunRecord, StageKey, StageName, StagePosition, Store, TraversalProgress};
+use crate::unit::UnitSink;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -133,29 +134,63 @@ impl Saved for StagePosition {
     }
 }
 
+/// Where a stage's units go, as the resume policy sees it: a file
+/// ([`FileTarget`]), or a table of a shared database (a dispatch on
+/// PostgreSQL).
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// How messages name it.
+    fn describe(&self) -> String;
+    /// Open it for writing: empty (`None`), or cut back to the committed
+    /// position `at` (refused if it holds less than that).
+    async fn open(&self, at: Option<u64>) -> Result<Box<dyn UnitSink>>;
+    /// Whether it holds units already (a fresh run does not overwrite
+    /// them).
+    async fn has_units(&self) -> Result<bool>;
+}
+
+/// A stage's output file.
+pub struct FileTarget<'a>(pub &'a Path);
+
+#[async_trait]
+impl Target for FileTarget<'_> {
+    fn describe(&self) -> String {
+        self.0.display().to_string()
+    }
+    async fn open(&self, at: Option<u64>) -> Result<Box<dyn UnitSink>> {
+        Ok(Box::new(Output::open_file(self.0, at)?))
+    }
+    async fn has_units(&self) -> Result<bool> {
+        Ok(std::fs::metadata(self.0)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false))
+    }
+}
+
 /// How a stage starts.
 pub enum Start<S> {
     /// Nothing done. The run record is written; the caller records the
-    /// stage's first checkpoint, then creates the output.
+    /// stage's first checkpoint, then opens the output.
     Fresh,
     /// Resume from this state; the output is open at its position.
-    Resume(S, Output),
+    Resume(S, Box<dyn UnitSink>),
     /// Already finished (the output checked whole up to its position).
     Complete(S),
 }
 
-/// Decide how the stage `stage` of the output `path` starts (see the module
-/// doc). `kind` and `identity` describe the run; a stored run with another
-/// identity is refused.
+/// Decide how the stage `stage` of run `run`, writing to `target`, starts
+/// (see the module doc). `kind` and `identity` describe the run; a stored
+/// run with another identity is refused.
 pub async fn start<S: Saved>(
     store: &dyn Store,
     stage: StageName,
-    path: &Path,
+    run: &str,
+    target: &dyn Target,
     kind: &str,
     identity: Value,
 ) -> Result<Start<S>> {
-    let key = StageKey { run: RUN, stage };
-    let saved = match store.run(RUN).await? {
+    let key = StageKey { run, stage };
+    let saved = match store.run(run).await? {
         Some(r) => {
             if r.identity != identity || r.kind != kind {
                 return Err(Error::checkpoint(format!(
@@ -173,24 +208,21 @@ pub async fn start<S: Saved>(
     match saved {
         Some(s) if s.done() => {
             // Make sure the output is still whole before saying so.
-            Output::open_file(path, Some(s.output()))?;
+            target.open(Some(s.output())).await?;
             Ok(Start::Complete(s))
         }
         Some(s) => {
-            let out = Output::open_file(path, Some(s.output()))?;
+            let out = target.open(Some(s.output())).await?;
             Ok(Start::Resume(s, out))
         }
         None => {
-            if std::fs::metadata(path)
-                .map(|m| m.len() > 0)
-                .unwrap_or(false)
-            {
+            if target.has_units().await? {
                 return Err(Error::checkpoint(format!(
                     "{} already exists and has no checkpoint beside it: use --restart to overwrite it, or another -o FILE",
-                    path.display()
+                    target.describe()
                 )));
             }
-            store.put_run(&RunRecord::new(RUN, kind, identity)).await?;
+            store.put_run(&RunRecord::new(run, kind, identity)).await?;
             Ok(Start::Fresh)
         }
     }

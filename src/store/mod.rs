@@ -18,15 +18,28 @@
 //! durable, and takes it back on resume (a file's length, a count of units
 //! sent on a channel or an HTTP response).
 //!
+//! The job table of `steward dispatch` (accounts, claims with fencing
+//! tokens) is the [`jobs::Jobs`] interface, implemented by the same stores.
+//!
 //! Every write is one atomic commit. A store is used by one process at a
 //! time: [`sqlite::SqliteStore`] takes an exclusive lock on its file for as
-//! long as it is open. Implementations: [`sqlite::SqliteStore`]; each must
-//! pass the conformance suite in `conformance.rs`.
+//! long as it is open. Implementations: [`sqlite::SqliteStore`] and
+//! [`postgres::PostgresStore`] (shared by several workers, which keep
+//! apart by run and by claim); each must pass the conformance suite in
+//! `conformance.rs`.
 
+pub mod jobs;
+mod jobs_postgres;
+mod jobs_sqlite;
+pub mod pg_gateways;
+pub mod pg_units;
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod jobs_conformance;
 
 use crate::error::Result;
 use crate::stats::DeepStats;

@@ -87,10 +87,67 @@ impl SqliteStore {
             _lock: lock,
         };
         store.check_format(format)?;
+        if format == Format::State {
+            store.conn().execute_batch(super::jobs_sqlite::SCHEMA)?;
+        }
         Ok(store)
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// Open an existing store to read it while another process may hold it
+    /// (`steward dispatch status` during a dispatch): no lock, read-only;
+    /// SQLite's write-ahead log lets it read the last commit while the
+    /// holder writes. Nothing written through it is accepted.
+    pub fn open_read_only(path: &Path, format: Format) -> Result<SqliteStore> {
+        crate::output::check_target(path)
+            .map_err(|e| Error::io(format!("state {}", path.display()), e))?;
+        let lock = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("state {}", path.display()), e))?;
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            _lock: lock,
+        };
+        let format_name: Option<String> = {
+            let c = store.conn();
+            let has_meta: bool = c
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'meta')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| not_a_store(path, format, &e))?;
+            let format_row: Option<String> = if has_meta {
+                c.query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| not_a_store(path, format, &e))?
+            } else {
+                None
+            };
+            if format_row.is_none() {
+                // Being created by its first opener: nothing in it yet.
+                return Err(Error::new(
+                    crate::error::ErrorKind::Locked,
+                    format!("{} is being created: try again in a moment", path.display()),
+                ));
+            }
+            format_row
+        };
+        if format_name.as_deref() != Some(format.name()) {
+            return Err(not_a_store(path, format, &rusqlite::Error::InvalidQuery));
+        }
+        Ok(store)
+    }
+
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -106,13 +163,19 @@ impl SqliteStore {
         // `version` key of "1" and no `format`.
         match (get("format")?, get("version")?) {
             (None, None) => {
+                // One transaction: a reader (`dispatch status`) sees the
+                // format only with every table.
                 c.execute_batch(&format!(
-                    "INSERT INTO meta (key, value) VALUES ('format', '{}'), ('version', '{SCHEMA_VERSION}');
+                    "BEGIN IMMEDIATE;
+                     INSERT INTO meta (key, value) VALUES ('format', '{}'), ('version', '{SCHEMA_VERSION}');
                      CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, record TEXT NOT NULL, seq INTEGER NOT NULL);
                      CREATE TABLE IF NOT EXISTS state (run TEXT NOT NULL, stage TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run, stage)) WITHOUT ROWID;
                      CREATE TABLE IF NOT EXISTS seen (run TEXT NOT NULL, si BLOB NOT NULL, PRIMARY KEY (run, si)) WITHOUT ROWID;
-                     CREATE TABLE IF NOT EXISTS frontier (run TEXT NOT NULL, id INTEGER NOT NULL, cap TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (run, id)) WITHOUT ROWID;",
-                    format.name()
+                     CREATE TABLE IF NOT EXISTS frontier (run TEXT NOT NULL, id INTEGER NOT NULL, cap TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (run, id)) WITHOUT ROWID;
+                     {};
+                     COMMIT;",
+                    format.name(),
+                    if format == Format::State { super::jobs_sqlite::SCHEMA } else { "SELECT 1" }
                 ))?;
                 Ok(())
             }

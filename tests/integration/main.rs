@@ -6,7 +6,8 @@
 //! [`manifest`] (issue 2), [`check`] and [`repair`] and [`deep_check`]
 //! (issue 3), [`faults`] (gateway down, 5xx, retries, several gateways) and
 //! [`resume`] (kill -9 at a random moment, then a rerun), [`serve`]
-//! (`steward serve` under the stock `tahoe` CLI), [`engine`] (operations
+//! (`steward serve` under the stock `tahoe` CLI), [`cluster`] (dispatch
+//! workers sharing a PostgreSQL database that the test starts), [`engine`] (operations
 //! sharing one scheduler) and [`instructions`] (issue 15: instructions per
 //! object, no grid). Each test builds
 //! its own tree with unique contents (Tahoe's convergent encryption would
@@ -17,7 +18,9 @@ mod proxy;
 
 mod caps;
 mod check;
+mod cluster;
 mod deep_check;
+mod dispatch;
 mod engine;
 mod faults;
 mod hostile;

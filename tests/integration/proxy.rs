@@ -27,22 +27,29 @@ pub struct Faults {
     /// Requests being forwarded now, and the most there ever were at once.
     pub in_flight: AtomicI64,
     pub peak_in_flight: AtomicI64,
+    /// The same for grid operations only (`/uri/...`: listings, checks,
+    /// repairs; not a client's probe of the welcome page).
+    pub uri_in_flight: AtomicI64,
+    pub peak_uri_in_flight: AtomicI64,
+    /// Every request's method, path and query, in arrival order.
+    pub log: Mutex<Vec<String>>,
 }
 
-/// Counts a request in flight while it is forwarded.
-struct InFlight<'a>(&'a Faults);
+/// Counts a request in flight (in one counter and its peak) while it is
+/// forwarded.
+struct InFlight<'a>(&'a AtomicI64);
 
 impl<'a> InFlight<'a> {
-    fn new(f: &'a Faults) -> Self {
-        let now = f.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        f.peak_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(f)
+    fn new(count: &'a AtomicI64, peak: &AtomicI64) -> Self {
+        let now = count.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(count)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -61,7 +68,12 @@ struct Ctx {
 async fn handle(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
     let f = &ctx.faults;
     f.requests.fetch_add(1, Ordering::Relaxed);
-    let _counted = InFlight::new(f);
+    let _counted = InFlight::new(&f.in_flight, &f.peak_in_flight);
+    let _grid_op = req
+        .uri()
+        .path()
+        .starts_with("/uri")
+        .then(|| InFlight::new(&f.uri_in_flight, &f.peak_uri_in_flight));
     let delay = f.delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -71,6 +83,7 @@ async fn handle(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    f.log.lock().unwrap().push(format!("{} {pq}", req.method()));
     if f.down.load(Ordering::Relaxed) {
         return Response::builder()
             .status(502)
@@ -167,6 +180,18 @@ impl Proxy {
 
     pub fn reset_peak(&self) {
         self.faults.peak_in_flight.store(0, Ordering::SeqCst);
+        self.faults.peak_uri_in_flight.store(0, Ordering::SeqCst);
+    }
+
+    /// The most grid operations (`/uri/...`) in flight at once since the
+    /// last reset.
+    pub fn peak_grid_ops(&self) -> i64 {
+        self.faults.peak_uri_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Every request seen so far (`METHOD /path?query`).
+    pub fn log(&self) -> Vec<String> {
+        self.faults.log.lock().unwrap().clone()
     }
 
     pub fn delay(&self, ms: u64) {

@@ -100,6 +100,17 @@ pub enum Refused {
 struct EpState {
     pace: Pace,
     in_flight: usize,
+    /// A cap set from outside this process (a share of a cluster-wide cap
+    /// on the endpoint); 0 admits nothing.
+    shared_cap: Option<usize>,
+}
+
+impl EpState {
+    /// Requests that may be in flight now.
+    fn places(&self) -> usize {
+        let p = self.pace.places();
+        self.shared_cap.map_or(p, |c| c.min(p))
+    }
 }
 
 struct Waiter {
@@ -151,6 +162,9 @@ impl TenantState {
 struct State {
     budget: usize,
     in_flight: usize,
+    /// The shared cap new endpoints start with (see
+    /// [`Scheduler::set_shared_cap`]).
+    default_shared_cap: Option<usize>,
     eps: Vec<EpState>,
     tenants: BTreeMap<u64, TenantState>,
     next_waiter: u64,
@@ -263,6 +277,7 @@ impl Scheduler {
                 eps: Vec::new(),
                 tenants: BTreeMap::new(),
                 next_waiter: 0,
+                default_shared_cap: None,
             }),
             registry: Mutex::new(Registry::default()),
         })
@@ -283,6 +298,26 @@ impl Scheduler {
         deliver(grants);
     }
 
+    /// Cap `e` at `cap` requests in flight (`None`: no cap but its own
+    /// pace; 0: admit nothing), on top of its pace: this process's share
+    /// of a cap that several processes keep together (`steward dispatch
+    /// --cluster-per-gateway`). Requests in flight above a lowered cap
+    /// finish; waiting ones are admitted at once if it grew.
+    pub fn set_shared_cap(self: &Arc<Self>, e: &Endpoint, cap: Option<usize>) {
+        let grants = {
+            let mut s = self.lock();
+            s.eps[e.index].shared_cap = cap;
+            self.dispatch(&mut s)
+        };
+        deliver(grants);
+    }
+
+    /// The shared cap endpoints registered from now on start with (0
+    /// until a cluster gave this process a share).
+    pub fn set_default_shared_cap(&self, cap: Option<usize>) {
+        self.lock().default_shared_cap = cap;
+    }
+
     /// The endpoint registered under `key`, registering it with `config`
     /// the first time. `name` is how messages show it (no password).
     /// Later registrations of the same key share the first one's pace;
@@ -299,9 +334,11 @@ impl Scheduler {
         }
         let mut s = self.lock();
         let index = s.eps.len();
+        let shared_cap = s.default_shared_cap;
         s.eps.push(EpState {
             pace: Pace::new(config.max_in_flight, config.adaptive).starting_at(config.start),
             in_flight: 0,
+            shared_cap,
         });
         drop(s);
         let e = Arc::new(Endpoint::new(
@@ -646,11 +683,11 @@ fn tidy(s: &mut State, tenant: u64) {
 fn choose_endpoint(group: &Group, eps: &[EpState], now: Instant) -> Option<usize> {
     let free = |e: &Endpoint| {
         let st = &eps[e.index];
-        st.in_flight < st.pace.places()
+        st.in_flight < st.places()
     };
     let load = |e: &Endpoint| {
         let st = &eps[e.index];
-        st.in_flight as f64 / st.pace.places() as f64
+        st.in_flight as f64 / st.places().max(1) as f64
     };
     let up = group
         .members
@@ -740,6 +777,30 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![2, 0, 1], "the listing first");
+    }
+
+    #[tokio::test]
+    async fn a_shared_cap_holds_requests_back_until_it_grows() {
+        let s = Scheduler::new(100);
+        s.set_default_shared_cap(Some(0));
+        let e = s.endpoint("a", "a", config(8));
+        let g = s.group(std::slice::from_ref(&e));
+        let t = Tenant::default();
+        let none = tokio::time::timeout(Duration::from_millis(30), s.admit(&t, CHECK, &g)).await;
+        assert!(none.is_err(), "a cap of 0 admits nothing");
+        s.set_shared_cap(&e, Some(2));
+        let a = s.admit(&t, CHECK, &g).await.unwrap();
+        let b = s.admit(&t, CHECK, &g).await.unwrap();
+        let third = tokio::time::timeout(Duration::from_millis(30), s.admit(&t, CHECK, &g)).await;
+        assert!(third.is_err(), "two at most, though the pace allows 8");
+        let waiting = {
+            let (s, g, t) = (s.clone(), g.clone(), t.clone());
+            tokio::spawn(async move { s.admit(&t, CHECK, &g).await.map(|p| p.done()) })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        s.set_shared_cap(&e, None);
+        waiting.await.unwrap().unwrap();
+        drop((a, b));
     }
 
     #[tokio::test]

@@ -95,8 +95,14 @@
 //! run with the same plan reopens that grid ([`steward_testgrid::Grid::open`])
 //! and reuses the tree; `--fresh` builds again. The report says which.
 //!
+//! 5. **Many accounts.** `steward dispatch` over 20 accounts of 100-500
+//!    objects with one budget, against `steward deep-check` per account one
+//!    after another, on a grid of its own ([`dispatch`]): the ratio of the
+//!    wall times and when the small accounts were done.
+//!
 //! Targets are reported as met or not met; nothing here is tuned to them.
 
+mod dispatch;
 mod loopback;
 mod machine;
 mod measure;
@@ -155,7 +161,7 @@ pub struct Args {
     #[arg(long)]
     pub steward: Option<PathBuf>,
     /// Only these sections (loopback, serve, slow, synthetic, instructions:
-    /// the last is part of synthetic); for development.
+    /// the last is part of synthetic; dispatch); for development.
     /// The report says which were skipped.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -287,6 +293,17 @@ fn main() -> Result<()> {
         }
     } else {
         res.skipped.push("synthetic gateway".into());
+    }
+    if args.wants("dispatch") {
+        match dispatch::dispatch_bench(&args, &ctx) {
+            Ok(d) => res.dispatch = Some(d),
+            Err(e) => {
+                eprintln!("dispatch benchmark failed: {e:#}");
+                res.errors.push(format!("dispatch: {e:#}"));
+            }
+        }
+    } else {
+        res.skipped.push("dispatch".into());
     }
     res.elapsed = t0.elapsed();
     // A smoke run never replaces the real table.

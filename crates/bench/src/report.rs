@@ -829,6 +829,10 @@ pub fn render(res: &Results) -> String {
         instructions(w, ins, &syn);
     }
 
+    if let Some(d) = &res.dispatch {
+        dispatch_section(w, d);
+    }
+
     // CPU split of every median run.
     let _ = writeln!(w, "## CPU split of every median run\n");
     let _ = writeln!(
@@ -1213,6 +1217,56 @@ fn notes(res: &Results) -> Vec<String> {
         n.push("Nothing to report.".into());
     }
     n
+}
+
+/// Section 5: many accounts, one budget.
+fn dispatch_section(w: &mut String, d: &crate::dispatch::DispatchBench) {
+    use crate::measure::median;
+    let _ = writeln!(w, "## 5. Many accounts: `steward dispatch`\n");
+    let objects: u64 = d.accounts.iter().map(|a| a.objects).sum();
+    let _ = writeln!(
+        w,
+        "{} accounts, {objects} objects in all, each its own tree on a grid of its own (one gateway; trees built in {:.0} s). \
+         `steward dispatch` runs them all at once under one budget (`-j 64`, no repair); the baseline runs `steward deep-check` \
+         for each account one after another, in the accounts file's order. Median of {} run(s).\n",
+        d.accounts.len(),
+        d.build_secs,
+        d.dispatch_wall.len()
+    );
+    if let Some(e) = &d.error {
+        let _ = writeln!(w, "Failed: {e}\n");
+    }
+    let seq = median(&d.sequential_wall);
+    let disp = median(&d.dispatch_wall);
+    let _ = writeln!(
+        w,
+        "| | wall | objects/s |\n|---|---:|---:|\n| deep-check per account, sequentially | {seq:.1} s | {:.0} |\n| dispatch, one budget | {disp:.1} s | {:.0} |\n| **ratio** (sequential / dispatch) | **{:.2}x** | |\n",
+        objects as f64 / seq.max(1e-9),
+        objects as f64 / disp.max(1e-9),
+        seq / disp.max(1e-9)
+    );
+    let mut by_size: Vec<_> = d.accounts.iter().collect();
+    by_size.sort_by_key(|a| a.objects);
+    let _ = writeln!(
+        w,
+        "When each account was done, seconds from the start (smallest accounts first; `alone` is the account's own deep-check):\n"
+    );
+    let _ = writeln!(
+        w,
+        "| account | objects | dispatch | sequential | alone |\n|---|---:|---:|---:|---:|"
+    );
+    for a in &by_size {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.1} | {:.1} | {:.1} |",
+            a.name,
+            a.objects,
+            median(&a.dispatch_done),
+            median(&a.sequential_done),
+            median(&a.alone)
+        );
+    }
+    let _ = writeln!(w);
 }
 
 #[cfg(test)]

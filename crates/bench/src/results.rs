@@ -112,6 +112,8 @@ pub struct Results {
     pub slow_verified: Vec<String>,
     pub profile: Option<Profile>,
     pub instructions: Option<Instructions>,
+    /// Many accounts: dispatch against deep-check per account.
+    pub dispatch: Option<crate::dispatch::DispatchBench>,
 }
 
 /// A flat `perf` profile of one steward run.

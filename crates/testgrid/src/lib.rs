@@ -32,7 +32,8 @@
 //! ([`Grid::open`]), `grid` (the running [`Grid`]: readiness, where things
 //! are, stopping), `webapi` (web-API and CLI helpers) and `damage` (share
 //! files and storage nodes damaged on purpose). The public API is
-//! re-exported here.
+//! re-exported here; [`spawn`] is public too, for other test harnesses
+//! (`steward-testpg`) whose children must die with the test process.
 //!
 //! # Cleanup
 //!
@@ -90,7 +91,7 @@ mod node;
 mod open;
 mod ports;
 mod shape;
-mod spawn;
+pub mod spawn;
 mod start;
 mod venv;
 mod webapi;

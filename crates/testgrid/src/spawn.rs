@@ -5,6 +5,10 @@
 //! forked from one dedicated thread that lives as long as the process: the
 //! children then get `SIGKILL` exactly when the process dies (normal exit,
 //! abort, `kill -9`), and not before.
+//!
+//! Also the temporary directories of a harness: removed at a normal exit
+//! ([`register_dir`]), and swept by the next harness start when a dead
+//! process left them ([`sweep_stale_tempdirs`]).
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -68,7 +72,7 @@ fn spawn_here(cmd: &mut Command) -> io::Result<Child> {
 /// Spawns `cmd` from the spawner thread, in its own process group, with
 /// `PR_SET_PDEATHSIG = SIGKILL`. The returned child may be waited on from
 /// any thread.
-pub(crate) fn spawn(cmd: Command) -> io::Result<Child> {
+pub fn spawn(cmd: Command) -> io::Result<Child> {
     let (reply, rx) = mpsc::channel();
     spawner()
         .send(Request { cmd, reply })
@@ -102,19 +106,19 @@ fn with_registry(f: impl FnOnce(&mut Registry)) {
     f(g.get_or_insert_with(Registry::default));
 }
 
-pub(crate) fn register_pid(pid: u32) {
+pub fn register_pid(pid: u32) {
     with_registry(|r| r.pids.push(pid as libc::pid_t));
 }
 
-pub(crate) fn unregister_pid(pid: u32) {
+pub fn unregister_pid(pid: u32) {
     with_registry(|r| r.pids.retain(|&p| p != pid as libc::pid_t));
 }
 
-pub(crate) fn register_dir(dir: &std::path::Path) {
+pub fn register_dir(dir: &std::path::Path) {
     with_registry(|r| r.dirs.push(dir.to_path_buf()));
 }
 
-pub(crate) fn unregister_dir(dir: &std::path::Path) {
+pub fn unregister_dir(dir: &std::path::Path) {
     with_registry(|r| r.dirs.retain(|d| d != dir));
 }
 
@@ -135,5 +139,31 @@ extern "C" fn at_exit() {
     r.pids.clear();
     for d in r.dirs.drain(..) {
         let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Removes the temporary directories (`$TMPDIR/PREFIX*`) whose owning
+/// process is gone: each holds a file `owner_file` with its owner's pid.
+pub fn sweep_stale_tempdirs(prefix: &str, owner_file: &str) {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let dir = e.path();
+        let Ok(owner) = std::fs::read_to_string(dir.join(owner_file)) else {
+            continue;
+        };
+        let Ok(pid) = owner.trim().parse::<libc::pid_t>() else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks for existence.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

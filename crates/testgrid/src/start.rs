@@ -47,31 +47,6 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 const TEMP_PREFIX: &str = "steward-testgrid-";
 const OWNER_FILE: &str = "steward-testgrid.owner";
 
-/// Removes temporary grid directories whose owning process is gone.
-fn sweep_stale_tempdirs() {
-    let Ok(rd) = fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for e in rd.flatten() {
-        if !e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            continue;
-        }
-        let dir = e.path();
-        let Ok(owner) = fs::read_to_string(dir.join(OWNER_FILE)) else {
-            continue;
-        };
-        let Ok(pid) = owner.trim().parse::<libc::pid_t>() else {
-            continue;
-        };
-        // SAFETY: kill with signal 0 only checks for existence.
-        let gone = unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone {
-            let _ = fs::remove_dir_all(&dir);
-        }
-    }
-}
-
 impl Grid {
     /// Starts a grid shaped by `cfg` and waits until every gateway sees every
     /// storage server connected. Fails (with the failing node's log tail) if
@@ -121,7 +96,7 @@ impl Grid {
                 (None, b.canonicalize()?)
             }
             None => {
-                sweep_stale_tempdirs();
+                spawn::sweep_stale_tempdirs(TEMP_PREFIX, OWNER_FILE);
                 let t = tempfile::Builder::new()
                     .prefix(TEMP_PREFIX)
                     .tempdir()
