@@ -60,6 +60,10 @@ use steward_backend::{Backend, CheckOptions, Scheduler, Tenant};
 use steward_cap::Authority;
 use tokio::sync::watch;
 
+/// How often a worker renews its claim on an account and records the
+/// account's progress (what `status` shows is at most this old).
+const KEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The state store's file in the state directory.
 pub const STATE_FILE: &str = "state.sqlite";
 /// The final report's file in the state directory.
@@ -669,14 +673,13 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
             let mut last_stage = progress.stage;
             let mut p = progress.clone();
             loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Every few seconds, one commit per account: commits are
+                // synchronous and fsynced, and every account's share one
+                // thread.
+                tokio::time::sleep(KEEP_EVERY).await;
                 p = progress_of(&runner.reports(), p);
                 let mut c = claim.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let r = async {
-                    jobs.renew(&mut c, shared.opts.lease).await?;
-                    jobs.update(&c, &p).await
-                }
-                .await;
+                let r = jobs.renew_and_update(&mut c, shared.opts.lease, &p).await;
                 if let Err(e) = r {
                     *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                     runner.cancel();

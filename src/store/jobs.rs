@@ -287,6 +287,18 @@ pub trait Jobs: Send + Sync {
     /// was claimed since.
     async fn update(&self, claim: &Claim, progress: &JobProgress) -> Result<()>;
 
+    /// [`Jobs::renew`] and [`Jobs::update`] at once (one commit where the
+    /// table can: a worker does both every few seconds per account).
+    async fn renew_and_update(
+        &self,
+        claim: &mut Claim,
+        lease: Duration,
+        progress: &JobProgress,
+    ) -> Result<()> {
+        self.renew(claim, lease).await?;
+        self.update(claim, progress).await
+    }
+
     /// End the account's round with `outcome` (and `progress`, its last
     /// counts) and release the claim. Refused (ClaimLost) if the account
     /// was claimed since.

@@ -116,6 +116,15 @@ async fn claims_and_fencing(jobs: &dyn Jobs, all: &[String]) {
     jobs.update(&c1, &p).await.unwrap();
     assert_eq!(row(jobs, "b").await.progress, p);
     jobs.renew(&mut c1, SHORT).await.unwrap();
+    p.position = 8;
+    let before = c1.expires_ms;
+    jobs.renew_and_update(&mut c1, SHORT, &p).await.unwrap();
+    assert!(c1.expires_ms >= before);
+    assert_eq!(row(jobs, "b").await.progress, p);
+    assert_eq!(
+        row(jobs, "b").await.holder.unwrap().expires_ms,
+        c1.expires_ms
+    );
 
     // Its lease runs out: another worker takes the account over, with a
     // greater token, and sees where it stood.
@@ -134,6 +143,9 @@ async fn claims_and_fencing(jobs: &dyn Jobs, all: &[String]) {
     for e in [
         jobs.update(&c1, &stale).await.err(),
         jobs.renew(&mut c1.clone(), LONG).await.err(),
+        jobs.renew_and_update(&mut c1.clone(), LONG, &stale)
+            .await
+            .err(),
         jobs.release(&c1).await.err(),
         jobs.finish(&c1, &stale, &Outcome::Failed { error: "x".into() })
             .await

@@ -278,6 +278,32 @@ impl Jobs for SqliteStore {
         Ok(())
     }
 
+    async fn renew_and_update(
+        &self,
+        claim: &mut Claim,
+        lease: Duration,
+        progress: &JobProgress,
+    ) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        fenced(&tx, claim)?;
+        let expires = now_ms().saturating_add(lease_ms(lease));
+        tx.execute(
+            "UPDATE jobs SET worker = ?2, expires = ?3, stage = ?4, progress = ?5, updated = ?6 WHERE name = ?1",
+            params![
+                claim.account,
+                claim.worker,
+                expires,
+                progress.stage.as_str(),
+                serde_json::to_string(progress).expect("serializable"),
+                now_secs() as i64
+            ],
+        )?;
+        tx.commit()?;
+        claim.expires_ms = expires;
+        Ok(())
+    }
+
     async fn finish(&self, claim: &Claim, progress: &JobProgress, outcome: &Outcome) -> Result<()> {
         let mut c = self.conn();
         let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

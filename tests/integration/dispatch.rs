@@ -92,7 +92,8 @@ fn reused_from(o: &ObjectUnit) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Five good and bad accounts, two sharing a subtree: the good ones
+/// Seven good and bad accounts (two sharing a subtree, a malformed root
+/// cap, an unknown alias, a gateway that is down): the good ones
 /// complete with the tree's known damage, the bad ones fail alone, the
 /// shared objects are checked once, `status` is right while it runs and
 /// after, and a second dispatch on the same state is refused.
@@ -173,6 +174,10 @@ root = "{s2}"
 [[account]]
 name = "badcap"
 root = "URI:DIR2:notacap"
+
+[[account]]
+name = "noalias"
+root = "nosuch:some/dir"
 
 [[account]]
 name = "downgw"
@@ -259,7 +264,9 @@ gateway = "{down}"
         (1..=2).contains(&peak),
         "--per-gateway 2 over every account: {peak} at once"
     );
-    for name in ["healthy", "damaged", "share1", "share2", "badcap", "downgw"] {
+    for name in [
+        "healthy", "damaged", "share1", "share2", "badcap", "noalias", "downgw",
+    ] {
         assert!(stdout.contains(name), "the table names {name}: {stdout}");
     }
     assert!(
@@ -274,7 +281,11 @@ gateway = "{down}"
         assert!(account(&s, name)["worker"].is_null());
         assert!(account(&s, name)["last_completed"].is_u64());
     }
-    for (name, why) in [("badcap", "root"), ("downgw", "127.0.0.1")] {
+    for (name, why) in [
+        ("badcap", "root"),
+        ("noalias", "unknown alias"),
+        ("downgw", "127.0.0.1"),
+    ] {
         let a = account(&s, name);
         assert_eq!(a["stage"], "failed", "{name}: {s}");
         let e = a["last_error"].as_str().unwrap();
@@ -282,7 +293,7 @@ gateway = "{down}"
     }
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["accounts"].as_array().unwrap().len(), 6);
+    assert_eq!(report["accounts"].as_array().unwrap().len(), 7);
 
     // The healthy account: every object once, all healthy.
     let h = once(&state, "healthy", "check");
@@ -352,6 +363,27 @@ gateway = "{down}"
     let total_reused = account(&s, "share1")["report"]["reused"].as_u64().unwrap()
         + account(&s, "share2")["report"]["reused"].as_u64().unwrap();
     assert_eq!(total_reused, common_sis.len() as u64);
+
+    // A file of the damaged account alone, on the same state: it runs
+    // again (a new round), and unrecoverable objects remain: exit 1.
+    let only_damaged = write(
+        dir.path(),
+        "DAMAGED.toml",
+        &format!(
+            "gateway = \"{}\"\n[[account]]\nname = \"damaged\"\nroot = \"{}\"\n",
+            proxy.url, damaged.root
+        ),
+    );
+    let before = account(&s, "damaged")["round"].as_u64().unwrap();
+    let (code, out, err) = run({
+        let mut c = steward();
+        c.args(["dispatch", &only_damaged, "--state"]).arg(&state);
+        c
+    });
+    assert_eq!(code, 1, "findings remain: {out}{err}");
+    let s = status_json(&state);
+    assert!(account(&s, "damaged")["round"].as_u64().unwrap() > before);
+    assert_eq!(account(&s, "badcap")["stage"], "failed", "left alone");
 }
 
 /// Kill -9 of dispatch at random moments, then a rerun of the same command:
