@@ -66,7 +66,7 @@ impl Report {
             return;
         }
         self.objects += 1;
-        if self.progress_lines && self.objects % 100 == 0 {
+        if self.progress_lines && self.objects.is_multiple_of(100) {
             let _ = writeln!(out, "{} objects checked..", self.objects);
         }
         let health = unit_health(o);

@@ -305,7 +305,7 @@ impl Op {
                 return Ok(());
             }
             let at = idx.scanned;
-            if idx.lines % STRIDE == 0 {
+            if idx.lines.is_multiple_of(STRIDE) {
                 idx.marks.push(at);
             }
             idx.lines += 1;

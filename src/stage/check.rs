@@ -74,7 +74,7 @@ pub fn unit_cap(u: &ObjectUnit) -> UnitCap {
         si = this_si;
         if best
             .as_ref()
-            .map_or(true, |b| cap.authority() > b.authority())
+            .is_none_or(|b| cap.authority() > b.authority())
         {
             best = Some(cap);
         }

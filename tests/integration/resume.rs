@@ -231,7 +231,7 @@ fn repair_and_deep_check_survive_kill_9() {
         .filter(|o| {
             o.check_and_repair_results
                 .as_ref()
-                .map_or(true, |c| c["repair-successful"] != true)
+                .is_none_or(|c| c["repair-successful"] != true)
         })
         .map(|o| (o.path, o.repair, o.check_and_repair_results))
         .collect();

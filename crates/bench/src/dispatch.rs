@@ -72,7 +72,12 @@ pub fn dispatch_bench(args: &Args, ctx: &Ctx) -> Result<DispatchBench> {
     let mut roots = vec![];
     for (i, size) in sizes(n, lo, hi).into_iter().enumerate() {
         let name = format!("acct{i:02}");
-        let built = tree::build(&grid, &format!("dispatch-bench-{i}"), size)?;
+        let built = tree::build(
+            &grid,
+            &format!("dispatch-bench-{i}"),
+            size,
+            tree::Shape::Standard,
+        )?;
         accounts.push(Account {
             name,
             objects: built.counts.objects(),

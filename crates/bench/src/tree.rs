@@ -131,7 +131,7 @@ impl Plan {
             (Shape::Standard, 3, false) => Kind::Sdmf,
             (Shape::Standard, 4, false) => Kind::Mdmf,
             (Shape::QuarterMutable, 0..=1, _) => Kind::Lit,
-            (Shape::QuarterMutable, 2..=6, false) if i % 2 == 0 => Kind::Sdmf,
+            (Shape::QuarterMutable, 2..=6, false) if i.is_multiple_of(2) => Kind::Sdmf,
             (Shape::QuarterMutable, 2..=6, false) => Kind::Mdmf,
             _ => Kind::Chk,
         }
@@ -255,7 +255,7 @@ pub fn par_map<T: Sync, R: Send>(
                     }
                 }
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if d % 1000 == 0 {
+                if d.is_multiple_of(1000) {
                     eprintln!(
                         "  {what}: {d}/{} ({:.0}/s)",
                         items.len(),

@@ -355,7 +355,7 @@ pub fn check_complete(nodes: &[Hash], root: Option<&Hash>) -> Result<(), HashTre
 /// Reads a stored list of hashes (32 bytes each), as a share stores a block
 /// or crypttext hash tree. `None` if the length is not a multiple of 32.
 pub fn split_hashes(data: &[u8]) -> Option<Vec<Hash>> {
-    if data.len() % HASH_LEN != 0 {
+    if !data.len().is_multiple_of(HASH_LEN) {
         return None;
     }
     Some(
@@ -370,7 +370,7 @@ pub fn split_hashes(data: &[u8]) -> Option<Vec<Hash>> {
 /// earlier one (as Tahoe's `dict(...)` does). `None` if the length is not a
 /// multiple of 34.
 pub fn parse_share_hash_chain(data: &[u8]) -> Option<BTreeMap<usize, Hash>> {
-    if data.len() % (2 + HASH_LEN) != 0 {
+    if !data.len().is_multiple_of(2 + HASH_LEN) {
         return None;
     }
     Some(

@@ -181,7 +181,7 @@ pub fn read_mutable(
     let order: Vec<&VersionKey> = claimed
         .keys()
         .rev()
-        .filter(|k| want.map_or(true, |w| (k.0, k.1) == w))
+        .filter(|k| want.is_none_or(|w| (k.0, k.1) == w))
         .collect();
     let mut best_good = 0;
     let mut needed = 1;

@@ -324,7 +324,7 @@ fn check_chain_region(buf: &Buffer, r: &Range<u64>, n: u64) -> Result<(), Progre
     let entry = 2 + HASH_LEN as u64;
     let len = r.end - r.start;
     let max_entries = hashtree::tree_len(n).unwrap_or(u64::MAX);
-    if len % entry != 0 || len / entry > max_entries {
+    if !len.is_multiple_of(entry) || len / entry > max_entries {
         return Err(corrupt(
             part,
             format!("it is {len} bytes, not a plausible number of 34-byte entries"),
