@@ -64,6 +64,14 @@ use tokio::sync::watch;
 /// account's progress (what `status` shows is at most this old).
 const KEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// How often a claim of `lease` is renewed: every [`KEEP_EVERY`], or a
+/// third of the lease if that is shorter (a claim renewed less often than
+/// its lease lapses between renewals, and another worker takes the
+/// account over from under a live one).
+fn keep_every(lease: Duration) -> Duration {
+    (lease / 3).min(KEEP_EVERY)
+}
+
 /// The state store's file in the state directory.
 pub const STATE_FILE: &str = "state.sqlite";
 /// The final report's file in the state directory.
@@ -660,13 +668,8 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
         Some((shared.sched.clone(), tenant.clone())),
     ));
     let result = async {
-        let (plan, root) = prepare(shared, a, &tenant).await?;
-        shared
-            .active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(a.name.clone(), runner.clone());
-        // Renew the claim and record the progress while the stages run.
+        // Renew the claim and record the progress while the account is
+        // prepared (an alias resolved, a gateway asked) and its stages run.
         let claim = Mutex::new(claim.clone());
         let lost: Mutex<Option<Error>> = Mutex::new(None);
         let keeper = async {
@@ -676,7 +679,7 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
                 // Every few seconds, one commit per account: commits are
                 // synchronous and fsynced, and every account's share one
                 // thread.
-                tokio::time::sleep(KEEP_EVERY).await;
+                tokio::time::sleep(keep_every(shared.opts.lease)).await;
                 p = progress_of(&runner.reports(), p);
                 let mut c = claim.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let r = jobs.renew_and_update(&mut c, shared.opts.lease, &p).await;
@@ -692,19 +695,27 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
                 }
             }
         };
-        let output = match &database {
-            Some(store) => DeepCheckOutput::Database {
-                store: store.clone(),
-                account: &a.name,
-            },
-            None => DeepCheckOutput::Named {
-                files: &files,
-                restart: false,
-            },
+        let run = async {
+            let (plan, root) = prepare(shared, a, &tenant).await?;
+            shared
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(a.name.clone(), runner.clone());
+            let output = match &database {
+                Some(store) => DeepCheckOutput::Database {
+                    store: store.clone(),
+                    account: &a.name,
+                },
+                None => DeepCheckOutput::Named {
+                    files: &files,
+                    restart: false,
+                },
+            };
+            deep_check(plan, &root, output, &runner).await
         };
         // The keeper ends only when the claim is lost, after cancelling the
         // run: the run still goes on to its checkpoints.
-        let run = deep_check(plan, &root, output, &runner);
         tokio::pin!(run);
         let summary = tokio::select! {
             biased;
