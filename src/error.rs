@@ -85,7 +85,16 @@ impl Error {
     pub fn checkpoint(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Checkpoint, m)
     }
+    /// An I/O error in `context` (which names the file). A directory where a
+    /// file was wanted says so and what to do, never only "Is a directory
+    /// (os error 21)".
     pub fn io(context: impl fmt::Display, e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::IsADirectory {
+            return Self::new(
+                ErrorKind::Io,
+                format!("{context}: it is a directory; give a file"),
+            );
+        }
         Self::new(ErrorKind::Io, format!("{context}: {e}"))
     }
     pub fn interrupted() -> Self {

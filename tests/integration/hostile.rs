@@ -414,6 +414,40 @@ fn a_directory_as_input_is_named_with_what_to_give() {
         }
         assert!(!out.exists(), "nothing created for a run that cannot start");
     }
+    // The other files steward reads: the same.
+    let d = s(dir.path());
+    let state = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["dispatch", d, "--state", s(state.path())],
+        vec!["check", "--backend", "native", "--servers", d, "-"],
+        vec![
+            "check",
+            "--backend",
+            "native",
+            "--add-lease",
+            "--lease-secret",
+            d,
+            "-d",
+            d,
+            "-",
+        ],
+    ] {
+        let mut c = if args[0] == "dispatch" {
+            let mut c = steward();
+            c.args(&args);
+            c
+        } else {
+            stw(&args)
+        };
+        c.stdin(Stdio::null());
+        let (code, _, err) = run(c);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(d) && err.contains("is a directory") && err.contains("give"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("os error"), "{err}");
+    }
 }
 
 /// `steward manifest ROOT >&-`: Rust's runtime reopens a closed standard
