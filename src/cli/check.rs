@@ -191,8 +191,13 @@ impl StageRun<'_> {
                 })
             }
             Completeness::Disagrees(d) => {
+                let why = if d.read < d.counted {
+                    format!("was its head cut, or were lines lost?), so the objects missing from it were never {stage}ed")
+                } else {
+                    "were lines added, or streams joined without their stats units?), so it is not the stream its stats unit closes".to_string()
+                };
                 eprintln!(
-                    "steward: {tag}: {name}: its stats unit counts {} objects{} but {} were read before it; the input is incomplete (was its head cut, or were lines lost?), so the objects missing from it were never {stage}ed{exit_note}",
+                    "steward: {tag}: {name}: its stats unit counts {} objects{} but {} were read before it; the input is incomplete ({why}{exit_note}",
                     d.counted,
                     if d.subset {
                         " (its subset mark: the objects the stage that wrote it kept)"
