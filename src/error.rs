@@ -15,7 +15,7 @@
 //! |---|---|
 //! | 0 | everything checked, all healthy (or repaired) |
 //! | 1 | findings: unhealthy, unrecoverable, unlisted or unchecked objects remain, or caps that are not caps (they are in the output) |
-//! | 2 | the run failed: bad input lines, an empty input, an unusable gateway, checkpoint or output file, another run holding the output's lock |
+//! | 2 | the run failed: bad input lines, an empty input, an input that is a directory, an unusable gateway, checkpoint or output file, another run holding the output's lock, a standard output closed before the start (`>&-`) where the units would go |
 //! | 3 | incomplete: the input ended without the stats unit that closes a manifest, or its stats unit counts other objects than it holds (cut short at its end or its head; `--allow-partial` accepts it), or standard output was closed before the run ended. What was written is right, but it is not everything |
 //! | 130 | interrupted by Ctrl-C or SIGTERM (the checkpoint allows a resume) |
 //!
