@@ -15,8 +15,8 @@
 //! |---|---|
 //! | 0 | everything checked, all healthy (or repaired) |
 //! | 1 | findings: unhealthy, unrecoverable, unlisted or unchecked objects remain, or caps that are not caps (they are in the output) |
-//! | 2 | the run failed: bad input lines, an empty input, an unusable gateway, checkpoint or output file, another run holding the output's lock |
-//! | 3 | incomplete: the input ended without the stats unit that closes a manifest (cut short; `--allow-partial` accepts it), or standard output was closed before the run ended. What was written is right, but it is not everything |
+//! | 2 | the run failed: bad input lines, an empty input, an input that is a directory, an unusable gateway, checkpoint or output file, another run holding the output's lock, a standard output closed before the start (`>&-`) where the units would go |
+//! | 3 | incomplete: the input ended without the stats unit that closes a manifest, or its stats unit counts other objects than it holds (cut short at its end or its head; `--allow-partial` accepts it), or standard output was closed before the run ended. What was written is right, but it is not everything |
 //! | 130 | interrupted by Ctrl-C or SIGTERM (the checkpoint allows a resume) |
 //!
 //! When more than one applies, the first in the order 2, 3, 1 wins (the
@@ -85,7 +85,16 @@ impl Error {
     pub fn checkpoint(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Checkpoint, m)
     }
+    /// An I/O error in `context` (which names the file). A directory where a
+    /// file was wanted says so and what to do, never only "Is a directory
+    /// (os error 21)".
     pub fn io(context: impl fmt::Display, e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::IsADirectory {
+            return Self::new(
+                ErrorKind::Io,
+                format!("{context}: it is a directory; give a file"),
+            );
+        }
         Self::new(ErrorKind::Io, format!("{context}: {e}"))
     }
     pub fn interrupted() -> Self {

@@ -11,14 +11,20 @@
 //! that is not valid UTF-8 too: it is never patched with U+FFFD).
 //!
 //! [`InputShape`] tells a complete input from one cut short: a stream of
-//! steward or Tahoe units ends with a stats unit; a plain list of caps has
-//! none and needs none.
+//! steward or Tahoe units ends with a stats unit, whose counts add up to the
+//! object units before it (or, in a stage's output that holds only some of
+//! them, its subset mark says how many: see [`crate::unit`]). A stream cut
+//! at its end has no stats unit; one cut at its head (`tail -n 50`) has one
+//! that counts more objects than were read. Each stats unit closes the
+//! objects since the one before it, so that manifests written one after the
+//! other (`cat a b`) are whole. A plain list of caps has no stats unit and
+//! needs none.
 
 use crate::error::{Error, Result};
-use crate::stats::counted;
+use crate::stats::{counted, objects_counted};
 use crate::stats::{Counted, DeepStats};
 use crate::unit::object_unit;
-use crate::unit::{ObjectType, Unit};
+use crate::unit::{ObjectType, Subset, Unit};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -66,10 +72,15 @@ impl InputLine {
 }
 
 /// What an input held, so far: enough to tell a complete stream of units
-/// (one that ends with its stats unit) from one cut short, an empty input,
-/// and a plain list of caps (complete by nature). Kept in the checkpoint, so
-/// that a resumed run judges the whole input.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// (one that ends with its stats unit, whose counts agree with the objects
+/// before it) from one cut short, an empty input, and a plain list of caps
+/// (complete by nature). Kept in the checkpoint, so that a resumed run
+/// judges the whole input.
+///
+/// It also counts the objects the stage *wrote* since its last stats unit,
+/// so that a stage that writes only some of them can say so in the stats
+/// unit it passes on ([`InputShape::mark_subset`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputShape {
     /// Object units read from JSON lines.
     pub units: u64,
@@ -80,24 +91,91 @@ pub struct InputShape {
     /// The deep-stats of the plain caps, for the stats unit that closes the
     /// output of a plain cap list.
     pub cap_stats: DeepStats,
+    /// Objects read since the last stats unit (or the start); `None` in a
+    /// checkpoint of a steward that did not count them (not compared).
+    #[serde(default)]
+    pub since_stats: Option<u64>,
+    /// The first stats unit whose count disagreed with the objects read
+    /// before it.
+    #[serde(default)]
+    pub disagreement: Option<Disagreement>,
+    /// Objects written to the output since the last stats unit written
+    /// (`None` as for `since_stats`).
+    #[serde(default)]
+    pub written_since_stats: Option<u64>,
+}
+
+impl Default for InputShape {
+    fn default() -> Self {
+        InputShape {
+            units: 0,
+            caps: 0,
+            ended_with_stats: false,
+            cap_stats: DeepStats::default(),
+            since_stats: Some(0),
+            disagreement: None,
+            written_since_stats: Some(0),
+        }
+    }
+}
+
+/// A stats unit whose count is not the number of objects read before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disagreement {
+    /// What the stats unit counts (its subset mark's number, if it has one).
+    pub counted: u64,
+    /// Object units read before it (since the stats unit before it).
+    pub read: u64,
+    /// The count was a subset mark's.
+    pub subset: bool,
 }
 
 /// How complete an input was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Completeness {
-    /// It ended with its stats unit, or it was a plain list of caps.
+    /// It ended with its stats unit, which counts the objects read, or it
+    /// was a plain list of caps.
     Complete,
     /// Nothing in it (or only blank lines).
     Empty,
+    /// Only a stats unit that counts no objects: whole, and nothing to do.
+    NoObjects,
     /// Units without the stats unit that ends every manifest: cut short.
     Partial { objects: u64 },
+    /// A stats unit that counts other objects than those read before it:
+    /// the head of the stream was cut, or lines were lost or added.
+    Disagrees(Disagreement),
+}
+
+/// What a stats unit counts, as a reader compares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatsCount {
+    pub objects: u64,
+    /// The number is the subset mark's, not the stats' counts.
+    pub subset: bool,
+}
+
+impl StatsCount {
+    /// What `stats` (with its `subset` mark, if any) counts.
+    pub fn of(stats: &serde_json::Value, subset: Option<Subset>) -> StatsCount {
+        match subset {
+            Some(s) => StatsCount {
+                objects: s.objects,
+                subset: true,
+            },
+            None => StatsCount {
+                objects: objects_counted(stats),
+                subset: false,
+            },
+        }
+    }
 }
 
 /// What one input unit adds to an [`InputShape`] (small and `Copy`, so
 /// that it can travel with the unit and be applied in input order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Seen {
-    Stats,
+    Stats(StatsCount),
     /// An object unit from a JSON line.
     Unit,
     /// An object from a plain cap line, and how it counts in deep-stats.
@@ -108,7 +186,7 @@ impl Seen {
     /// What `unit` (read from a plain cap line if `from_cap`) adds.
     pub fn of(unit: &Unit, from_cap: bool) -> Seen {
         match unit {
-            Unit::Stats(_) => Seen::Stats,
+            Unit::Stats(s, subset) => Seen::Stats(StatsCount::of(s, *subset)),
             Unit::Object(_) if !from_cap => Seen::Unit,
             Unit::Object(o) => Seen::Cap(Cap::parse(&o.cap).ok().map(|c| counted(&c, None))),
         }
@@ -118,15 +196,58 @@ impl Seen {
 impl InputShape {
     /// Count one unit, in input order.
     pub fn record(&mut self, seen: Seen) {
-        self.ended_with_stats = seen == Seen::Stats;
+        self.ended_with_stats = matches!(seen, Seen::Stats(_));
         match seen {
-            Seen::Stats => {}
-            Seen::Unit => self.units += 1,
+            Seen::Stats(c) => {
+                if let Some(read) = self.since_stats {
+                    if read != c.objects && self.disagreement.is_none() {
+                        self.disagreement = Some(Disagreement {
+                            counted: c.objects,
+                            read,
+                            subset: c.subset,
+                        });
+                    }
+                }
+                self.since_stats = Some(0);
+            }
+            Seen::Unit => {
+                self.units += 1;
+                self.since_stats = self.since_stats.map(|n| n + 1);
+            }
             Seen::Cap(c) => {
                 self.caps += 1;
+                self.since_stats = self.since_stats.map(|n| n + 1);
                 if let Some(c) = c {
                     self.cap_stats.add(c);
                 }
+            }
+        }
+    }
+
+    /// Count one unit written to the output (call before writing it, and
+    /// before [`InputShape::record`] of the input unit it came from).
+    pub fn wrote(&mut self, unit: &Unit) {
+        self.written_since_stats = match unit {
+            Unit::Stats(..) => Some(0),
+            Unit::Object(_) => self.written_since_stats.map(|n| n + 1),
+        };
+    }
+
+    /// Mark the stats unit `out` about to be written, which a stats unit of
+    /// the input counting `read` became, as a subset when the stage wrote
+    /// fewer (or more) objects than it read since the last one: the tree's
+    /// stats are kept, and the mark says how many objects this output holds
+    /// (see [`crate::unit`]). Nothing is marked when the input was itself
+    /// incomplete (its stats unit disagreed with what was read): the stats
+    /// unit is passed on as it was, and disagrees in the output too, so the
+    /// next reader is told as well.
+    pub fn mark_subset(&self, read: StatsCount, out: &mut Unit) {
+        let (Some(objects), Some(written)) = (self.since_stats, self.written_since_stats) else {
+            return;
+        };
+        if let Unit::Stats(_, subset) = out {
+            if written != objects && objects == read.objects {
+                *subset = Some(Subset { objects: written });
             }
         }
     }
@@ -137,24 +258,58 @@ impl InputShape {
     }
 
     /// The stats unit that closes the output of a plain cap list, so that
-    /// the next stage can tell it complete.
-    pub fn closing_unit(&self) -> Option<Unit> {
-        self.is_cap_list()
-            .then(|| Unit::Stats(self.cap_stats.to_json()))
+    /// the next stage can tell it complete, and what it counts.
+    pub fn closing_unit(&self) -> Option<(Unit, StatsCount)> {
+        self.is_cap_list().then(|| {
+            let stats = self.cap_stats.to_json();
+            let count = StatsCount {
+                objects: self.caps,
+                subset: false,
+            };
+            (Unit::Stats(stats, None), count)
+        })
     }
 
     /// How complete the input was, once read to its end.
     pub fn completeness(&self) -> Completeness {
-        if self.ended_with_stats || self.is_cap_list() {
+        if self.is_cap_list() {
             Completeness::Complete
-        } else if self.units + self.caps == 0 {
-            Completeness::Empty
-        } else {
-            Completeness::Partial {
-                objects: self.units + self.caps,
+        } else if !self.ended_with_stats {
+            if self.units + self.caps == 0 {
+                Completeness::Empty
+            } else {
+                Completeness::Partial {
+                    objects: self.units + self.caps,
+                }
             }
+        } else if let Some(d) = self.disagreement {
+            Completeness::Disagrees(d)
+        } else if self.units + self.caps == 0 {
+            Completeness::NoObjects
+        } else {
+            Completeness::Complete
         }
     }
+}
+
+/// Refuse an input that is a directory, before anything of the run is
+/// created (reading it would say only "Is a directory (os error 21)").
+/// Standard input and an input that cannot be read yet pass: opening it
+/// says why.
+pub fn refuse_directory(input: Option<&Path>) -> Result<()> {
+    match input {
+        Some(p) if p.as_os_str() != "-" && std::fs::metadata(p).is_ok_and(|m| m.is_dir()) => {
+            Err(directory_input(p))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn directory_input(p: &Path) -> Error {
+    Error::input(format!(
+        "input {} is a directory: give a file of units (a manifest or check results) or of caps, or - for standard input",
+        p.display()
+    ))
 }
 
 /// How much of an input is hashed to recognise it again on resume.
@@ -215,12 +370,11 @@ impl LineSource {
                 let f = tokio::fs::File::open(p)
                     .await
                     .map_err(|e| Error::io(format!("cannot open input {}", p.display()), e))?;
-                let size = f
-                    .metadata()
-                    .await
-                    .ok()
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len());
+                let meta = f.metadata().await.ok();
+                if meta.as_ref().is_some_and(|m| m.is_dir()) {
+                    return Err(directory_input(p));
+                }
+                let size = meta.filter(|m| m.is_file()).map(|m| m.len());
                 let mut s = Self::new(Box::new(f), p.display().to_string(), None);
                 s.size = size;
                 Ok(s)
@@ -467,31 +621,163 @@ mod tests {
     fn completeness_of_inputs() {
         let unit = |l: &str| parse_line(&line(l)).unwrap().unwrap();
         let obj = unit(r#"{"type": "file", "path": [], "cap": "URI:LIT:mfrgg"}"#);
-        let stats = unit(r#"{"type": "stats", "stats": {}}"#);
+        let stats = |n: u64| {
+            unit(&format!(
+                r#"{{"type": "stats", "stats": {{"count-literal-files": {n}}}}}"#
+            ))
+        };
         let cap = unit("URI:LIT:mfrgg");
         let mut s = InputShape::default();
         assert_eq!(s.completeness(), Completeness::Empty);
         s.record(Seen::of(&obj, false));
         s.record(Seen::of(&obj, false));
         assert_eq!(s.completeness(), Completeness::Partial { objects: 2 });
-        s.record(Seen::of(&stats, false));
+        s.record(Seen::of(&stats(2), false));
         assert_eq!(s.completeness(), Completeness::Complete);
         assert!(s.closing_unit().is_none());
+        // A second manifest after the first (`cat a b`): each stats unit
+        // closes the objects since the one before it.
         s.record(Seen::of(&obj, false));
         assert_eq!(
             s.completeness(),
             Completeness::Partial { objects: 3 },
             "a unit after the stats"
         );
+        s.record(Seen::of(&stats(1), false));
+        assert_eq!(s.completeness(), Completeness::Complete);
         let mut c = InputShape::default();
         c.record(Seen::of(&cap, true));
         assert_eq!(c.completeness(), Completeness::Complete);
         match c.closing_unit() {
-            Some(Unit::Stats(v)) => assert_eq!(v["count-literal-files"], 1),
+            Some((Unit::Stats(v, None), n)) => {
+                assert_eq!(v["count-literal-files"], 1);
+                assert_eq!(n.objects, 1);
+            }
             other => panic!("{other:?}"),
         }
         c.record(Seen::of(&obj, false));
         assert_eq!(c.completeness(), Completeness::Partial { objects: 2 });
+    }
+
+    #[test]
+    fn a_stats_unit_that_counts_other_objects_is_incomplete() {
+        let unit = |l: &str| parse_line(&line(l)).unwrap().unwrap();
+        let obj = unit(r#"{"type": "file", "path": [], "cap": "URI:LIT:mfrgg"}"#);
+        let stats = unit(
+            r#"{"type": "stats", "stats": {"count-immutable-files": 400, "count-mutable-files": 1, "count-literal-files": 1, "count-directories": 20, "count-unknown": 0}}"#,
+        );
+        // The tail of a manifest of 422 objects.
+        let mut s = InputShape::default();
+        for _ in 0..49 {
+            s.record(Seen::of(&obj, false));
+        }
+        s.record(Seen::of(&stats, false));
+        let d = Disagreement {
+            counted: 422,
+            read: 49,
+            subset: false,
+        };
+        assert_eq!(s.completeness(), Completeness::Disagrees(d));
+        // Only a stats unit: it counts objects that are not there.
+        let mut s = InputShape::default();
+        s.record(Seen::of(&stats, false));
+        assert!(matches!(
+            s.completeness(),
+            Completeness::Disagrees(Disagreement { read: 0, .. })
+        ));
+        // A stats unit that counts nothing, alone: no objects, whole.
+        let mut s = InputShape::default();
+        s.record(Seen::of(&unit(r#"{"type": "stats", "stats": {}}"#), false));
+        assert_eq!(s.completeness(), Completeness::NoObjects);
+        // A stats unit with no counts after objects vouches for none.
+        let mut s = InputShape::default();
+        s.record(Seen::of(&obj, false));
+        s.record(Seen::of(&unit(r#"{"type": "stats", "stats": {}}"#), false));
+        assert!(matches!(s.completeness(), Completeness::Disagrees(_)));
+        // The first disagreement is kept, whatever follows.
+        let mut s = InputShape::default();
+        s.record(Seen::of(&stats, false));
+        s.record(Seen::of(&obj, false));
+        s.record(Seen::of(
+            &unit(r#"{"type": "stats", "stats": {"count-directories": 1}}"#),
+            false,
+        ));
+        assert!(matches!(
+            s.completeness(),
+            Completeness::Disagrees(Disagreement { counted: 422, .. })
+        ));
+    }
+
+    #[test]
+    fn a_stage_that_writes_fewer_objects_marks_its_stats_unit() {
+        let unit = |l: &str| parse_line(&line(l)).unwrap().unwrap();
+        let obj = unit(r#"{"type": "file", "path": [], "cap": "URI:LIT:mfrgg"}"#);
+        let stats = unit(r#"{"type": "stats", "stats": {"count-literal-files": 3}}"#);
+        let Seen::Stats(count) = Seen::of(&stats, false) else {
+            panic!()
+        };
+        // Three read, one written: the stats unit says it holds one.
+        let mut s = InputShape::default();
+        for n in 0..3 {
+            if n == 1 {
+                s.wrote(&obj);
+            }
+            s.record(Seen::of(&obj, false));
+        }
+        let mut out = stats.clone();
+        s.mark_subset(count, &mut out);
+        assert_eq!(
+            out.to_line(),
+            r#"{"type": "stats", "stats": {"count-literal-files": 3}, "subset": {"objects": 1}}"#
+        );
+        s.wrote(&out);
+        s.record(Seen::of(&stats, false));
+        assert_eq!(s.completeness(), Completeness::Complete);
+        // Read back, it is whole; cut, it is not.
+        let mut r = InputShape::default();
+        r.record(Seen::of(&obj, false));
+        r.record(Seen::of(&out, false));
+        assert_eq!(r.completeness(), Completeness::Complete);
+        let mut r = InputShape::default();
+        r.record(Seen::of(&out, false));
+        assert_eq!(
+            r.completeness(),
+            Completeness::Disagrees(Disagreement {
+                counted: 1,
+                read: 0,
+                subset: true
+            })
+        );
+        // All written: no mark.
+        let mut s = InputShape::default();
+        s.record(Seen::of(&obj, false));
+        s.wrote(&obj);
+        let mut out = unit(r#"{"type": "stats", "stats": {"count-literal-files": 1}}"#);
+        let Seen::Stats(c1) = Seen::of(&out, false) else {
+            panic!()
+        };
+        s.mark_subset(c1, &mut out);
+        assert!(matches!(out, Unit::Stats(_, None)));
+        // An input that was itself incomplete (two read of three): its
+        // stats unit is passed on unmarked, and disagrees downstream too.
+        let mut s = InputShape::default();
+        s.record(Seen::of(&obj, false));
+        s.record(Seen::of(&obj, false));
+        let mut out = stats.clone();
+        s.mark_subset(count, &mut out);
+        assert_eq!(out, stats);
+    }
+
+    #[tokio::test]
+    async fn a_directory_is_refused_with_what_to_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = LineSource::open(Some(dir.path())).await.err().unwrap();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&dir.path().display().to_string()) && msg.contains("is a directory"),
+            "{msg}"
+        );
+        assert!(!msg.contains("os error"), "{msg}");
     }
 
     #[tokio::test]

@@ -17,7 +17,34 @@ mod cli;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Whether standard output was closed when the process was started
+/// (`steward manifest ... >&-`). Rust's runtime reopens a closed descriptor
+/// 0, 1 or 2 on /dev/null before `main` (so that no file opened later takes
+/// its place), and then a closed standard output cannot be told from
+/// `>/dev/null`, a user's legitimate choice: even its open mode is no sign,
+/// since daemon(3) and many supervisors give their children /dev/null
+/// opened read-write, as the runtime does. So it is looked at before the
+/// runtime starts, from the ELF `.init_array`, which the C library runs
+/// before it calls `main` (Linux; elsewhere it is not known, and the
+/// runtime's /dev/null is taken as the user's).
+static STDOUT_CLOSED_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static LOOK_AT_STDOUT: extern "C" fn() = look_at_stdout;
+
+#[cfg(target_os = "linux")]
+extern "C" fn look_at_stdout() {
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with
+    // EBADF when descriptor 1 is not open. Nothing else runs yet.
+    if unsafe { libc::fcntl(1, libc::F_GETFD) } == -1 {
+        STDOUT_CLOSED_AT_START.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn main() {
-    let code = cli::main();
+    let code = cli::main(STDOUT_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed));
     std::process::exit(code as i32);
 }

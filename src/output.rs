@@ -429,7 +429,7 @@ mod tests {
         let line = r#"{"path": ["\u00e9"], "cap": "URI:LIT:aa", "type": "file", "verifycap": "", "repaircap": "", "storage-index": ""}"#;
         let units = [
             Unit::parse(line).unwrap(),
-            Unit::Stats(serde_json::json!({"count-files": 1})),
+            Unit::Stats(serde_json::json!({"count-files": 1}), None),
         ];
         let mut o = Output::open_file(&p, None).unwrap();
         for u in &units {

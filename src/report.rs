@@ -56,7 +56,7 @@ impl Report {
     /// Take one final unit; print what Tahoe prints for it to `out`.
     pub fn add(&mut self, unit: &Unit, out: &mut dyn Write) {
         let o = match unit {
-            Unit::Stats(s) => {
+            Unit::Stats(s, _) => {
                 self.stats = Some(s.clone());
                 return;
             }

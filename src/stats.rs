@@ -177,6 +177,27 @@ impl DeepStats {
     }
 }
 
+/// The count keys of a stats object, which add up to its objects: each is
+/// one object unit of the stream it closes (Tahoe's `count-files` is the
+/// sum of the first three).
+pub const OBJECT_COUNTS: [&str; 5] = [
+    "count-immutable-files",
+    "count-mutable-files",
+    "count-literal-files",
+    "count-directories",
+    "count-unknown",
+];
+
+/// How many objects a stats object (Tahoe's or steward's) counts. A key
+/// that is missing or not a number counts nothing: a stats unit that says
+/// nothing of its objects never vouches for them.
+pub fn objects_counted(stats: &Value) -> u64 {
+    OBJECT_COUNTS
+        .iter()
+        .map(|k| stats.get(*k).and_then(Value::as_u64).unwrap_or(0))
+        .fold(0, u64::saturating_add)
+}
+
 /// The `(min, max)` bucket holding `size`: `(0,0)`, `(1,3)`, then each upper
 /// bound is the next power of sqrt(10) above the previous one, computed by
 /// repeated floating-point multiplication as Tahoe (pyutil) does.
@@ -256,6 +277,9 @@ mod tests {
             json!([[1, 3, 1], [4, 10, 1], [317, 1000, 1]])
         );
         assert_eq!(s.objects(), 7);
+        assert_eq!(objects_counted(&j), 7, "what a reader counts from the unit");
+        assert_eq!(objects_counted(&json!({})), 0);
+        assert_eq!(objects_counted(&json!({"count-directories": "x"})), 0);
         // One directory listed without its size (a gateway's listing):
         // unknown from then on.
         s.enter_directory(2, None);

@@ -40,7 +40,18 @@
 //! # The stats unit
 //!
 //! `{"type": "stats", "stats": {...}}` ends a manifest; its keys are Tahoe's
-//! deep-stats keys (see [`crate::stats`]).
+//! deep-stats keys (see [`crate::stats`]). Its counts
+//! (`count-immutable-files`, `count-mutable-files`, `count-literal-files`,
+//! `count-directories`, `count-unknown`) add up to the object units before
+//! it, one per object, as in Tahoe's own streams: a reader that finds
+//! another number knows the stream is not whole ([`crate::input`]).
+//!
+//! A stage that writes only some of the objects it read (`steward repair`
+//! without `--all` writes only those it acted on) keeps the tree's stats,
+//! which still describe the tree, and says so beside them:
+//! `{"type": "stats", "stats": {...}, "subset": {"objects": 3}}`, the number
+//! of object units it wrote before it. A reader then counts against that
+//! number. The `stats` object itself is never changed, so it stays Tahoe's.
 
 use crate::error::Result;
 use async_trait::async_trait;
@@ -202,7 +213,16 @@ pub fn object_unit(
 #[derive(Clone, Debug, PartialEq)]
 pub enum Unit {
     Object(Box<ObjectUnit>),
-    Stats(Value),
+    /// The stats, and the subset mark of a stream that holds only some of
+    /// the objects they count.
+    Stats(Value, Option<Subset>),
+}
+
+/// The mark of a stats unit closing a stream that holds only some of the
+/// objects its stats count (see the module doc): how many it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subset {
+    pub objects: u64,
 }
 
 impl Unit {
@@ -224,7 +244,19 @@ impl Unit {
             }
         })?;
         match v.get("type").and_then(Value::as_str) {
-            Some("stats") => Ok(Unit::Stats(v.get("stats").cloned().unwrap_or(Value::Null))),
+            Some("stats") => {
+                let subset = match v.get("subset") {
+                    None => None,
+                    Some(s) => Some(
+                        serde_json::from_value(s.clone())
+                            .map_err(|_| "its \"subset\" is not {\"objects\": N}".to_string())?,
+                    ),
+                };
+                Ok(Unit::Stats(
+                    v.get("stats").cloned().unwrap_or(Value::Null),
+                    subset,
+                ))
+            }
             Some("file" | "directory" | "unknown") => {
                 check_fields(&v)?;
                 serde_json::from_value(v)
@@ -260,9 +292,13 @@ impl Unit {
     fn write_json<W: io::Write>(&self, w: &mut W) -> io::Result<()> {
         match self {
             Unit::Object(o) => write_ascii_json(w, o),
-            Unit::Stats(s) => {
+            Unit::Stats(s, None) => {
                 write_ascii_json(w, &serde_json::json!({"type": "stats", "stats": s}))
             }
+            Unit::Stats(s, Some(subset)) => write_ascii_json(
+                w,
+                &serde_json::json!({"type": "stats", "stats": s, "subset": subset}),
+            ),
         }
     }
 }
@@ -430,7 +466,22 @@ mod tests {
         assert!(Unit::parse("URI:CHK:abc").unwrap_err().contains("not JSON"));
         assert!(Unit::parse(r#"{"a":1}"#).unwrap_err().contains("type"));
         let s = Unit::parse(r#"{"type":"stats","stats":{"count-files":3}}"#).unwrap();
-        assert_eq!(s, Unit::Stats(serde_json::json!({"count-files": 3})));
+        assert_eq!(s, Unit::Stats(serde_json::json!({"count-files": 3}), None));
+        let line = r#"{"type": "stats", "stats": {"count-files": 3}, "subset": {"objects": 1}}"#;
+        let s = Unit::parse(line).unwrap();
+        assert_eq!(
+            s,
+            Unit::Stats(
+                serde_json::json!({"count-files": 3}),
+                Some(Subset { objects: 1 })
+            )
+        );
+        assert_eq!(s.to_line(), line, "written back as read");
+        assert!(
+            Unit::parse(r#"{"type": "stats", "stats": {}, "subset": 3}"#)
+                .unwrap_err()
+                .contains("subset")
+        );
     }
 
     #[test]

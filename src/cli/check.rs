@@ -31,8 +31,9 @@ pub struct CheckArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub run: CheckRunArgs,
-    /// Accept an input of units that does not end with its stats unit (a
-    /// manifest cut short): check what it holds and exit as if it were
+    /// Accept an input of units that does not end with its stats unit, or
+    /// whose stats unit counts other objects than it holds (a manifest cut
+    /// short at either end): check what it holds and exit as if it were
     /// whole, instead of with 3.
     #[arg(long = "allow-partial")]
     pub allow_partial: bool,
@@ -77,9 +78,10 @@ pub struct RepairArgs {
     /// Write a unit for every object, healthy ones too.
     #[arg(long)]
     pub all: bool,
-    /// Accept an input of units that does not end with its stats unit (check
-    /// results cut short): repair what it holds and exit as if it were
-    /// whole, instead of with 3.
+    /// Accept an input of units that does not end with its stats unit, or
+    /// whose stats unit counts other objects than it holds (check results
+    /// cut short at either end): repair what it holds and exit as if it
+    /// were whole, instead of with 3.
     #[arg(long = "allow-partial")]
     pub allow_partial: bool,
     /// Forget any checkpoint and start over.
@@ -159,23 +161,50 @@ impl StageRun<'_> {
             Some(p) if p.as_os_str() != "-" => p.display().to_string(),
             _ => "standard input".to_string(),
         };
+        let stage = self.stage.as_str();
+        let (tag, exit_note) = if self.allow_partial {
+            ("note", "")
+        } else {
+            (
+                "warning",
+                "; exit 3. Pass --allow-partial to accept a partial input",
+            )
+        };
         match s.shape.completeness() {
             Completeness::Complete => Ok(Verdict { incomplete: false }),
             Completeness::Empty if s.tally.bad_lines() == 0 => Err(Error::input(format!(
-                "{name} is empty: nothing to {}; give a manifest, check results, or a list of caps",
-                self.stage.as_str()
+                "{name} is empty: nothing to {stage}; give a manifest, check results, or a list of caps"
             ))),
             Completeness::Empty => Ok(Verdict { incomplete: false }),
+            Completeness::NoObjects => {
+                eprintln!(
+                    "steward: note: {name} holds no objects, only a stats unit that counts none: nothing to {stage}"
+                );
+                Ok(Verdict { incomplete: false })
+            }
             Completeness::Partial { objects } => {
                 eprintln!(
-                    "steward: {}: {name} ends without the stats unit that closes every steward or Tahoe manifest: it is incomplete ({objects} objects), so the objects after them were never {}ed (was the run that wrote it interrupted?){}",
-                    if self.allow_partial { "note" } else { "warning" },
-                    self.stage.as_str(),
-                    if self.allow_partial {
-                        ""
+                    "steward: {tag}: {name} ends without the stats unit that closes every steward or Tahoe manifest: it is incomplete ({objects} objects), so the objects after them were never {stage}ed (was the run that wrote it interrupted?){exit_note}"
+                );
+                Ok(Verdict {
+                    incomplete: !self.allow_partial,
+                })
+            }
+            Completeness::Disagrees(d) => {
+                let why = if d.read < d.counted {
+                    format!("was its head cut, or were lines lost?), so the objects missing from it were never {stage}ed")
+                } else {
+                    "were lines added, or streams joined without their stats units?), so it is not the stream its stats unit closes".to_string()
+                };
+                eprintln!(
+                    "steward: {tag}: {name}: its stats unit counts {} objects{} but {} were read before it; the input is incomplete ({why}{exit_note}",
+                    d.counted,
+                    if d.subset {
+                        " (its subset mark: the objects the stage that wrote it kept)"
                     } else {
-                        "; exit 3. Pass --allow-partial to accept a partial input"
-                    }
+                        ""
+                    },
+                    d.read,
                 );
                 Ok(Verdict {
                     incomplete: !self.allow_partial,

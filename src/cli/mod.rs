@@ -44,11 +44,35 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
-pub fn main() -> Exit {
+/// `stdout_closed`: standard output was closed when the process started
+/// (`>&-`; see `main.rs`).
+impl Command {
+    /// Whether the command writes its results (units or a report) to
+    /// standard output.
+    fn writes_stdout(&self) -> bool {
+        match self {
+            Command::Manifest(a) => a.output.is_none(),
+            Command::Check(a) => a.output.is_none(),
+            Command::Repair(a) => a.output.is_none(),
+            // Without --raw the report goes to standard output, -o or not.
+            Command::DeepCheck(a) => a.output.is_none() || !a.raw,
+            _ => false,
+        }
+    }
+}
+
+pub fn main(stdout_closed: bool) -> Exit {
     let cli = Cli::parse();
     match &cli.command {
         Command::Serve(a) => serve::init_logging(a.log_format),
         _ => common::init_logging(),
+    }
+    if stdout_closed && cli.command.writes_stdout() {
+        // What would be written there would be dropped by the /dev/null the
+        // runtime put in its place, and the run exit 0.
+        return common::report(&steward::Error::input(
+            "standard output is closed (>&-), so what this command writes there would be lost: give -o FILE, or >/dev/null to discard it",
+        ));
     }
     match cli.command {
         Command::Manifest(a) => common::run_async(manifest::run(a)),

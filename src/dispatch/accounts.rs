@@ -130,10 +130,10 @@ pub struct Account {
 /// Read and validate an accounts file.
 pub fn load(path: &Path) -> Result<Vec<Account>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::config(format!(
-            "cannot read the accounts file {}: {e}",
-            path.display()
-        ))
+        Error::io(
+            format!("cannot read the accounts file {}", path.display()),
+            e,
+        )
     })?;
     parse(&text, &path.display().to_string())
 }

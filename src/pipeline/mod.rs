@@ -252,6 +252,7 @@ pub async fn run_file_stage<T: Tally>(
     op: &Op,
     ctx: &StageCtx,
 ) -> Result<StageSummary<T>> {
+    crate::input::refuse_directory(fs.input)?;
     let _lock = fs.output.map(RunLock::acquire).transpose()?;
     if let Some(out) = fs.output {
         refuse_input_as_output(fs.input, out)?;

@@ -90,7 +90,7 @@ impl Shaper {
             }
             // The stats unit has a fixed set of keys and a histogram of at
             // most a few dozen buckets.
-            Unit::Stats(_) => line,
+            Unit::Stats(..) => line,
         }
     }
 

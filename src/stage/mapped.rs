@@ -21,8 +21,12 @@
 //!   [`InputShape`]) under the stage's key: what was written is always
 //!   covered by a checkpoint.
 //! * **Input shape**: what the input held, so that an input cut short (units
-//!   without the stats unit that ends a manifest) is reported; the output
-//!   of a plain cap list gets a closing stats unit.
+//!   without the stats unit that ends a manifest, or with one that counts
+//!   other objects) is reported; the output of a plain cap list gets a
+//!   closing stats unit. An output that holds fewer objects than the input
+//!   (a repair that writes only what it acted on) gets its stats unit
+//!   marked as a subset ([`InputShape::mark_subset`]), so that a reader can
+//!   still tell it whole.
 
 use super::tally::Tally;
 use super::{BadLine, Owned};
@@ -173,7 +177,11 @@ pub async fn run_mapped<T: Tally>(
                     return Err(save_after(e, sink, &mut ckpt, &input, &done).await);
                 }
                 SlotState::Done(Ok(units)) => {
-                    for u in units {
+                    for mut u in units {
+                        if let Some(Seen::Stats(read)) = slot.seen {
+                            done.shape.mark_subset(read, &mut u);
+                        }
+                        done.shape.wrote(&u);
                         done.tally.count(&u);
                         if matches!(u, Unit::Object(_)) {
                             ctx.status.add_objects(1);
@@ -252,7 +260,9 @@ pub async fn run_mapped<T: Tally>(
     }
     // A plain cap list has no stats unit; its output gets one, so that the
     // next stage can tell it complete.
-    if let Some(closing) = done.shape.closing_unit() {
+    if let Some((mut closing, count)) = done.shape.closing_unit() {
+        done.shape.mark_subset(count, &mut closing);
+        done.shape.wrote(&closing);
         done.tally.count(&closing);
         sink.emit(closing).await?;
     }

@@ -289,7 +289,7 @@ impl Traversal {
                 last_commit = Instant::now();
             }
         }
-        sink.emit(Unit::Stats(self.progress.stats.to_json()))
+        sink.emit(Unit::Stats(self.progress.stats.to_json(), None))
             .await?;
         self.progress.done = true;
         self.commit(sink).await?;

@@ -75,13 +75,13 @@ pub fn stats(us: &[Unit]) -> serde_json::Value {
     let s: Vec<_> = us
         .iter()
         .filter_map(|u| match u {
-            Unit::Stats(s) => Some(s.clone()),
+            Unit::Stats(s, _) => Some(s.clone()),
             _ => None,
         })
         .collect();
     assert_eq!(s.len(), 1, "exactly one stats unit");
     assert!(
-        matches!(us.last(), Some(Unit::Stats(_))),
+        matches!(us.last(), Some(Unit::Stats(..))),
         "the stats unit is last"
     );
     s[0].clone()

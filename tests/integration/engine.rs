@@ -147,7 +147,7 @@ fn comparable(lines: Vec<String>) -> Vec<String> {
                     format!("{} {healthy:?} {good:?} {:?}", o.cap, o.error),
                 );
             }
-            Unit::Stats(s) => {
+            Unit::Stats(s, _) => {
                 out.insert("~stats".into(), s.to_string());
             }
         }

@@ -75,7 +75,10 @@ fn units_whose_cap_is_not_a_cap_are_bad_cap_never_healthy() {
             "verifycap": "", "repaircap": "", "storage-index": ""})
         .to_string(),
     );
-    text.push_str("\n{\"type\": \"stats\", \"stats\": {}}\n");
+    // The stats unit counts the six objects, as a whole input's does.
+    text.push_str(
+        "\n{\"type\": \"stats\", \"stats\": {\"count-immutable-files\": 5, \"count-literal-files\": 1}}\n",
+    );
     let input = write(dir.path(), "bad.ndjson", &text);
     let (code, out, err) = run(stw(&["check", "-q", &input]));
     assert_eq!(code, 1, "bad caps are findings: {err}");
@@ -103,7 +106,10 @@ fn units_whose_cap_is_not_a_cap_are_bad_cap_never_healthy() {
         );
         text.push('\n');
     }
-    text.push_str("{\"type\": \"stats\", \"stats\": {}}\n");
+    text.push_str(&format!(
+        "{{\"type\": \"stats\", \"stats\": {{\"count-immutable-files\": {}}}}}\n",
+        bad.len()
+    ));
     let input = write(dir.path(), "badcheck.ndjson", &text);
     let (code, out, err) = run(stw(&["repair", "-q", &input]));
     assert_eq!(code, 1, "{err}");
@@ -210,6 +216,302 @@ fn an_input_cut_short_or_empty_is_never_all_healthy() {
     assert_eq!(code, 2, "{err}");
 }
 
+/// The last lines of a manifest (`tail -n 5 m.ndjson`) end with its stats
+/// unit, so `check` took them for a whole input and exited 0 having checked
+/// 4 of its objects. A stats unit whose counts disagree with the objects
+/// read before it makes the input incomplete, as one without it does.
+#[test]
+fn an_input_cut_at_its_head_is_incomplete() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-head");
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&tree.root, dir.path(), "m.ndjson", "read");
+    let full = std::fs::read_to_string(&m).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    let total = lines.len() - 1;
+    assert!(total > 10, "{total} objects");
+    let tail = |name: &str, n: usize| {
+        write(
+            dir.path(),
+            name,
+            &format!("{}\n", lines[lines.len() - n..].join("\n")),
+        )
+    };
+    let cut = tail("tail.ndjson", 5);
+    let (code, out, err) = run(stw(&["check", "-q", &cut]));
+    assert_eq!(code, 3, "incomplete: {err}");
+    assert!(
+        err.contains(&cut)
+            && err.contains(&format!("counts {total} objects but 4 were read"))
+            && err.contains("incomplete")
+            && err.contains("--allow-partial"),
+        "{err}"
+    );
+    assert_eq!(objects(&units(&out)).len(), 4, "what it holds is checked");
+    let (code, _, err) = run(stw(&["check", "-q", "--allow-partial", &cut]));
+    assert_eq!(code, 0, "{err}");
+    // The whole manifest, and two one after the other, are whole.
+    let (code, _, err) = run(stw(&["check", "-q", s(&m)]));
+    assert_eq!(code, 0, "{err}");
+    let twice = write(dir.path(), "twice.ndjson", &format!("{full}{full}"));
+    let (code, _, err) = run(stw(&["check", "-q", &twice]));
+    assert_eq!(code, 0, "{err}");
+    // A line added (here, one written twice): not the stream its stats
+    // unit closes.
+    let added = write(dir.path(), "added.ndjson", &format!("{}\n{full}", lines[1]));
+    let (code, _, err) = run(stw(&["check", "-q", &added]));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "counts {total} objects but {} were read",
+            total + 1
+        )) && err.contains("lines added"),
+        "{err}"
+    );
+    // Tahoe's own stream counts the same way (LIT files, a DIR2-LIT
+    // directory, a cycle).
+    let tahoe = tahoe_stream(&tree.root, "stream-manifest");
+    let t = write(
+        dir.path(),
+        "tahoe.ndjson",
+        &format!("{}\n", tahoe.join("\n")),
+    );
+    let (code, _, err) = run(stw(&["check", "-q", &t]));
+    assert_eq!(code, 0, "Tahoe's manifest is whole: {err}");
+    let t = write(
+        dir.path(),
+        "tahoe-tail.ndjson",
+        &format!("{}\n", tahoe[tahoe.len() - 3..].join("\n")),
+    );
+    let (code, _, err) = run(stw(&["check", "-q", &t]));
+    assert_eq!(code, 3, "{err}");
+    // Only the stats unit: it counts objects that are not there.
+    let only = tail("stats.ndjson", 1);
+    let (code, out, err) = run(stw(&["check", "-q", &only]));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("counts {total} objects but 0 were read")),
+        "{err}"
+    );
+    assert!(objects(&units(&out)).is_empty());
+    // A stats unit that counts nothing, alone: nothing to check, said so.
+    let zero = write(
+        dir.path(),
+        "zero.ndjson",
+        "{\"type\": \"stats\", \"stats\": {}}\n",
+    );
+    let (code, _, err) = run(stw(&["check", "-q", &zero]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("holds no objects"), "{err}");
+    // With -o, and its resume: the same.
+    let c = dir.path().join("c.ndjson");
+    let (code, _, err) = run(stw(&["check", "-q", &cut, "-o", s(&c)]));
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = run(stw(&["check", "-q", &cut, "-o", s(&c)]));
+    assert_eq!(code, 3, "already complete, still incomplete input: {err}");
+    // Check results cut at the head, into repair; and an output made from
+    // an incomplete input (--allow-partial) still reads as incomplete.
+    let checked = read_units(&c);
+    assert_eq!(objects(&checked).len(), 4);
+    let (code, _, err) = run(stw(&["repair", "-q", s(&c)]));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("counts") && err.contains("but 4 were read"),
+        "{err}"
+    );
+}
+
+/// `repair` writes only the objects it acted on, under the tree's stats
+/// unit: its output must read back as whole (the stats unit carries a
+/// subset mark saying how many objects it holds), and a cut copy of it as
+/// incomplete. `repair --all` writes every object and needs no mark.
+#[test]
+fn a_repair_output_read_back_is_whole_and_cut_is_not() {
+    let g = grid();
+    let tree = build_damaged_tree(g, "hostile-subset");
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest_file(&tree.root, dir.path(), "m.ndjson", "write");
+    let c = dir.path().join("c.ndjson");
+    let (code, _, err) = run(stw(&["check", "-q", s(&m), "-o", s(&c)]));
+    assert_eq!(code, 1, "{err}");
+    let total = objects(&read_units(&c)).len() as u64;
+    // A dry run writes what it would repair: a subset.
+    let d = dir.path().join("dry.ndjson");
+    let (code, _, err) = run(stw(&["repair", "-q", "--dry-run", s(&c), "-o", s(&d)]));
+    assert_eq!(code, 1, "{err}");
+    let r = dir.path().join("r.ndjson");
+    let (code, _, err) = run(stw(&["repair", "-q", s(&c), "-o", s(&r)]));
+    assert_eq!(code, 1, "unrecoverable objects remain: {err}");
+    for out in [&d, &r] {
+        let text = std::fs::read_to_string(out).unwrap();
+        let us = units(&text);
+        let held = objects(&us).len() as u64;
+        assert!(held > 0 && held < total, "{held} of {total}");
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["type"], "stats");
+        assert_eq!(last["subset"]["objects"], held, "{last}");
+        assert_eq!(
+            stats(&us),
+            stats(&read_units(&c)),
+            "the tree's stats are kept, unchanged"
+        );
+        // Read back by check and by repair: whole (findings, not 3).
+        let (code, _, err) = run(stw(&["check", "-q", s(out)]));
+        assert_eq!(code, 1, "{}: {err}", out.display());
+        assert!(!err.contains("incomplete"), "{err}");
+        // Cut at its head, or only its stats unit: incomplete.
+        let lines: Vec<&str> = text.lines().collect();
+        let cut = write(
+            dir.path(),
+            "cut.ndjson",
+            &format!("{}\n", lines[1..].join("\n")),
+        );
+        let (code, _, err) = run(stw(&["check", "-q", &cut]));
+        assert_eq!(code, 3, "{err}");
+        assert!(
+            err.contains(&format!("counts {held} objects"))
+                && err.contains(&format!("but {} were read", held - 1))
+                && err.contains("subset"),
+            "{err}"
+        );
+    }
+    // repair of the repair output: its own output is marked too, and whole.
+    let rr = dir.path().join("rr.ndjson");
+    let (code, _, err) = run(stw(&["repair", "-q", s(&r), "-o", s(&rr)]));
+    assert!(code <= 1, "{err}");
+    assert!(!err.contains("incomplete"), "{err}");
+    let (code, _, err) = run(stw(&["check", "-q", s(&rr)]));
+    assert!(code <= 1, "{err}");
+    assert!(!err.contains("incomplete"), "{err}");
+    // --all writes every object: no mark, and whole.
+    let a = dir.path().join("all.ndjson");
+    let (code, _, err) = run(stw(&[
+        "repair",
+        "-q",
+        "--all",
+        "--dry-run",
+        s(&c),
+        "-o",
+        s(&a),
+    ]));
+    assert_eq!(code, 1, "{err}");
+    let text = std::fs::read_to_string(&a).unwrap();
+    assert_eq!(objects(&units(&text)).len() as u64, total);
+    assert!(!text.lines().last().unwrap().contains("subset"));
+    let (code, _, err) = run(stw(&["repair", "-q", "--dry-run", s(&a)]));
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("incomplete"), "{err}");
+}
+
+/// A directory given as input said only "Is a directory (os error 21)".
+#[test]
+fn a_directory_as_input_is_named_with_what_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["check", "repair"] {
+        let out = dir.path().join(format!("{cmd}.ndjson"));
+        for args in [
+            vec![cmd, "-q", s(dir.path())],
+            vec![cmd, "-q", s(dir.path()), "-o", s(&out)],
+        ] {
+            let (code, _, err) = run(stw(&args));
+            assert_eq!(code, 2, "{err}");
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+            assert!(
+                err.contains(s(dir.path()))
+                    && err.contains("is a directory")
+                    && err.contains("give"),
+                "{err}"
+            );
+            assert!(!err.contains("os error"), "{err}");
+        }
+        assert!(!out.exists(), "nothing created for a run that cannot start");
+    }
+    // The other files steward reads: the same.
+    let d = s(dir.path());
+    let state = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["dispatch", d, "--state", s(state.path())],
+        vec!["check", "--backend", "native", "--servers", d, "-"],
+        vec![
+            "check",
+            "--backend",
+            "native",
+            "--add-lease",
+            "--lease-secret",
+            d,
+            "-d",
+            d,
+            "-",
+        ],
+    ] {
+        let mut c = if args[0] == "dispatch" {
+            let mut c = steward();
+            c.args(&args);
+            c
+        } else {
+            stw(&args)
+        };
+        c.stdin(Stdio::null());
+        let (code, _, err) = run(c);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(d) && err.contains("is a directory") && err.contains("give"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("os error"), "{err}");
+    }
+}
+
+/// `steward manifest ROOT >&-`: Rust's runtime reopens a closed standard
+/// output on /dev/null, and the units were dropped with exit 0. A closed
+/// standard output is refused at once; `>/dev/null` is a choice, and works.
+#[test]
+fn a_closed_standard_output_is_refused_but_dev_null_is_not() {
+    let g = grid();
+    let tree = build_tree(g, "hostile-closed-stdout");
+    let closed = |args: &[&str]| {
+        let mut c = stw(args);
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            c.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            });
+        }
+        run(c)
+    };
+    let caps = format!("{}\n", tree.cap("a/chk0"));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "caps.txt", &caps);
+    for args in [
+        vec!["manifest", "-q", tree.root.as_str()],
+        vec!["check", "-q", input.as_str()],
+        vec!["deep-check", "-q", "--raw", tree.root.as_str()],
+        vec!["deep-check", "-q", tree.root.as_str()],
+    ] {
+        let (code, _, err) = closed(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("standard output is closed") && err.contains("-o FILE"),
+            "{err}"
+        );
+        let mut c = stw(&args);
+        c.stdout(Stdio::null());
+        let o = c.output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            ">/dev/null: {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // With -o the units do not go to standard output: nothing to refuse.
+    let out = dir.path().join("m.ndjson");
+    let (code, _, err) = closed(&["manifest", "-q", &tree.root, "-o", s(&out)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::metadata(&out).unwrap().len() > 0);
+}
+
 /// A manifest whose directory could not be listed (a gateway timeout: its
 /// unit carries the error, and nothing below it is in the manifest) is
 /// whole, stats unit and all, but never covered what is below that
@@ -222,14 +524,36 @@ fn a_directory_that_was_never_listed_is_never_all_healthy() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest_file(&tree.root, dir.path(), "m.ndjson", "read");
     let mut lines = Vec::new();
+    let mut dropped: Vec<&str> = Vec::new();
     for line in std::fs::read_to_string(&m).unwrap().lines() {
         let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["type"] == "stats" {
+            // The stats of a manifest that never listed `a` count only
+            // what it emitted (a reader compares them with the units).
+            for key in &dropped {
+                let n = v["stats"][*key].as_u64().unwrap();
+                v["stats"][*key] = (n - 1).into();
+            }
+            lines.push(v.to_string());
+            continue;
+        }
         let path: Vec<String> = match v.get("path") {
             Some(p) => serde_json::from_value(p.clone()).unwrap(),
             None => vec![],
         };
         if path.len() > 1 && path[0] == "a" {
-            continue; // never listed
+            // Never listed.
+            let cap = v["cap"].as_str().unwrap();
+            dropped.push(if v["type"] == "directory" {
+                "count-directories"
+            } else if cap.starts_with("URI:LIT:") {
+                "count-literal-files"
+            } else if cap.starts_with("URI:CHK:") {
+                "count-immutable-files"
+            } else {
+                "count-mutable-files"
+            });
+            continue;
         }
         if path == ["a"] {
             v["error"] = serde_json::json!({

@@ -76,8 +76,13 @@ impl ServerInfo {
 
 /// Read a servers file (see [`ServerInfo::from_servers_line`]).
 pub fn read_servers_file(path: &Path) -> Result<Vec<ServerInfo>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read servers file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::IsADirectory => format!(
+            "servers file {} is a directory: give the file (one server per line)",
+            path.display()
+        ),
+        _ => format!("cannot read servers file {}: {e}", path.display()),
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         match ServerInfo::from_servers_line(line) {
