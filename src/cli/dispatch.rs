@@ -82,8 +82,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Seconds a worker's claim on an account lasts unless renewed (it is
-    /// renewed every second): after a worker dies, another takes its
-    /// accounts over this long after its last renewal.
+    /// renewed every 5 s, or three times per lease when that is shorter):
+    /// after a worker dies, another takes its accounts over this long
+    /// after its last renewal.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..))]
     pub lease: u64,
     /// Requests in flight to one gateway at most over every worker sharing
