@@ -18,7 +18,7 @@ use steward::error::{Error, Exit};
 use steward::pipeline::chain::database_units;
 use steward::progress::Meter;
 use steward::store::jobs::{JobStage, Jobs};
-use steward::store::postgres::{is_postgres_url, PostgresStore};
+use steward::store::postgres::{is_postgres_url, redact_store_url, PostgresStore};
 use steward::store::StageName;
 
 #[derive(Args, Debug)]
@@ -140,7 +140,7 @@ async fn open_database(url: &str) -> Result<PostgresStore, Error> {
     if !is_postgres_url(url) {
         return Err(Error::config(format!(
             "--store {}: not a PostgreSQL URL: give postgres://USER@HOST:PORT/DATABASE (or use --state DIR for a single machine)",
-            steward_backend::endpoint::redact_url(url)
+            redact_store_url(url)
         )));
     }
     PostgresStore::open(url).await

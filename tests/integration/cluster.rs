@@ -613,3 +613,72 @@ fn a_cluster_wide_gateway_cap_holds_across_workers() {
     assert!(peak >= 1);
     all_done_once(&url, dir.path(), &trees);
 }
+
+/// `--store` given a URL that does not parse, one of another database, or
+/// one where no server answers: `dispatch`, `status` and `export` each
+/// refuse it before any work, in one line naming the URL without its
+/// password (after the user name or as a parameter) and saying why, and
+/// exit 2.
+#[test]
+fn a_bad_or_unreachable_store_url_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = write(
+        dir.path(),
+        "ACCOUNTS.toml",
+        "gateway = \"http://127.0.0.1:1\"\n[[account]]\nname = \"a\"\nroot = \"URI:DIR2:aaaa:bbbb\"\n",
+    );
+    // A port nobody listens on (bound, then let go).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = dir.path().join("out.ndjson");
+    for (url, says) in [
+        (
+            "postgres://u:s3cret@127.0.0.1:notaport/db".to_string(),
+            "not a PostgreSQL URL (invalid connection string: invalid value for option `port`)",
+        ),
+        (
+            "postgres://u@127.0.0.1/db?password=s3cret&bogus=1".to_string(),
+            "not a PostgreSQL URL (invalid connection string: unknown option `bogus`)",
+        ),
+        (
+            "mysql://u:s3cret@127.0.0.1/db?password=s3cret".to_string(),
+            "not a PostgreSQL URL",
+        ),
+        (
+            format!("postgres://u:s3cret@127.0.0.1:{port}/db"),
+            "cannot connect (error connecting to server: Connection refused",
+        ),
+    ] {
+        for args in [
+            vec!["dispatch", &accounts, "-q", "--store", &url],
+            vec!["dispatch", "status", "--store", &url],
+            vec![
+                "dispatch",
+                "export",
+                "--store",
+                &url,
+                "--account",
+                "a",
+                "--stage",
+                "check",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        ] {
+            let (code, stdout, err) = run({
+                let mut c = steward();
+                c.args(&args);
+                c
+            });
+            assert_eq!(code, 2, "{args:?}: {stdout}{err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+            assert!(err.contains("--store "), "{args:?}: {err}");
+            assert!(!err.contains("s3cret"), "{args:?}: {err}");
+        }
+        assert!(!out.exists(), "nothing written");
+    }
+}
