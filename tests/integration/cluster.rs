@@ -552,8 +552,11 @@ fn a_database_restart_mid_run_costs_no_units() {
     let proxy = Proxy::start(&g.gateway_url());
     let dir = tempfile::tempdir().unwrap();
     let (accounts, trees) = accounts_file(dir.path(), &proxy, "restart", 2, (2, 3, 4));
-    proxy.delay(30);
-    let a = worker(&accounts, &url, &["-j", "2", "--lease", "30"])
+    // Slow enough that the accounts outlast a renewal of their claims
+    // (every 5 s at this lease), which is when `status` first shows them
+    // mid-stage.
+    proxy.delay(100);
+    let a = worker(&accounts, &url, &["-j", "1", "--lease", "30"])
         .spawn()
         .unwrap();
     busy_account_of(&url, a.id());
