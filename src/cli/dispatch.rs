@@ -18,7 +18,7 @@ use steward::error::{Error, Exit};
 use steward::pipeline::chain::database_units;
 use steward::progress::Meter;
 use steward::store::jobs::{JobStage, Jobs};
-use steward::store::postgres::{is_postgres_url, PostgresStore};
+use steward::store::postgres::{is_postgres_url, redact_store_url, PostgresStore};
 use steward::store::StageName;
 
 #[derive(Args, Debug)]
@@ -82,9 +82,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Seconds a worker's claim on an account lasts unless renewed (it is
-    /// renewed every third of this, at most every 5 s): after a worker
-    /// dies, another takes its accounts over this long after its last
-    /// renewal.
+    /// renewed every 5 s, or three times per lease when that is shorter):
+    /// after a worker dies, another takes its accounts over this long
+    /// after its last renewal.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..))]
     pub lease: u64,
     /// Requests in flight to one gateway at most over every worker sharing
@@ -140,7 +140,7 @@ async fn open_database(url: &str) -> Result<PostgresStore, Error> {
     if !is_postgres_url(url) {
         return Err(Error::config(format!(
             "--store {}: not a PostgreSQL URL: give postgres://USER@HOST:PORT/DATABASE (or use --state DIR for a single machine)",
-            steward_backend::endpoint::redact_url(url)
+            redact_store_url(url)
         )));
     }
     PostgresStore::open(url).await

@@ -61,15 +61,15 @@ use steward_cap::Authority;
 use tokio::sync::watch;
 
 /// How often a worker renews its claim on an account and records the
-/// account's progress (what `status` shows is at most this old).
+/// account's progress (what `status` shows is at most this old), unless
+/// the lease is short ([`keep_every`]).
 const KEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// How often a claim of `lease` is renewed: every [`KEEP_EVERY`], or a
-/// third of the lease if that is shorter (a claim renewed less often than
-/// its lease lapses between renewals, and another worker takes the
-/// account over from under a live one).
+/// The renewal period for claims of `lease`: [`KEEP_EVERY`], but at least
+/// three renewals per lease, so that a live worker's claim does not run
+/// out between two of them (and a slow commit still leaves room).
 fn keep_every(lease: Duration) -> Duration {
-    (lease / 3).min(KEEP_EVERY)
+    KEEP_EVERY.min(lease / 3)
 }
 
 /// The state store's file in the state directory.
@@ -981,6 +981,20 @@ fn age(s: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Claims are renewed well within their lease, however short (the
+    /// shortest `--lease` is 2 s): a renewal every 5 s let a 3 s lease run
+    /// out under a live worker.
+    #[test]
+    fn claims_are_renewed_three_times_per_lease_at_least() {
+        for secs in [2, 3, 4, 5, 15, 60, 3600] {
+            let lease = Duration::from_secs(secs);
+            assert!(keep_every(lease) * 3 <= lease, "{secs} s");
+            assert!(keep_every(lease) <= KEEP_EVERY);
+            assert!(keep_every(lease) > Duration::ZERO);
+        }
+        assert_eq!(keep_every(Duration::from_secs(60)), KEEP_EVERY);
+    }
 
     #[test]
     fn times_read_as_a_person_reads_them() {

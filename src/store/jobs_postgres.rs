@@ -269,6 +269,39 @@ impl Jobs for PostgresStore {
         fenced(n, claim)
     }
 
+    /// One statement, so one transaction: a worker does this every few
+    /// seconds for each account it works on.
+    async fn renew_and_update(
+        &self,
+        claim: &mut Claim,
+        lease: Duration,
+        progress: &JobProgress,
+    ) -> Result<()> {
+        let lease = lease_ms(lease);
+        let p = json(progress);
+        let expires: Option<i64> = with_client!(self.inner, "renewing a claim", |c| {
+            Ok(c.query_opt(
+                &format!(
+                    "UPDATE steward.jobs SET worker = $3, expires_ms = {NOW_MS} + $4,
+                       stage = $5, progress = $6, updated = {NOW_S}
+                     WHERE name = $1 AND token = $2 RETURNING expires_ms"
+                ),
+                &[
+                    &claim.account,
+                    &claim.token,
+                    &claim.worker,
+                    &lease,
+                    &progress.stage.as_str(),
+                    &p,
+                ],
+            )
+            .await?
+            .map(|r| r.get(0)))
+        })?;
+        claim.expires_ms = expires.ok_or_else(|| claim_lost(&claim.account, claim.token))?;
+        Ok(())
+    }
+
     async fn finish(&self, claim: &Claim, progress: &JobProgress, outcome: &Outcome) -> Result<()> {
         let mut progress = progress.clone();
         let (report, completed) = match outcome {
@@ -358,6 +391,59 @@ mod tests {
         drop(store);
         let store = PostgresStore::open(&url).await.unwrap();
         crate::store::jobs_conformance::after_reopen(&store).await;
+    }
+
+    /// Renewing a claim and recording progress together is one
+    /// transaction, not two: counted in transaction ids, on a server of
+    /// its own (they are the whole server's, and other tests write to the
+    /// shared one meanwhile).
+    #[tokio::test]
+    async fn renew_and_update_is_one_transaction() {
+        let pg = tokio::task::spawn_blocking(|| steward_testpg::TestPg::start().unwrap())
+            .await
+            .unwrap();
+        let url = pg.fresh_database().unwrap();
+        let store = PostgresStore::open(&url).await.unwrap();
+        let spec = AccountSpec {
+            name: "a".into(),
+            weight: 1,
+        };
+        store.upsert_accounts(&[spec]).await.unwrap();
+        store
+            .start_round(&RoundPolicy {
+                accounts: vec!["a".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(60);
+        let mut claim = store.claim("a", "w", lease).await.unwrap().unwrap();
+        // Each call takes a transaction id of its own.
+        let xid = || async {
+            let id: Result<i64> = async {
+                with_client!(store.inner, "test", |c| {
+                    let row = c
+                        .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+                        .await?;
+                    Ok(row.get(0))
+                })
+            }
+            .await;
+            id.unwrap()
+        };
+        let progress = JobProgress {
+            stage: JobStage::Check,
+            position: 3,
+            ..Default::default()
+        };
+        let before = xid().await;
+        store
+            .renew_and_update(&mut claim, lease, &progress)
+            .await
+            .unwrap();
+        let after = xid().await;
+        assert_eq!(after - before, 2, "one transaction between the two reads");
+        assert_eq!(store.jobs().await.unwrap()[0].progress, progress);
     }
 
     /// Many workers claiming at once: each account goes to exactly one,

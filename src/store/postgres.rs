@@ -308,11 +308,7 @@ impl Inner {
     }
 
     pub(crate) fn error(&self, what: &str, e: &tokio_postgres::Error) -> Error {
-        let detail = match e.as_db_error() {
-            Some(db) => db.message().to_string(),
-            None => e.to_string(),
-        };
-        Error::checkpoint(format!("database {} ({what}): {detail}", self.shown))
+        Error::checkpoint(format!("database {} ({what}): {}", self.shown, detail(e)))
     }
 
     /// Waits before the next attempt; fails once the outage lasted longer
@@ -327,9 +323,7 @@ impl Inner {
             tracing::warn!(
                 "database {} unreachable ({what}: {}): pausing, retrying with backoff",
                 self.shown,
-                e.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| e.to_string())
+                detail(e)
             );
             Outage {
                 since: Instant::now(),
@@ -342,7 +336,7 @@ impl Inner {
                     "database {} unreachable for {} s ({what}): {}; run again once it is back",
                     self.shown,
                     limit.as_secs(),
-                    e
+                    detail(e)
                 )));
             }
         }
@@ -350,6 +344,23 @@ impl Inner {
         o.pause = (o.pause * 2).min(self.retry.max_pause);
         Ok(())
     }
+}
+
+/// What went wrong, in one line: the server's own message, or the
+/// client's with its causes (tokio-postgres shows only the kind, "error
+/// connecting to server", and keeps "Connection refused" in its source).
+pub(crate) fn detail(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
+    }
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        src = s.source();
+    }
+    text.replace('\n', " ")
 }
 
 /// How messages name a database: `postgres://USER@HOST:PORT/DB`, never its
@@ -388,10 +399,11 @@ impl PostgresStore {
     }
 
     pub async fn open_with(url: &str, retry: Retry) -> Result<PostgresStore> {
-        let mut config: Config = url.parse().map_err(|e| {
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             Error::config(format!(
-                "--store {}: not a PostgreSQL URL ({e}): give postgres://USER@HOST:PORT/DATABASE",
-                crate_redact(url)
+                "--store {}: not a PostgreSQL URL ({}): give postgres://USER@HOST:PORT/DATABASE",
+                redact_store_url(url),
+                detail(&e)
             ))
         })?;
         if config.get_application_name().is_none() {
@@ -407,10 +419,13 @@ impl PostgresStore {
             retry,
             idle: std::sync::Mutex::new(Vec::new()),
         };
-        let client = inner
-            .connect()
-            .await
-            .map_err(|e| inner.error("connecting", &e))?;
+        let client = inner.connect().await.map_err(|e| {
+            Error::config(format!(
+                "--store {}: cannot connect ({}): check the URL, and that the server is up and lets this host in",
+                inner.shown,
+                detail(&e)
+            ))
+        })?;
         inner.give_back(client);
         let store = PostgresStore {
             inner: Arc::new(inner),
@@ -502,9 +517,37 @@ impl PostgresStore {
     }
 }
 
-/// `url` without its password (for a URL that does not even parse).
-fn crate_redact(url: &str) -> String {
-    steward_backend::endpoint::redact_url(url)
+/// A `--store` argument as messages may show it, even one that does not
+/// parse: without its password, neither the one after the user name nor a
+/// `password=` parameter (libpq's URLs take both).
+pub fn redact_store_url(url: &str) -> String {
+    let shown = steward_backend::endpoint::redact_url(url);
+    let Some((base, rest)) = shown.split_once('?') else {
+        return shown;
+    };
+    let (query, fragment) = match rest.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (rest, None),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _))
+                if percent_encoding::percent_decode_str(k)
+                    .decode_utf8_lossy()
+                    .eq_ignore_ascii_case("password") =>
+            {
+                format!("{k}=***")
+            }
+            _ => p.to_string(),
+        })
+        .collect();
+    let mut out = format!("{base}?{}", params.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
 }
 
 /// In a write transaction: refuse unless the fence (if any) still holds.
@@ -830,6 +873,56 @@ pub(crate) mod tests {
         // Durable: a new connection still sees what was committed.
         let store = PostgresStore::open(&url).await.unwrap();
         crate::store::conformance::after_reopen(&store).await;
+    }
+
+    #[test]
+    fn store_urls_are_shown_without_passwords() {
+        for (url, shown) in [
+            ("postgres://u:s3cret@h:5/db", "postgres://u:***@h:5/db"),
+            (
+                "postgres://u@h/db?password=s3cret&sslmode=disable",
+                "postgres://u:***@h/db?password=***&sslmode=disable",
+            ),
+            (
+                "postgresql://h/db?application_name=x&pass%77ord=s3cret#f",
+                "postgresql://h/db?application_name=x&pass%77ord=***#f",
+            ),
+            ("postgres://h/db", "postgres://h/db"),
+        ] {
+            assert_eq!(redact_store_url(url), shown);
+        }
+    }
+
+    /// A URL that does not parse, and a server that does not answer: one
+    /// line naming the URL without its password, the reason (the client
+    /// error's cause, not only its kind) and what to check.
+    #[tokio::test]
+    async fn a_bad_or_unreachable_url_fails_in_one_line_without_its_password() {
+        let e = PostgresStore::open("postgres://u:s3cret@h:notaport/db?password=s3cret")
+            .await
+            .expect_err("does not parse");
+        assert!(e.message.starts_with("--store postgres://u:***@h:notaport/db?password=***: not a PostgreSQL URL (invalid connection string: "), "{}", e.message);
+        let e = PostgresStore::open("postgres://u@h/db?bogus=1")
+            .await
+            .expect_err("does not parse");
+        assert!(
+            e.message.contains("unknown option `bogus`"),
+            "{}",
+            e.message
+        );
+        // A port nobody listens on (bound, then let go).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = PostgresStore::open(&format!("postgres://u:s3cret@127.0.0.1:{port}/db"))
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(
+            e.message,
+            format!("--store postgres://u@127.0.0.1:{port}/db: cannot connect (error connecting to server: Connection refused (os error 111)): check the URL, and that the server is up and lets this host in")
+        );
     }
 
     #[tokio::test]

@@ -97,6 +97,28 @@ fn accounts_root(accounts: &str, name: &str) -> String {
     rest[start..].split('"').next().unwrap().to_string()
 }
 
+/// A repair unit's line as [`answer_order_free`] gives it, and the new
+/// version a repair of a mutable file published named without its root
+/// hash (`seq2-*-sh0` for `seq2-4qqy-sh0` in the post-repair sharemap):
+/// Tahoe's mutable repair publishes the recovered contents again under a
+/// new salt, so two repairs of the same damage publish versions of the
+/// same sequence number and contents but different root hashes.
+fn repair_answer_free(line: &str) -> Value {
+    let mut v = answer_order_free(line);
+    let post = v.pointer_mut("/check-and-repair-results/post-repair-results/results/sharemap");
+    if let Some(Value::Object(share)) = post {
+        let entries: Vec<(String, Value)> = std::mem::take(share).into_iter().collect();
+        for (key, servers) in entries {
+            let key = match key.split('-').collect::<Vec<_>>()[..] {
+                [seq, _root, sh] if seq.starts_with("seq") => format!("{seq}-*-{sh}"),
+                _ => key,
+            };
+            share.insert(key, servers);
+        }
+    }
+    v
+}
+
 /// A unit's line with the servers that answered (`servers-responding`,
 /// `sharemap`) put in a fixed order.
 fn answer_order_free(line: &str) -> Value {
@@ -176,28 +198,73 @@ fn busy_account_of(url: &str, pid: u32) -> String {
     panic!("worker {pid} never showed an account at work");
 }
 
-/// Two workers over the same four accounts: everything done, each object
-/// checked once by one of them (counted at the proxy), both did some of
-/// it; the export of a check equals, byte for byte, the file the
-/// standalone `steward check` writes from the exported manifest; a
-/// database whose schema a newer steward made is refused in one line.
+/// Every share file of the tree's objects (path and bytes), to put the
+/// tree back as it was after a repair changed it ([`restore_shares`]).
+type Shares = Vec<(PathBuf, Vec<u8>)>;
+
+fn snapshot_shares(g: &steward_testgrid::Grid, tree: &Tree) -> (Vec<String>, Shares) {
+    let sis: Vec<String> = tree
+        .caps
+        .values()
+        .filter_map(|c| steward_cap::Cap::parse(c).ok()?.storage_index())
+        .map(|si| si.to_string())
+        .collect();
+    let files = sis
+        .iter()
+        .flat_map(|si| g.shares(si))
+        .map(|s| {
+            let bytes = std::fs::read(&s.path).unwrap();
+            (s.path, bytes)
+        })
+        .collect();
+    (sis, files)
+}
+
+/// Deletes every share file of `sis` (those a repair added too) and
+/// writes back the snapshot's.
+fn restore_shares(g: &steward_testgrid::Grid, (sis, files): &(Vec<String>, Shares)) {
+    for si in sis {
+        for s in g.shares(si) {
+            std::fs::remove_file(&s.path).unwrap();
+        }
+    }
+    for (path, bytes) in files {
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+/// Three workers over the same six accounts (one damaged, repaired as it
+/// goes): every account done, started once, by workers that each took
+/// some; each object checked once by one of them (counted at the proxy).
+/// Each account's exported manifest, check and repair equal the files a
+/// single-machine dispatch (`--state DIR`, SQLite) of the same accounts
+/// writes, over the tree as it was before (the repaired shares put back):
+/// the manifests byte for byte, the checks and repairs line for line but
+/// for the order in which the gateway lists the servers that answered
+/// (Tahoe lists them as they answer, so two checks of one object differ
+/// there). The export of a stage is also the file the standalone stage
+/// writes; the README's operator queries answer on what the workers
+/// wrote; a database whose schema a newer steward made is refused in one
+/// line.
 #[test]
-fn two_workers_share_the_accounts_and_exports_match_the_standalone_stage() {
+fn three_workers_share_the_accounts_and_exports_match_a_single_machine_dispatch() {
     let g = grid();
     let pg = TestPg::shared();
     let url = pg.fresh_database().unwrap();
     let proxy = Proxy::start(&g.gateway_url());
     let dir = tempfile::tempdir().unwrap();
-    let (accounts, trees) = accounts_file(dir.path(), &proxy, "two", 4, (2, 2, 3));
-    // And a damaged one, for the operator's queries.
-    let damaged = build_damaged_tree(g, "cluster-two-damaged");
+    let (accounts, trees) = accounts_file(dir.path(), &proxy, "three", 5, (2, 2, 3));
+    // And a damaged one, for the operator's queries and the repairs.
+    let damaged = build_damaged_tree(g, "cluster-three-damaged");
+    let before_repair = snapshot_shares(g, &damaged);
     let mut text = std::fs::read_to_string(&accounts).unwrap();
     text.push_str(&format!(
-        "[[account]]\nname = \"twodmg\"\nroot = \"{}\"\n",
+        "[[account]]\nname = \"threedmg\"\nroot = \"{}\"\n",
         damaged.root
     ));
     std::fs::write(&accounts, text).unwrap();
-    proxy.delay(20);
+    // One listing at a time per account, on both sides: the manifests'
+    // order is the tree's, whoever runs them.
     let args = [
         "-j",
         "3",
@@ -208,20 +275,87 @@ fn two_workers_share_the_accounts_and_exports_match_the_standalone_stage() {
         "--lease",
         "5",
     ];
-    let a = worker(&accounts, &url, &args).spawn().unwrap();
-    let b = worker(&accounts, &url, &args).spawn().unwrap();
-    let (ca, ea) = finish(a);
-    let (cb, eb) = finish(b);
-    eprintln!("worker a:\n{ea}\nworker b:\n{eb}");
-    assert_eq!((ca, cb), (1, 1), "both workers end, with findings");
-    let started = |log: &str| log.matches(": started").count();
+    proxy.delay(20);
+    let workers: Vec<Child> = (0..3)
+        .map(|_| worker(&accounts, &url, &args).spawn().unwrap())
+        .collect();
+    let ends: Vec<(i32, String)> = workers.into_iter().map(finish).collect();
+    for (i, (_, log)) in ends.iter().enumerate() {
+        eprintln!("worker {i}:\n{log}");
+    }
+    let codes: Vec<i32> = ends.iter().map(|e| e.0).collect();
+    assert_eq!(codes, [1, 1, 1], "every worker ends, with findings");
+    let started: Vec<usize> = ends
+        .iter()
+        .map(|e| e.1.matches(": started").count())
+        .collect();
     assert!(
-        started(&ea) >= 1 && started(&eb) >= 1,
-        "both workers took accounts"
+        started.iter().all(|&n| n >= 1),
+        "every worker took accounts: {started:?}"
     );
-    assert_eq!(started(&ea) + started(&eb), 5, "each account started once");
+    assert_eq!(
+        started.iter().sum::<usize>(),
+        6,
+        "each account started once"
+    );
     all_done_once(&url, dir.path(), &trees);
-    assert_eq!(account(&status(&url), "twodmg")["stage"], "done");
+    assert_eq!(account(&status(&url), "threedmg")["stage"], "done");
+    let checks = checks_by_si(&proxy.log());
+    assert!(!checks.is_empty());
+    let twice: Vec<_> = checks.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "checked twice: {twice:?}");
+
+    // The same accounts dispatched by one process on one machine, over the
+    // tree as it was before the workers repaired it.
+    proxy.delay(0);
+    restore_shares(g, &before_repair);
+    let state = dir.path().join("state");
+    let (code, _, err) = run({
+        let mut c = steward();
+        c.args(["dispatch", &accounts, "-q", "--state"])
+            .arg(&state)
+            .args(["-j", "3", "--list-jobs", "1"]);
+        c
+    });
+    assert_eq!(code, 1, "one machine, with findings: {err}");
+    let names = trees.iter().map(|(n, _)| n.as_str()).chain(["threedmg"]);
+    for name in names {
+        for stage in ["manifest", "check", "repair"] {
+            let exported = std::fs::read_to_string(export(&url, dir.path(), name, stage)).unwrap();
+            let alone =
+                std::fs::read_to_string(state.join(name).join(format!("{stage}.ndjson"))).unwrap();
+            if stage == "manifest" {
+                assert!(
+                    exported == alone,
+                    "{name}: the exported manifest is the single machine's, byte for byte"
+                );
+                continue;
+            }
+            assert_eq!(
+                exported.lines().count(),
+                alone.lines().count(),
+                "{name} {stage}"
+            );
+            let same = if stage == "check" {
+                answer_order_free
+            } else {
+                repair_answer_free
+            };
+            for (a, b) in exported.lines().zip(alone.lines()) {
+                assert_eq!(same(a), same(b), "{name} {stage}");
+            }
+        }
+    }
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("report.json")).unwrap()).unwrap();
+    let cluster = status(&url);
+    for name in trees.iter().map(|(n, _)| n.as_str()).chain(["threedmg"]) {
+        assert_eq!(
+            account(&report, name)["counts"],
+            account(&cluster, name)["counts"],
+            "{name}: the same counts"
+        );
+    }
 
     // The README's queries, on what the workers wrote.
     let readme =
@@ -238,7 +372,7 @@ fn two_workers_share_the_accounts_and_exports_match_the_standalone_stage() {
     let rows: Vec<&str> = unrecoverable.lines().collect();
     assert_eq!(rows.len(), 2, "a/chk1 and broken: {unrecoverable}");
     assert!(
-        rows.iter().all(|r| r.starts_with("twodmg|")),
+        rows.iter().all(|r| r.starts_with("threedmg|")),
         "{unrecoverable}"
     );
     assert!(
@@ -252,23 +386,19 @@ fn two_workers_share_the_accounts_and_exports_match_the_standalone_stage() {
     let by_unhealthy = pg.psql(db, queries[1]).unwrap();
     assert_eq!(
         by_unhealthy.trim(),
-        "twodmg|4",
+        "threedmg|4",
         "a/chk0, sdmf, a/chk1, broken"
     );
     let who = pg.psql(db, queries[2]).unwrap();
-    assert_eq!(who.lines().count(), 5, "{who}");
-    let checks = checks_by_si(&proxy.log());
-    assert!(!checks.is_empty());
-    let twice: Vec<_> = checks.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "checked twice: {twice:?}");
+    assert_eq!(who.lines().count(), 6, "{who}");
 
     // The export of a stage is the file the standalone stage writes: the
     // manifest (one listing at a time on both sides: the same order) byte
     // for byte.
     proxy.delay(0);
-    let manifest = export(&url, dir.path(), "two0", "manifest");
+    let manifest = export(&url, dir.path(), "three0", "manifest");
     let standalone = dir.path().join("standalone.manifest.ndjson");
-    let root = accounts_root(&accounts, "two0");
+    let root = accounts_root(&accounts, "three0");
     let (code, _, err) = run({
         let mut c = steward();
         c.args([
@@ -292,7 +422,7 @@ fn two_workers_share_the_accounts_and_exports_match_the_standalone_stage() {
     // same units in the same order, the same lines but for the order in
     // which the gateway lists the servers that answered (Tahoe lists them
     // as they answer, so two checks of one object differ there).
-    let exported = export(&url, dir.path(), "two0", "check");
+    let exported = export(&url, dir.path(), "three0", "check");
     let standalone = dir.path().join("standalone.check.ndjson");
     let (code, _, err) = run({
         let mut c = steward();
@@ -422,8 +552,11 @@ fn a_database_restart_mid_run_costs_no_units() {
     let proxy = Proxy::start(&g.gateway_url());
     let dir = tempfile::tempdir().unwrap();
     let (accounts, trees) = accounts_file(dir.path(), &proxy, "restart", 2, (2, 3, 4));
-    proxy.delay(30);
-    let a = worker(&accounts, &url, &["-j", "2", "--lease", "30"])
+    // Slow enough that the accounts outlast a renewal of their claims
+    // (every 5 s at this lease), which is when `status` first shows them
+    // mid-stage.
+    proxy.delay(100);
+    let a = worker(&accounts, &url, &["-j", "1", "--lease", "30"])
         .spawn()
         .unwrap();
     busy_account_of(&url, a.id());
@@ -482,4 +615,73 @@ fn a_cluster_wide_gateway_cap_holds_across_workers() {
     assert!(peak <= 2, "the cluster's cap held: {peak} at once");
     assert!(peak >= 1);
     all_done_once(&url, dir.path(), &trees);
+}
+
+/// `--store` given a URL that does not parse, one of another database, or
+/// one where no server answers: `dispatch`, `status` and `export` each
+/// refuse it before any work, in one line naming the URL without its
+/// password (after the user name or as a parameter) and saying why, and
+/// exit 2.
+#[test]
+fn a_bad_or_unreachable_store_url_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = write(
+        dir.path(),
+        "ACCOUNTS.toml",
+        "gateway = \"http://127.0.0.1:1\"\n[[account]]\nname = \"a\"\nroot = \"URI:DIR2:aaaa:bbbb\"\n",
+    );
+    // A port nobody listens on (bound, then let go).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = dir.path().join("out.ndjson");
+    for (url, says) in [
+        (
+            "postgres://u:s3cret@127.0.0.1:notaport/db".to_string(),
+            "not a PostgreSQL URL (invalid connection string: invalid value for option `port`)",
+        ),
+        (
+            "postgres://u@127.0.0.1/db?password=s3cret&bogus=1".to_string(),
+            "not a PostgreSQL URL (invalid connection string: unknown option `bogus`)",
+        ),
+        (
+            "mysql://u:s3cret@127.0.0.1/db?password=s3cret".to_string(),
+            "not a PostgreSQL URL",
+        ),
+        (
+            format!("postgres://u:s3cret@127.0.0.1:{port}/db"),
+            "cannot connect (error connecting to server: Connection refused",
+        ),
+    ] {
+        for args in [
+            vec!["dispatch", &accounts, "-q", "--store", &url],
+            vec!["dispatch", "status", "--store", &url],
+            vec![
+                "dispatch",
+                "export",
+                "--store",
+                &url,
+                "--account",
+                "a",
+                "--stage",
+                "check",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        ] {
+            let (code, stdout, err) = run({
+                let mut c = steward();
+                c.args(&args);
+                c
+            });
+            assert_eq!(code, 2, "{args:?}: {stdout}{err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+            assert!(err.contains("--store "), "{args:?}: {err}");
+            assert!(!err.contains("s3cret"), "{args:?}: {err}");
+        }
+        assert!(!out.exists(), "nothing written");
+    }
 }

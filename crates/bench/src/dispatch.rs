@@ -18,6 +18,7 @@ use crate::tree;
 use crate::Args;
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 use steward_testgrid::{Grid, GridConfig};
@@ -54,6 +55,54 @@ pub fn sizes(n: usize, lo: u64, hi: u64) -> Vec<u64> {
     (0..n).map(|i| even[(i * 7 + 3) % n]).collect()
 }
 
+/// An account of a grid built for a benchmark.
+pub struct BuiltAccount {
+    pub name: String,
+    pub objects: u64,
+    /// Write cap of its root.
+    pub root: String,
+}
+
+/// A grid of its own (5 storage nodes, one gateway) under `dir`, with one
+/// tree per account: `n` accounts of `lo..=hi` objects ([`sizes`]), named
+/// `acct00`, `acct01`, ...; and the seconds the trees took to build.
+pub fn grid_of_accounts(
+    dir: &Path,
+    tag: &str,
+    n: usize,
+    lo: u64,
+    hi: u64,
+) -> Result<(Grid, Vec<BuiltAccount>, f64)> {
+    let grid = Grid::start(GridConfig {
+        gateways: 1,
+        base_dir: Some(dir.join("grid")),
+        ..Default::default()
+    })?;
+    let t0 = Instant::now();
+    let mut accounts = vec![];
+    for (i, size) in sizes(n, lo, hi).into_iter().enumerate() {
+        let built = tree::build(&grid, &format!("{tag}-{i}"), size, tree::Shape::Standard)?;
+        accounts.push(BuiltAccount {
+            name: format!("acct{i:02}"),
+            objects: built.counts.objects(),
+            root: built.cap,
+        });
+    }
+    Ok((grid, accounts, t0.elapsed().as_secs_f64()))
+}
+
+/// The accounts file of `accounts` on `gateway`, without repair.
+pub fn accounts_toml(gateway: &str, accounts: &[BuiltAccount]) -> String {
+    let mut toml = format!("gateway = \"{gateway}\"\nrepair = false\n");
+    for a in accounts {
+        toml.push_str(&format!(
+            "[[account]]\nname = \"{}\"\nroot = \"{}\"\n",
+            a.name, a.root
+        ));
+    }
+    toml
+}
+
 pub fn dispatch_bench(args: &Args, ctx: &Ctx) -> Result<DispatchBench> {
     let (n, lo, hi) = if args.quick {
         (8, 50, 150)
@@ -62,43 +111,24 @@ pub fn dispatch_bench(args: &Args, ctx: &Ctx) -> Result<DispatchBench> {
     };
     let dir = tempfile::tempdir()?;
     eprintln!("== dispatch: a grid of its own, {n} accounts of {lo}-{hi} objects ==");
-    let grid = Grid::start(GridConfig {
-        gateways: 1,
-        base_dir: Some(dir.path().join("grid")),
-        ..Default::default()
-    })?;
-    let t0 = Instant::now();
-    let mut accounts = vec![];
-    let mut roots = vec![];
-    for (i, size) in sizes(n, lo, hi).into_iter().enumerate() {
-        let name = format!("acct{i:02}");
-        let built = tree::build(
-            &grid,
-            &format!("dispatch-bench-{i}"),
-            size,
-            tree::Shape::Standard,
-        )?;
-        accounts.push(Account {
-            name,
-            objects: built.counts.objects(),
+    let (grid, built, build_secs) = grid_of_accounts(dir.path(), "dispatch-bench", n, lo, hi)?;
+    let mut accounts: Vec<Account> = built
+        .iter()
+        .map(|b| Account {
+            name: b.name.clone(),
+            objects: b.objects,
             dispatch_done: vec![],
             sequential_done: vec![],
             alone: vec![],
-        });
-        roots.push(built.cap);
-    }
+        })
+        .collect();
+    let roots: Vec<String> = built.iter().map(|b| b.root.clone()).collect();
     let mut res = DispatchBench {
-        build_secs: t0.elapsed().as_secs_f64(),
+        build_secs,
         ..Default::default()
     };
     let gw = grid.gateway_url();
-    let mut toml = format!("gateway = \"{gw}\"\nrepair = false\n");
-    for (a, root) in accounts.iter().zip(&roots) {
-        toml.push_str(&format!(
-            "[[account]]\nname = \"{}\"\nroot = \"{root}\"\n",
-            a.name
-        ));
-    }
+    let toml = accounts_toml(&gw, &built);
     let file = dir.path().join("ACCOUNTS.toml");
     std::fs::write(&file, toml)?;
     for run in 0..ctx.runs {

@@ -99,9 +99,18 @@
 //!    objects with one budget, against `steward deep-check` per account one
 //!    after another, on a grid of its own ([`dispatch`]): the ratio of the
 //!    wall times and when the small accounts were done.
+//! 6. **Several workers on one PostgreSQL** ([`cluster`]). The store
+//!    overhead per object of `steward dispatch` with its SQLite state
+//!    directory and with `--store postgres://` (a throwaway durable server
+//!    of this run's own), against `steward deep-check` keeping nothing, on
+//!    the synthetic gateway at `--synthetic-objects` (CPU of steward and of
+//!    the database server, wall time, bytes kept); and the objects per
+//!    second of 1, 2 and 4 `steward dispatch --store` workers sharing the
+//!    accounts of a real grid.
 //!
 //! Targets are reported as met or not met; nothing here is tuned to them.
 
+mod cluster;
 mod dispatch;
 mod loopback;
 mod machine;
@@ -161,7 +170,7 @@ pub struct Args {
     #[arg(long)]
     pub steward: Option<PathBuf>,
     /// Only these sections (loopback, serve, slow, synthetic, instructions:
-    /// the last is part of synthetic; dispatch); for development.
+    /// the last is part of synthetic; dispatch; cluster); for development.
     /// The report says which were skipped.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -304,6 +313,17 @@ fn main() -> Result<()> {
         }
     } else {
         res.skipped.push("dispatch".into());
+    }
+    if args.wants("cluster") {
+        match cluster::cluster_bench(&args, &ctx) {
+            Ok(c) => res.cluster = Some(c),
+            Err(e) => {
+                eprintln!("cluster benchmark failed: {e:#}");
+                res.errors.push(format!("cluster: {e:#}"));
+            }
+        }
+    } else {
+        res.skipped.push("cluster".into());
     }
     res.elapsed = t0.elapsed();
     // A smoke run never replaces the real table.

@@ -68,7 +68,7 @@ impl Procs {
             .map(|(_, p)| *p)
     }
 
-    fn cpu(&self) -> Vec<(Role, f64)> {
+    pub(crate) fn cpu(&self) -> Vec<(Role, f64)> {
         self.0
             .iter()
             .map(|(r, p)| (*r, proc_cpu_secs(*p).unwrap_or(0.0)))
@@ -76,7 +76,7 @@ impl Procs {
     }
 }
 
-fn clk_tck() -> f64 {
+pub(crate) fn clk_tck() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {
@@ -109,7 +109,7 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
 }
 
 /// (busy, total) jiffies of all CPUs from `/proc/stat`.
-fn box_ticks() -> (u64, u64) {
+pub(crate) fn box_ticks() -> (u64, u64) {
     let Ok(text) = fs::read_to_string("/proc/stat") else {
         return (0, 0);
     };
@@ -135,8 +135,34 @@ fn self_cpu_secs() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-fn tv(t: libc::timeval) -> f64 {
+pub(crate) fn tv(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// Waits for our child `pid` with `wait4`: its exit code (128 + the signal
+/// that killed it) and its resource usage. The caller must not wait on
+/// its `Child` again.
+pub(crate) fn wait4(pid: u32) -> Result<(i32, libc::rusage)> {
+    let pid = pid as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: wait4 on our own child; fills status and rusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    if r != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok((code, ru))
 }
 
 /// One measured run of a command.
@@ -280,35 +306,16 @@ pub fn run(
             }
         }
     });
-    let mut status: libc::c_int = 0;
-    // SAFETY: wait4 on our own child; fills status and rusage.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = loop {
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-            continue;
-        }
-        break r;
-    };
+    let waited = wait4(pid as u32);
     let wall = t0.elapsed().as_secs_f64();
     let _ = done_tx.send(());
     let killed = watchdog.join().unwrap_or(None);
     // The child is reaped; `Child` must not be waited on again.
     std::mem::forget(child);
-    if r != pid {
-        bail!(
-            "wait4 failed for {desc}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    let (code, ru) = waited.with_context(|| format!("waiting for {desc}"))?;
     let after = procs.cpu();
     let self_after = self_cpu_secs();
     let box_after = box_ticks();
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
     let (stdout, stdout_lines) = {
         use std::io::{BufRead, Read, Seek};
         let mut f = out_file;

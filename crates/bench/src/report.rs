@@ -833,6 +833,10 @@ pub fn render(res: &Results) -> String {
         dispatch_section(w, d);
     }
 
+    if let Some(c) = &res.cluster {
+        cluster_section(w, c, res.machine.nproc);
+    }
+
     // CPU split of every median run.
     let _ = writeln!(w, "## CPU split of every median run\n");
     let _ = writeln!(
@@ -920,6 +924,7 @@ pub fn render(res: &Results) -> String {
          - `--repair`: before every run, a quarter of the non-LIT files of `repair/` are put back to 3 of 5 shares; after the run the share files on disk are counted.\n\
          - Slow network: the storage nodes are restarted with `tub.location` pointing at a delaying proxy; the gateways' sockets are checked to go through the proxies only.\n\
          - Synthetic gateway: see section 4; nothing of Tahoe runs there.\n\
+         - Several workers (section 6): PostgreSQL is a throwaway server the benchmark starts itself (`crates/testpg`, durable settings), its CPU read from `/proc`.\n\
          - Logs of every run (standard error) are in target/bench-logs/."
     );
     o
@@ -1269,6 +1274,173 @@ fn dispatch_section(w: &mut String, d: &crate::dispatch::DispatchBench) {
     let _ = writeln!(w);
 }
 
+/// Section 6: several workers on one PostgreSQL.
+fn cluster_section(w: &mut String, c: &crate::cluster::ClusterBench, nproc: usize) {
+    use crate::cluster::{BASELINE, POSTGRES, SQLITE};
+    let _ = writeln!(
+        w,
+        "## 6. Several workers on one PostgreSQL: `steward dispatch --store`\n"
+    );
+    let n = c.store_objects.max(1) as f64;
+    let _ = writeln!(
+        w,
+        "### Store overhead per object ({} objects, synthetic gateway)\n\n\
+         One account over the synthetic gateway's tree, run three ways: `steward deep-check` keeping nothing (the baseline: the same listings and checks, counted at the gateway), \
+         `steward dispatch --state DIR` (SQLite job table; the stages' files and checkpoints in DIR) and `steward dispatch --store postgres://` \
+         (job table, stage states and every unit in the database; a throwaway server of the benchmark's own, with `fsync` and synchronous commits on, a fresh database per run). \
+         Dispatch runs with `repair = false`. PostgreSQL CPU = its postmaster, live and reaped children, from `/proc`. \
+         Overhead = the run minus the baseline, per object. Kept = the state directory's bytes, or the database's growth, after the run. \
+         Each run's fixed cost (start, schema creation) is spread over its objects. Median of {} run(s).\n",
+        c.store_objects,
+        c.stores.first().map_or(0, |s| s.samples.len())
+    );
+    if let Some(e) = &c.store_error {
+        let _ = writeln!(w, "Failed: {}\n", first_line(e));
+    }
+    let base = c
+        .stores
+        .iter()
+        .find(|s| s.label == BASELINE)
+        .and_then(|s| s.median());
+    let _ = writeln!(
+        w,
+        "| Run | Wall s | µs/object | steward CPU µs/object | PostgreSQL CPU µs/object | CPU µs/object in all | Overhead: wall µs/object | Overhead: CPU µs/object | Kept, bytes/object | steward peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in &c.stores {
+        let Some((m, db, bytes)) = s.median() else {
+            let _ = writeln!(
+                w,
+                "| `{}` | failed: {} | | | | | | | | |",
+                s.label,
+                first_line(s.error.as_deref().unwrap_or("no run")).replace('|', "/")
+            );
+            continue;
+        };
+        let cpu = m.cpu + db;
+        let (over_wall, over_cpu) = match base {
+            Some((b, bdb, _)) if s.label != BASELINE => (
+                format!("{:.1}", (m.wall - b.wall) * 1e6 / n),
+                format!("**{:.1}**", (cpu - b.cpu - bdb) * 1e6 / n),
+            ),
+            _ => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {:.1} | {:.1} | {} | {:.1} | {over_wall} | {over_cpu} | {} | {} |",
+            s.label,
+            secs(m.wall),
+            m.wall * 1e6 / n,
+            m.cpu * 1e6 / n,
+            if s.label == POSTGRES {
+                format!("{:.1}", db * 1e6 / n)
+            } else {
+                "-".into()
+            },
+            cpu * 1e6 / n,
+            bytes
+                .map(|b| format!("{:.0}", b as f64 / n))
+                .unwrap_or_else(|| "-".into()),
+            mb(m.maxrss_kb)
+        );
+    }
+    if let (Some(sq), Some(pg)) = (
+        c.stores
+            .iter()
+            .find(|s| s.label == SQLITE)
+            .and_then(|s| s.median()),
+        c.stores
+            .iter()
+            .find(|s| s.label == POSTGRES)
+            .and_then(|s| s.median()),
+    ) {
+        let _ = writeln!(
+            w,
+            "\nPostgreSQL against SQLite: {:.2}x the wall time, {:.2}x the CPU (steward's and the server's). The box has {nproc} CPUs: steward, the synthetic gateway (in the bench process) and the database server share them, so the wall times include waiting for each other.",
+            pg.0.wall / sq.0.wall.max(1e-9),
+            (pg.0.cpu + pg.1) / sq.0.cpu.max(1e-9)
+        );
+    }
+    let _ = writeln!(w);
+
+    let _ = writeln!(
+        w,
+        "### Throughput with 1, 2 and 4 workers ({} accounts, {} objects, real grid)\n\n\
+         Each account its own tree on a grid of its own (5 storage nodes, one gateway; built in {:.0} s). \
+         N `steward dispatch --store` processes started together on a fresh database (of the same server), each taking at most accounts / N accounts at once and then what is left; \
+         `-j 64` per worker, no repair. Wall = from the start until a worker logged the last account done; objects/s = all the accounts' objects / that wall time. \
+         A worker with nothing left to claim looks again every 2 s while others hold accounts, so the last one exits up to 2 s later (shown apart). \
+         The job table is checked afterwards (every account done, every object counted). Runs interleaved (1, 2, 4, 1, ...), median of {} run(s).\n",
+        c.accounts,
+        c.grid_objects,
+        c.build_secs,
+        c.workers.first().map_or(0, |r| r.samples.len())
+    );
+    if let Some(e) = &c.workers_error {
+        let _ = writeln!(w, "Failed: {}\n", first_line(e));
+    }
+    let one = c
+        .workers
+        .iter()
+        .find(|r| r.workers == 1)
+        .and_then(|r| r.median())
+        .map(|s| s.wall);
+    let _ = writeln!(
+        w,
+        "| Workers | Wall s | objects/s | vs 1 worker | Last worker exited, s | Workers' CPU | PostgreSQL CPU | Gateway CPU | Storage CPU (5) | Box busy (until the last exit) | Accounts started per worker |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let mut busy_max: f64 = 0.0;
+    for r in &c.workers {
+        let Some(m) = r.median() else {
+            let _ = writeln!(
+                w,
+                "| {} | failed: {} | | | | | | | | | |",
+                r.workers,
+                first_line(r.error.as_deref().unwrap_or("no run")).replace('|', "/")
+            );
+            continue;
+        };
+        busy_max = busy_max.max(m.box_busy);
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} s | {} s | {} s ({}) | {} s | {:.0}% | {:?} |",
+            r.workers,
+            secs(m.wall),
+            rate(c.grid_objects, m.wall),
+            one.map(|o| format!("{:.2}x", o / m.wall))
+                .unwrap_or_else(|| "n/a".into()),
+            secs(m.exit_wall),
+            secs(m.steward_cpu),
+            secs(m.db_cpu),
+            secs(m.gateway_cpu),
+            pct(m.gateway_cpu, m.wall),
+            secs(m.storage_cpu),
+            m.box_busy * 100.0,
+            m.taken
+        );
+    }
+    let gateway_max = c
+        .workers
+        .iter()
+        .filter_map(|r| r.median())
+        .map(|m| m.gateway_cpu / m.wall.max(1e-9))
+        .fold(0.0, f64::max);
+    let verdict = if gateway_max >= 0.85 {
+        "the gateway sets the pace (one Python process cannot use more than a core); on several machines, each worker with a gateway of its own, throughput would grow with the gateways"
+    } else if busy_max >= 0.85 {
+        "the box's CPUs set the pace"
+    } else {
+        "neither was saturated: round trips and the requests each worker keeps in flight set the pace"
+    };
+    let _ = writeln!(
+        w,
+        "\n**What these numbers mean here.** The box has {nproc} CPUs, shared by the Tahoe gateway (one Python process), the 5 storage servers, PostgreSQL and every worker, so more workers add no CPU: \
+         with 4 workers on {nproc} cores these rows measure what sharing the accounts through one database costs (claims, renewals, units written by several processes at once), not how a cluster of machines scales. \
+         Here the gateway used up to {:.0}% of a core and the box was up to {:.0}% busy: {verdict}.\n",
+        gateway_max * 100.0,
+        busy_max * 100.0
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1295,6 +1467,72 @@ mod tests {
             note: None,
             stalls: vec![],
         }
+    }
+
+    #[test]
+    fn renders_the_cluster_section_with_overheads_and_failures() {
+        use crate::cluster::{
+            ClusterBench, StoreRun, WorkerRun, WorkerSample, BASELINE, POSTGRES, SQLITE,
+        };
+        let sample = |wall: f64, cpu: f64| Sample {
+            wall,
+            cpu,
+            maxrss_kb: 10_240,
+            ..Default::default()
+        };
+        let c = ClusterBench {
+            store_objects: 1000,
+            stores: vec![
+                StoreRun {
+                    label: BASELINE.into(),
+                    samples: vec![sample(1.0, 0.5)],
+                    db_cpu: vec![0.0],
+                    ..Default::default()
+                },
+                StoreRun {
+                    label: SQLITE.into(),
+                    samples: vec![sample(2.0, 1.0)],
+                    db_cpu: vec![0.0],
+                    bytes: vec![2_000_000],
+                    ..Default::default()
+                },
+                StoreRun {
+                    label: POSTGRES.into(),
+                    error: Some("postgres exited | badly".into()),
+                    ..Default::default()
+                },
+            ],
+            accounts: 2,
+            grid_objects: 100,
+            workers: vec![
+                WorkerRun {
+                    workers: 1,
+                    samples: vec![WorkerSample {
+                        wall: 2.0,
+                        exit_wall: 2.1,
+                        gateway_cpu: 1.9,
+                        box_busy: 0.5,
+                        taken: vec![2],
+                        ..Default::default()
+                    }],
+                    error: None,
+                },
+                WorkerRun {
+                    workers: 2,
+                    samples: vec![],
+                    error: Some("workers exited [1, 0]".into()),
+                },
+            ],
+            ..Default::default()
+        };
+        let mut w = String::new();
+        cluster_section(&mut w, &c, 2);
+        // SQLite: (2.0 - 1.0) s and (1.0 - 0.5) s over 1000 objects.
+        assert!(w.contains("| 1000.0 | **500.0** | 2000 | 10.0 |"), "{w}");
+        assert!(w.contains("failed: postgres exited / badly"), "{w}");
+        assert!(w.contains("| 1 | 2.00 | 50 | 1.00x | 2.10 |"), "{w}");
+        assert!(w.contains("| 2 | failed: workers exited [1, 0]"), "{w}");
+        assert!(w.contains("the gateway sets the pace"), "{w}");
     }
 
     #[test]

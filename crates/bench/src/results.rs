@@ -114,6 +114,8 @@ pub struct Results {
     pub instructions: Option<Instructions>,
     /// Many accounts: dispatch against deep-check per account.
     pub dispatch: Option<crate::dispatch::DispatchBench>,
+    /// Several workers on one PostgreSQL: store overhead and workers.
+    pub cluster: Option<crate::cluster::ClusterBench>,
 }
 
 /// A flat `perf` profile of one steward run.

@@ -298,6 +298,16 @@ impl TestPg {
         &self.data
     }
 
+    /// The process id of the running server (the postmaster; its backends
+    /// and helpers are its children), for measuring its CPU from `/proc`.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.id())
+    }
+
     /// The URL of database `db` (`postgres://steward@127.0.0.1:PORT/db`).
     pub fn url(&self, db: &str) -> String {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{db}", self.port)
