@@ -503,7 +503,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("err");
         let s = run(
-            Command::new("sh").args(["-c", "echo one; echo two; echo oops >&2"]),
+            // Long enough to be sampled: a child that ends within the
+            // first 10 ms sampling period can have no peak of its own
+            // known (see peak_rss_kb); every measured tool runs longer.
+            Command::new("sh").args(["-c", "echo one; echo two; echo oops >&2; sleep 0.2"]),
             &Procs::default(),
             &log,
             Limits {
