@@ -20,9 +20,18 @@
 //! A check that failed is not kept: the next account to ask tries again
 //! with its own request. Nothing outlives the process: a dispatch resumed
 //! after a crash checks again what it had not yet written.
+//!
+//! Memory is bounded: the cache keeps the answers of the most recent checks
+//! up to a budget in bytes ([`CACHE_BUDGET`], about 100,000 answers of a
+//! gateway), forgetting the oldest first (never one still being checked).
+//! Accounts run at once, so an object two of them share is usually asked
+//! for by both within that window; one asked for again after its answer
+//! was forgotten is checked again (a second request, never a wrong
+//! answer). Without the bound the cache held every answer of the round: a
+//! million-object account would have kept one to two GB.
 
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use steward_backend::{
     Backend, BackendError, CheckOptions, CheckResults, Listing, Operation, RepairResults, Tenant,
@@ -41,27 +50,79 @@ struct Key {
 
 type Slot = Arc<OnceCell<(CheckResults, Arc<str>)>>;
 
-/// The results of one dispatch round's checks, by object (see the module
-/// doc).
-#[derive(Default)]
+/// How many bytes of answers the cache keeps at most (see the module doc).
+pub const CACHE_BUDGET: usize = 160 << 20;
+
+/// The results of one dispatch round's recent checks, by object (see the
+/// module doc).
 pub struct CheckCache {
-    slots: Mutex<HashMap<Key, Slot>>,
+    slots: Mutex<Slots>,
+    budget: usize,
     checked: std::sync::atomic::AtomicU64,
     reused: std::sync::atomic::AtomicU64,
 }
 
+#[derive(Default)]
+struct Slots {
+    by_key: HashMap<Key, Slot>,
+    /// Answered slots, oldest first, with the bytes each holds.
+    answered: VecDeque<(Key, Slot, usize)>,
+    bytes: usize,
+}
+
 impl CheckCache {
     pub fn new() -> Arc<CheckCache> {
-        Arc::new(CheckCache::default())
+        Self::with_budget(CACHE_BUDGET)
+    }
+
+    /// A cache that keeps at most about `budget` bytes of answers.
+    pub fn with_budget(budget: usize) -> Arc<CheckCache> {
+        Arc::new(CheckCache {
+            slots: Mutex::default(),
+            budget,
+            checked: Default::default(),
+            reused: Default::default(),
+        })
     }
 
     fn slot(&self, key: Key) -> Slot {
         self.slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .by_key
             .entry(key)
             .or_default()
             .clone()
+    }
+
+    /// `slot` of `key` was answered with results of `bytes`: kept, and the
+    /// oldest answers forgotten while the cache is over its budget.
+    fn answered(&self, key: Key, slot: Slot, bytes: usize) {
+        // The key and the slot's handle count too.
+        let bytes = bytes + std::mem::size_of::<Key>() + 64;
+        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        s.answered.push_back((key, slot, bytes));
+        s.bytes += bytes;
+        while s.bytes > self.budget {
+            let Some((old, old_slot, b)) = s.answered.pop_front() else {
+                break;
+            };
+            s.bytes -= b;
+            // Only if the key still names that slot (a forgotten key asked
+            // for again has a new one).
+            if s.by_key
+                .get(&old)
+                .is_some_and(|cur| Arc::ptr_eq(cur, &old_slot))
+            {
+                s.by_key.remove(&old);
+            }
+        }
+    }
+
+    /// Answers kept, and the bytes they hold.
+    pub fn kept(&self) -> (usize, usize) {
+        let s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        (s.answered.len(), s.bytes)
     }
 
     /// Checks sent to the grid, and checks answered from another account's.
@@ -142,7 +203,7 @@ impl Backend for SharedChecks {
             verify: opts.verify,
             add_lease: opts.add_lease,
         };
-        let slot = self.cache.slot(key);
+        let slot = self.cache.slot(key.clone());
         let mut mine = false;
         let (results, by) = slot
             .get_or_try_init(|| async {
@@ -154,13 +215,18 @@ impl Backend for SharedChecks {
                 Ok::<_, BackendError>((r, self.account.clone()))
             })
             .await?;
+        if mine {
+            self.cache
+                .answered(key, slot.clone(), results.approx_bytes());
+        }
         if mine || **by == *self.account {
             return Ok(results.clone());
         }
         self.cache
             .reused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut json = results.json().clone();
+        // The tree is built in a copy: the cache keeps the text alone.
+        let mut json = results.clone().into_json();
         if let Some(o) = json.as_object_mut() {
             o.insert(REUSED.into(), serde_json::Value::String(by.to_string()));
         }
@@ -259,5 +325,40 @@ mod tests {
         a.check(&file(1), lease).await.unwrap();
         assert_eq!(inner.0.load(Ordering::SeqCst), 4);
         assert_eq!(cache.counts(), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn the_cache_keeps_recent_answers_within_its_budget() {
+        let inner = Arc::new(Counting(AtomicU64::new(0)));
+        let o = CheckOptions::default();
+        // Room for about three answers.
+        let one = {
+            let probe = CheckCache::new();
+            let a = SharedChecks::new(inner.clone(), probe.clone(), "g", "alice");
+            assert!(a.check(&file(200), o).await.is_err()); // the first fails
+            a.check(&file(200), o).await.unwrap();
+            probe.kept().1
+        };
+        let cache = CheckCache::with_budget(3 * one + one / 2);
+        let a = SharedChecks::new(inner.clone(), cache.clone(), "g", "alice");
+        let b = SharedChecks::new(inner.clone(), cache.clone(), "g", "bob");
+        let asked = || inner.0.load(Ordering::SeqCst);
+        let before = asked();
+        for n in 1..=10 {
+            a.check(&file(n), o).await.unwrap();
+            let (count, bytes) = cache.kept();
+            assert!(count <= 3 && bytes <= 3 * one + one / 2, "{count} {bytes}");
+        }
+        assert_eq!(asked() - before, 10);
+        // The recent ones are reused; the oldest were forgotten and are
+        // checked again.
+        assert_eq!(
+            reused_from(&b.check(&file(10), o).await.unwrap()),
+            Some("alice")
+        );
+        assert_eq!(asked() - before, 10);
+        assert!(reused_from(&b.check(&file(1), o).await.unwrap()).is_none());
+        assert_eq!(asked() - before, 11);
+        assert_eq!(cache.kept().0, 3);
     }
 }

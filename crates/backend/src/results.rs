@@ -215,6 +215,21 @@ impl CheckResults {
         &self.summary
     }
 
+    /// About how many bytes of memory the results hold (their text, or
+    /// their tree at about three times the length of its text): for a
+    /// cache that keeps many within a budget.
+    pub fn approx_bytes(&self) -> usize {
+        let base = std::mem::size_of::<Self>();
+        match (&self.text, self.tree.get()) {
+            (Some(t), None) => base + t.len(),
+            (t, Some(v)) => {
+                base + t.as_ref().map_or(0, |t| t.len())
+                    + 3 * serde_json::to_string(v).map_or(0, |s| s.len())
+            }
+            (None, None) => base,
+        }
+    }
+
     fn parse_text(&self) -> Value {
         serde_json::from_str(self.text.as_deref().unwrap_or("null"))
             .expect("the text was checked to be JSON when it was read")
