@@ -22,7 +22,7 @@
 //! after a crash checks again what it had not yet written.
 //!
 //! Memory is bounded: the cache keeps the answers of the most recent checks
-//! up to a budget in bytes ([`CACHE_BUDGET`], about 100,000 answers of a
+//! up to a budget in bytes ([`CACHE_BUDGET`], about 40,000 answers of a
 //! gateway), forgetting the oldest first (never one still being checked).
 //! Accounts run at once, so an object two of them share is usually asked
 //! for by both within that window; one asked for again after its answer
@@ -51,7 +51,7 @@ struct Key {
 type Slot = Arc<OnceCell<(CheckResults, Arc<str>)>>;
 
 /// How many bytes of answers the cache keeps at most (see the module doc).
-pub const CACHE_BUDGET: usize = 160 << 20;
+pub const CACHE_BUDGET: usize = 64 << 20;
 
 /// The results of one dispatch round's recent checks, by object (see the
 /// module doc).
