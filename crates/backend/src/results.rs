@@ -215,19 +215,23 @@ impl CheckResults {
         &self.summary
     }
 
-    /// About how many bytes of memory the results hold (their text, or
-    /// their tree at about three times the length of its text): for a
-    /// cache that keeps many within a budget.
+    /// About how many bytes of memory the results hold (their text, and
+    /// their tree if built): for a cache that keeps many within a budget.
+    /// Counted without serializing or allocating.
     pub fn approx_bytes(&self) -> usize {
-        let base = std::mem::size_of::<Self>();
-        match (&self.text, self.tree.get()) {
-            (Some(t), None) => base + t.len(),
-            (t, Some(v)) => {
-                base + t.as_ref().map_or(0, |t| t.len())
-                    + 3 * serde_json::to_string(v).map_or(0, |s| s.len())
-            }
-            (None, None) => base,
+        /// A tree's strings and keys, and a slot for every value.
+        fn tree_bytes(v: &Value) -> usize {
+            std::mem::size_of::<Value>()
+                + match v {
+                    Value::String(s) => s.len(),
+                    Value::Array(a) => a.iter().map(tree_bytes).sum(),
+                    Value::Object(o) => o.iter().map(|(k, v)| 32 + k.len() + tree_bytes(v)).sum(),
+                    _ => 0,
+                }
         }
+        std::mem::size_of::<Self>()
+            + self.text.as_ref().map_or(0, |t| t.len())
+            + self.tree.get().map_or(0, tree_bytes)
     }
 
     fn parse_text(&self) -> Value {
