@@ -188,14 +188,18 @@ pub const OBJECT_COUNTS: [&str; 5] = [
     "count-unknown",
 ];
 
-/// How many objects a stats object (Tahoe's or steward's) counts. A key
-/// that is missing or not a number counts nothing: a stats unit that says
-/// nothing of its objects never vouches for them.
+/// How many objects a stats object (Tahoe's or steward's) counts. A
+/// missing key counts nothing; a key that is there but not a whole number
+/// (a string, a float, a negative or too large number) makes the count
+/// unknowable, `u64::MAX`, which no input matches: such a stats unit never
+/// vouches for its objects (counted as 0, one malformed key let the others
+/// equal the objects read and hide missing ones).
 pub fn objects_counted(stats: &Value) -> u64 {
     OBJECT_COUNTS
         .iter()
-        .map(|k| stats.get(*k).and_then(Value::as_u64).unwrap_or(0))
-        .fold(0, u64::saturating_add)
+        .map(|k| stats.get(*k).map_or(Some(0), Value::as_u64))
+        .try_fold(0u64, |sum, n| Some(sum.saturating_add(n?)))
+        .unwrap_or(u64::MAX)
 }
 
 /// The `(min, max)` bucket holding `size`: `(0,0)`, `(1,3)`, then each upper
@@ -279,7 +283,19 @@ mod tests {
         assert_eq!(s.objects(), 7);
         assert_eq!(objects_counted(&j), 7, "what a reader counts from the unit");
         assert_eq!(objects_counted(&json!({})), 0);
-        assert_eq!(objects_counted(&json!({"count-directories": "x"})), 0);
+        assert_eq!(
+            objects_counted(&json!({"count-directories": "x"})),
+            u64::MAX
+        );
+        for bad in [
+            json!("5"),
+            json!(5.0),
+            json!(-1),
+            json!(18446744073709551616.0),
+        ] {
+            let j = json!({"count-literal-files": 2, "count-directories": bad});
+            assert_eq!(objects_counted(&j), u64::MAX, "{j}");
+        }
         // One directory listed without its size (a gateway's listing):
         // unknown from then on.
         s.enter_directory(2, None);
