@@ -357,6 +357,7 @@ mod tests {
             check_and_repair_results: None,
             repair: None,
             literal: false,
+            built_from: Default::default(),
         }
     }
 

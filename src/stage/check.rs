@@ -44,6 +44,12 @@ pub enum UnitCap {
 /// when present; a unit with no cap at all is bad unless it is marked
 /// literal. Runs once per object: each distinct cap text is parsed once.
 pub fn unit_cap(u: &ObjectUnit) -> UnitCap {
+    // A unit built in this process from a parsed cap, unchanged since:
+    // its fields were written from that cap, so they parse to it, agree
+    // with each other and with the storage index.
+    if let Some(best) = u.built_cap() {
+        return classified(u, best.cloned());
+    }
     let fields = [
         ("cap", &u.cap),
         ("repaircap", &u.repaircap),
@@ -79,6 +85,18 @@ pub fn unit_cap(u: &ObjectUnit) -> UnitCap {
             best = Some(cap);
         }
     }
+    if best.is_some() {
+        let written = si.map(|s| s.to_string()).unwrap_or_default();
+        if !u.storage_index.is_empty() && u.storage_index != written {
+            return UnitCap::Bad("its storage-index is not the one of its cap".into());
+        }
+    }
+    classified(u, best)
+}
+
+/// The classification of a unit whose caps agree with each other and with
+/// its storage index, from its strongest cap.
+fn classified(u: &ObjectUnit, best: Option<Cap>) -> UnitCap {
     let Some(best) = best else {
         return if u.literal && u.storage_index.is_empty() {
             UnitCap::Literal
@@ -86,10 +104,6 @@ pub fn unit_cap(u: &ObjectUnit) -> UnitCap {
             UnitCap::Bad("the unit holds no cap".into())
         };
     };
-    let written = si.map(|s| s.to_string()).unwrap_or_default();
-    if !u.storage_index.is_empty() && u.storage_index != written {
-        return UnitCap::Bad("its storage-index is not the one of its cap".into());
-    }
     // Tahoe's parser takes any numbers, but no file is stored with k = 0
     // or k > N: counted against such a k, no shares at all look healthy.
     if let Some((k, n)) = best.encoding() {
@@ -276,6 +290,7 @@ mod tests {
             check_and_repair_results: None,
             repair: None,
             literal: false,
+            built_from: Default::default(),
         }
     }
 
@@ -283,6 +298,61 @@ mod tests {
         let key = steward_cap::base32::encode(&[n; 16]);
         let fp = steward_cap::base32::encode(&[9u8; 32]);
         Cap::parse(&format!("URI:SSK:{key}:{fp}")).unwrap()
+    }
+
+    /// A unit built from a parsed cap is classified from that cap without
+    /// parsing its fields again: the same answer as parsing them, for
+    /// every kind of cap and every `--caps`; and once a cap field is
+    /// changed, from the fields again.
+    #[test]
+    fn a_built_unit_is_classified_as_its_parsed_fields_are() {
+        use crate::unit::{object_unit, ObjectType};
+        let chk = format!("URI:CHK:{}:{}:3:10:1000", "a".repeat(26), "a".repeat(52));
+        let dir = format!(
+            "URI:DIR2:{}:{}",
+            steward_cap::base32::encode(&[3u8; 16]),
+            steward_cap::base32::encode(&[4u8; 32])
+        );
+        let caps = [
+            ssk(7),
+            ssk(7).weaken_to(Authority::Read).unwrap(),
+            Cap::parse(&chk).unwrap(),
+            Cap::parse(&dir).unwrap(),
+            Cap::parse("URI:LIT:mfrgg").unwrap(),
+            Cap::parse(&format!(
+                "URI:CHK:{}:{}:0:10:1000",
+                "a".repeat(26),
+                "a".repeat(52)
+            ))
+            .unwrap(),
+        ];
+        let show = |c: UnitCap| match c {
+            UnitCap::Cap(c) => format!("cap {}", c.expose()),
+            UnitCap::Literal => "literal".into(),
+            UnitCap::Bad(why) => format!("bad: {why}"),
+        };
+        for cap in &caps {
+            for allowed in [Authority::Write, Authority::Read, Authority::Verify] {
+                let built = object_unit(ObjectType::File, vec![], cap, allowed);
+                assert!(built.built_cap().is_some(), "the unit keeps its parsed cap");
+                let read_back: ObjectUnit =
+                    serde_json::from_str(&serde_json::to_string(&built).unwrap()).unwrap();
+                assert!(
+                    read_back.built_cap().is_none(),
+                    "a unit read from text has none"
+                );
+                assert_eq!(show(unit_cap(&built)), show(unit_cap(&read_back)));
+            }
+        }
+        // A field changed after the unit was built: read from the fields.
+        let mut changed = object_unit(ObjectType::File, vec![], &ssk(7), Authority::Write);
+        changed.storage_index = ssk(8).storage_index().unwrap().to_string();
+        assert!(changed.built_cap().is_none());
+        assert!(matches!(unit_cap(&changed), UnitCap::Bad(_)));
+        let mut moved = object_unit(ObjectType::File, vec![], &ssk(7), Authority::Write);
+        moved.cap = String::new();
+        assert!(moved.built_cap().is_none());
+        assert!(matches!(unit_cap(&moved), UnitCap::Cap(c) if c.authority() == Authority::Write));
     }
 
     #[test]

@@ -423,6 +423,7 @@ impl Traversal {
                 check_and_repair_results: None,
                 repair: None,
                 literal: false,
+                built_from: Default::default(),
             })))
             .await?;
             return Ok(None);
@@ -460,6 +461,7 @@ impl Traversal {
                     check_and_repair_results: None,
                     repair: None,
                     literal: false,
+                    built_from: Default::default(),
                 })))
                 .await?;
                 return Ok(None);
