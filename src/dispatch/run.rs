@@ -104,6 +104,9 @@ pub struct DispatchOptions {
     /// Requests in flight at one gateway over every worker of the cluster
     /// (only with `database`).
     pub cluster_per_gateway: Option<usize>,
+    /// Bytes of check answers kept in memory for other accounts to reuse
+    /// (older ones go to the state store: [`super::shared`]).
+    pub reuse_memory: usize,
 }
 
 /// The files of one account's stages.
@@ -324,7 +327,7 @@ pub async fn run(
         jobs: jobs.clone(),
         opts: opts.clone(),
         sched,
-        cache: CheckCache::new(),
+        cache: CheckCache::for_round(jobs.clone(), round.number, opts.reuse_memory).await?,
         view: view.clone(),
         stop: stop.clone(),
         worker: worker_name(),
@@ -435,6 +438,10 @@ pub async fn run(
         return Err(e);
     }
     let interrupted = interrupted || *stop.borrow();
+    if interrupted {
+        // The round goes on later: what memory holds is kept for it.
+        shared.cache.keep_all().await;
+    }
     let rows = jobs
         .jobs()
         .await?
