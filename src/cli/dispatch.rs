@@ -239,13 +239,18 @@ async fn dispatch(r: RunArgs) -> Result<Exit, Error> {
         std::fs::create_dir_all(state)
             .map_err(|e| Error::io(format!("creating {}", state.display()), e))?;
     }
+    let live = Arc::new(metrics::LiveErrors::default());
     let _metrics = match r.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| Error::io(format!("--metrics-listen {addr}"), e))?;
             let jobs = jobs.clone();
-            Some(Abort(tokio::spawn(metrics::serve(listener, jobs))))
+            Some(Abort(tokio::spawn(metrics::serve(
+                listener,
+                jobs,
+                live.clone(),
+            ))))
         }
         None => None,
     };
@@ -265,6 +270,7 @@ async fn dispatch(r: RunArgs) -> Result<Exit, Error> {
         database,
         cluster_per_gateway: r.cluster_per_gateway,
         reuse_memory: r.reuse_memory,
+        live,
     };
     let terminal =
         Meter::wanted(r.quiet).then(|| Arc::new(TerminalView::new(accounts.len() as u64)));

@@ -133,6 +133,10 @@ pub struct JobProgress {
     pub timings: BTreeMap<String, f64>,
     /// The last error (one line, no cap).
     pub last_error: Option<String>,
+    /// Failed requests by error code, counted as they happen; at the end,
+    /// the final report's (objects whose unit carries an error, by code).
+    #[serde(default)]
+    pub errors_by_code: BTreeMap<String, u64>,
 }
 
 /// How a round ended for an account.

@@ -560,3 +560,71 @@ fn dispatch_survives_kill_9_at_random_moments() {
         "forced"
     );
 }
+
+/// Request errors by code are in the metrics as they happen, per account
+/// and in total, not only once the account's run ends; the end-of-run
+/// figures agree with them. (They were read from the final report alone.)
+#[test]
+fn metrics_count_request_errors_by_code_while_dispatch_runs() {
+    let g = grid();
+    let proxy = Proxy::start(&g.gateway_url());
+    let (root, caps) = big_tree("dispatch-errors", 1, 3, 8);
+    let files = caps.values().filter(|c| c.starts_with("URI:CHK:")).count();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let accounts = write(
+        dir.path(),
+        "ACCOUNTS.toml",
+        &format!(
+            "gateway = \"{}\"\nrepair = false\n[[account]]\nname = \"errs\"\nroot = \"{root}\"\n",
+            proxy.url
+        ),
+    );
+    // Every file's check fails (listings go through); slow, to be seen.
+    proxy.fail(500, -1, Some("URI:CHK"));
+    proxy.delay(60);
+    let port = steward_testgrid::free_port();
+    let mut child = steward()
+        .args(["dispatch", &accounts, "-q", "-j", "1", "--retries", "0"])
+        .args(["--metrics-listen", &port.to_string(), "--state"])
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut seen = None;
+    while t0.elapsed() < Duration::from_secs(120) && child.try_wait().unwrap().is_none() {
+        if let Ok(text) = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .and_then(|r| r.text())
+        {
+            if text.contains("steward_dispatch_errors_by_code{account=\"errs\",code=") {
+                seen = Some(text);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = seen.expect("errors by code in the metrics while dispatch ran");
+    // Seen while the account was still at work, in total too.
+    assert!(
+        !text.contains("steward_dispatch_accounts{stage=\"done\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("steward_dispatch_errors_by_code_all{code="),
+        "{text}"
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "failed checks are findings");
+    // The end: every file's check failed once, by the same code, in the
+    // report and in the row's counts.
+    let s = status_json(&state);
+    let a = account(&s, "errs");
+    let codes = a["report"]["errors_by_code"].as_object().unwrap();
+    assert_eq!(codes.len(), 1, "{codes:?}");
+    let (code, n) = codes.iter().next().unwrap();
+    assert_eq!(n.as_u64(), Some(files as u64), "{a}");
+    assert!(text.contains(&format!("code=\"{code}\"")), "{text}");
+    assert_eq!(a["counts"]["errors"].as_u64(), Some(files as u64), "{a}");
+}
