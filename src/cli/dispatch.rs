@@ -121,9 +121,29 @@ pub struct RunArgs {
     /// (a port alone listens on loopback).
     #[arg(long = "metrics-listen", value_name = "ADDR", value_parser = metrics::listen_addr)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Memory for check answers other accounts may reuse (shared
+    /// objects), in bytes or with K, M or G (default 64M). Older answers
+    /// go to the state store, so a shared object is still checked once
+    /// per round; more memory means fewer of them written there.
+    #[arg(long = "reuse-memory", value_name = "SIZE", default_value = "64M", value_parser = size_arg)]
+    pub reuse_memory: usize,
     /// No live lines.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// A size: bytes, or a number with K, M or G (powers of 1024).
+fn size_arg(s: &str) -> Result<usize, String> {
+    let (n, shift) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    n.parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?} is not a size: give bytes, or a number with K, M or G (64M)"))
 }
 
 pub async fn run(a: DispatchArgs) -> Result<Exit, Error> {
@@ -219,13 +239,18 @@ async fn dispatch(r: RunArgs) -> Result<Exit, Error> {
         std::fs::create_dir_all(state)
             .map_err(|e| Error::io(format!("creating {}", state.display()), e))?;
     }
+    let live = Arc::new(metrics::LiveErrors::default());
     let _metrics = match r.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| Error::io(format!("--metrics-listen {addr}"), e))?;
             let jobs = jobs.clone();
-            Some(Abort(tokio::spawn(metrics::serve(listener, jobs))))
+            Some(Abort(tokio::spawn(metrics::serve(
+                listener,
+                jobs,
+                live.clone(),
+            ))))
         }
         None => None,
     };
@@ -244,6 +269,8 @@ async fn dispatch(r: RunArgs) -> Result<Exit, Error> {
         lease: Duration::from_secs(r.lease),
         database,
         cluster_per_gateway: r.cluster_per_gateway,
+        reuse_memory: r.reuse_memory,
+        live,
     };
     let terminal =
         Meter::wanted(r.quiet).then(|| Arc::new(TerminalView::new(accounts.len() as u64)));

@@ -104,6 +104,12 @@ pub struct DispatchOptions {
     /// Requests in flight at one gateway over every worker of the cluster
     /// (only with `database`).
     pub cluster_per_gateway: Option<usize>,
+    /// Bytes of check answers kept in memory for other accounts to reuse
+    /// (older ones go to the state store: [`super::shared`]).
+    pub reuse_memory: usize,
+    /// Failed requests by account and code, as they happen (for
+    /// `--metrics-listen`).
+    pub live: Arc<super::metrics::LiveErrors>,
 }
 
 /// The files of one account's stages.
@@ -324,7 +330,7 @@ pub async fn run(
         jobs: jobs.clone(),
         opts: opts.clone(),
         sched,
-        cache: CheckCache::new(),
+        cache: CheckCache::for_round(jobs.clone(), round.number, opts.reuse_memory).await?,
         view: view.clone(),
         stop: stop.clone(),
         worker: worker_name(),
@@ -435,6 +441,10 @@ pub async fn run(
         return Err(e);
     }
     let interrupted = interrupted || *stop.borrow();
+    if interrupted {
+        // The round goes on later: what memory holds is kept for it.
+        shared.cache.keep_all().await;
+    }
     let rows = jobs
         .jobs()
         .await?
@@ -507,7 +517,11 @@ async fn prepare(
     probe_once(shared, &grid).await?;
     let routes = grid.routes(&shared.sched, opts, true, &warn).await?;
     let routes: Arc<dyn Backend> = Arc::new(routes);
-    let routes = routes.for_tenant(tenant.clone());
+    let routes: Arc<dyn Backend> = Arc::new(super::metrics::CountErrors {
+        inner: routes.for_tenant(tenant.clone()),
+        live: o.live.clone(),
+        account: a.name.as_str().into(),
+    });
     let root = config::resolve_root(&spec, routes.as_ref()).await?;
     // Two accounts share checks when they check the same grid the same
     // way: the same backend and endpoints, and (for lease renewals) the
@@ -610,7 +624,6 @@ fn progress_of(reports: &[StatusReport], mut p: JobProgress) -> JobProgress {
 /// Run one claimed account to its end (or to a stop). `Err` only when the
 /// job table refuses a write.
 async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<AccountEnd> {
-    let jobs = &shared.jobs;
     // Queued: this round has not touched the account; anything under its
     // directory is an earlier round's, started over. Otherwise the round
     // resumes it where its stages' checkpoints say.
@@ -625,6 +638,31 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
         claim.row.progress.clone()
     };
     progress.last_error = None;
+    let live = &shared.opts.live;
+    live.start(&a.name, progress.errors_by_code.clone());
+    let end = run_claimed(shared, claim, a, progress).await;
+    live.end(&a.name);
+    end
+}
+
+/// `p` with the failed requests counted live so far.
+fn with_live(live: &super::metrics::LiveErrors, account: &str, mut p: JobProgress) -> JobProgress {
+    if let Some(codes) = live.of(account) {
+        p.counts.errors = codes.values().sum();
+        p.errors_by_code = codes;
+    }
+    p
+}
+
+/// [`run_account`], once its live counts are started.
+async fn run_claimed(
+    shared: &Arc<Shared>,
+    claim: Claim,
+    a: &Account,
+    mut progress: JobProgress,
+) -> Result<AccountEnd> {
+    let jobs = &shared.jobs;
+    let fresh = claim.row.progress.stage == JobStage::Queued;
     let files = account_files(&shared.opts.state, &a.name);
     // On a shared database every write about the account is fenced by
     // this claim.
@@ -680,7 +718,11 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
                 // synchronous and fsynced, and every account's share one
                 // thread.
                 tokio::time::sleep(keep_every(shared.opts.lease)).await;
-                p = progress_of(&runner.reports(), p);
+                p = with_live(
+                    &shared.opts.live,
+                    &a.name,
+                    progress_of(&runner.reports(), p),
+                );
                 let mut c = claim.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let r = jobs.renew_and_update(&mut c, shared.opts.lease, &p).await;
                 if let Err(e) = r {
@@ -739,7 +781,11 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
         Err(e) if e.kind == ErrorKind::ClaimLost => return Err(e),
         Err(e) => (Err(e), claim),
     };
-    progress = progress_of(&runner.reports(), progress);
+    progress = with_live(
+        &shared.opts.live,
+        &a.name,
+        progress_of(&runner.reports(), progress),
+    );
     match result {
         Ok(summary) => {
             let src = match &database {
@@ -775,6 +821,7 @@ async fn run_account(shared: &Arc<Shared>, claim: Claim, a: &Account) -> Result<
                 errors: report.errors,
                 reused: report.reused,
             };
+            progress.errors_by_code = report.errors_by_code.clone();
             progress.position = report.objects;
             let value = serde_json::to_value(&report).expect("serializable");
             jobs.finish(&claim, &progress, &Outcome::Done { report: value })

@@ -24,6 +24,13 @@
 //!   another worker claimed the account since: a worker that was paused
 //!   past its lease cannot overwrite the one that took over.
 //!
+//! * **answers** ([`KeptAnswer`]): check answers of the open round that
+//!   other accounts may reuse (see [`crate::dispatch::shared`]), by round
+//!   and [`AnswerKey`]. Only the round's own are ever read; a new round
+//!   forgets the earlier rounds' (in [`Jobs::start_round`], atomically).
+//!   Not fenced: an answer is a fact about the grid in this round,
+//!   whichever worker wrote it.
+//!
 //! The clock is the store's (the database server's for a shared store), so
 //! workers on several machines agree on when a lease ran out.
 //!
@@ -126,6 +133,10 @@ pub struct JobProgress {
     pub timings: BTreeMap<String, f64>,
     /// The last error (one line, no cap).
     pub last_error: Option<String>,
+    /// Failed requests by error code, counted as they happen; at the end,
+    /// the final report's (objects whose unit carries an error, by code).
+    #[serde(default)]
+    pub errors_by_code: BTreeMap<String, u64>,
 }
 
 /// How a round ended for an account.
@@ -232,6 +243,30 @@ pub struct Round {
     pub queued: Vec<String>,
 }
 
+/// What makes two checks the same check in a round (see
+/// [`crate::dispatch::shared`]): the grid (a digest of the backend, its
+/// endpoints and, for lease renewals, the lease secret), the object, and
+/// the check's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AnswerKey {
+    /// SHA-256 of the grid's description, first 16 bytes (the description
+    /// may name a lease secret: never kept as it is).
+    pub grid: [u8; 16],
+    pub si: [u8; 16],
+    /// Bit 0: verify; bit 1: add-lease.
+    pub options: u8,
+}
+
+/// A check answer kept for the round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptAnswer {
+    pub key: AnswerKey,
+    /// The account whose check it is.
+    pub account: String,
+    /// The check results' JSON text, as the checking account got it.
+    pub results: String,
+}
+
 /// A worker's hold on one account. Every write about the account carries
 /// it; a write with a claim that was taken over is refused.
 #[derive(Clone, Debug, PartialEq)]
@@ -317,6 +352,16 @@ pub trait Jobs: Send + Sync {
     /// Tokens still grow at the next claim, so fencing holds. A shared
     /// table refuses it (or is never asked).
     async fn break_claims(&self) -> Result<u64>;
+
+    /// Keep `answers` for `round` (an answer already kept under the same
+    /// key stays: both are the round's answer to the same check).
+    async fn keep_answers(&self, round: u64, answers: &[KeptAnswer]) -> Result<()>;
+
+    /// The answer kept for `key` in `round`, if any.
+    async fn kept_answer(&self, round: u64, key: &AnswerKey) -> Result<Option<KeptAnswer>>;
+
+    /// How many answers `round` keeps, and the bytes of their results.
+    async fn kept_answers(&self, round: u64) -> Result<(u64, u64)>;
 }
 
 /// Milliseconds since the epoch.

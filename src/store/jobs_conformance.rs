@@ -64,7 +64,19 @@ pub(crate) async fn suite(jobs: &dyn Jobs) {
     assert_eq!(r1.queued, all);
 
     claims_and_fencing(jobs, &all).await;
+    answers(jobs, r1.number).await;
     rounds(jobs, &all, r1.number).await;
+    // A new round forgot the earlier rounds' answers.
+    assert_eq!(jobs.kept_answers(r1.number).await.unwrap(), (0, 0));
+    let last = row(jobs, "a").await.round;
+    assert!(jobs
+        .kept_answer(last, &answer(1, 0, "x").key)
+        .await
+        .unwrap()
+        .is_none());
+    jobs.keep_answers(last, &[answer(9, 2, "kept")])
+        .await
+        .unwrap();
     if jobs.held_alone() {
         broken_claims(jobs).await;
     }
@@ -220,6 +232,66 @@ async fn claims_and_fencing(jobs: &dyn Jobs, all: &[String]) {
     assert_eq!(row(jobs, "b").await.progress.counts.unhealthy, 2);
 }
 
+fn answer(si: u8, options: u8, account: &str) -> KeptAnswer {
+    KeptAnswer {
+        key: AnswerKey {
+            grid: [7; 16],
+            si: [si; 16],
+            options,
+        },
+        account: account.into(),
+        results: format!(r#"{{"storage-index": "{si}", "results": {{"healthy": true}}}}"#),
+    }
+}
+
+/// Answers are kept by round and key; the first kept under a key stays.
+async fn answers(jobs: &dyn Jobs, round: u64) {
+    let a = answer(1, 0, "alice");
+    assert!(jobs.kept_answer(round, &a.key).await.unwrap().is_none());
+    jobs.keep_answers(round, &[]).await.unwrap();
+    jobs.keep_answers(round, &[a.clone(), answer(2, 0, "alice")])
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.kept_answer(round, &a.key).await.unwrap(),
+        Some(a.clone())
+    );
+    // Kept again, by another account: the first stays.
+    jobs.keep_answers(round, &[answer(1, 0, "bob")])
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.kept_answer(round, &a.key)
+            .await
+            .unwrap()
+            .unwrap()
+            .account,
+        "alice"
+    );
+    // Every part of the key counts: other options, another grid, another
+    // round are other checks.
+    let lease = answer(1, 2, "carol");
+    assert!(jobs.kept_answer(round, &lease.key).await.unwrap().is_none());
+    jobs.keep_answers(round, std::slice::from_ref(&lease))
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.kept_answer(round, &lease.key).await.unwrap(),
+        Some(lease)
+    );
+    let mut other_grid = a.key;
+    other_grid.grid[0] = 8;
+    assert!(jobs
+        .kept_answer(round, &other_grid)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(jobs.kept_answer(round + 1, &a.key).await.unwrap().is_none());
+    let (n, bytes) = jobs.kept_answers(round).await.unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(bytes, 3 * a.results.len() as u64);
+}
+
 async fn rounds(jobs: &dyn Jobs, all: &[String], first: u64) {
     // Every account ended its round: a new round, with every account due
     // (no max age), c (failed) included.
@@ -330,4 +402,11 @@ pub(crate) async fn after_reopen(jobs: &dyn Jobs) {
     assert_eq!(b.last_report, json!({"kept": true}));
     let a = rows.iter().find(|r| r.name == "a").unwrap();
     assert_eq!(a.progress.stage, JobStage::Queued);
+    // The open round's answers are still there.
+    let kept = answer(9, 2, "kept");
+    assert_eq!(
+        jobs.kept_answer(a.round, &kept.key).await.unwrap(),
+        Some(kept)
+    );
+    assert_eq!(jobs.kept_answers(a.round).await.unwrap().0, 1);
 }

@@ -15,8 +15,8 @@
 //! [`PostgresStore::fenced`].
 
 use super::jobs::{
-    claim_lost, AccountSpec, Claim, Holder, JobProgress, JobRow, JobStage, Jobs, Outcome, Round,
-    RoundPolicy,
+    claim_lost, AccountSpec, AnswerKey, Claim, Holder, JobProgress, JobRow, JobStage, Jobs,
+    KeptAnswer, Outcome, Round, RoundPolicy,
 };
 use super::postgres::{with_client, PostgresStore};
 use crate::error::{Error, Result};
@@ -41,6 +41,17 @@ pub(super) const SCHEMA: &str = "CREATE TABLE steward.jobs (
 );
 CREATE INDEX jobs_claimable ON steward.jobs (last_completed, name)
     WHERE stage IN ('queued', 'manifest', 'check', 'repair');";
+
+/// The answers a round keeps (migration 5 of [`super::postgres::MIGRATIONS`]).
+pub(super) const ANSWERS_SCHEMA: &str = "CREATE TABLE steward.answers (
+    round BIGINT NOT NULL,
+    grid BYTEA NOT NULL,
+    si BYTEA NOT NULL,
+    options SMALLINT NOT NULL,
+    account TEXT NOT NULL,
+    results TEXT NOT NULL,
+    PRIMARY KEY (round, grid, si, options)
+);";
 
 /// The database's clock, in milliseconds and in seconds since the epoch.
 const NOW_MS: &str = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
@@ -167,6 +178,12 @@ impl Jobs for PostgresStore {
                 )
                 .await?;
             }
+            // Answers are the open round's alone.
+            tx.execute(
+                "DELETE FROM steward.answers WHERE round < $1",
+                &[&(round.number as i64)],
+            )
+            .await?;
             tx.commit().await?;
             Ok(round)
         })
@@ -366,6 +383,64 @@ impl Jobs for PostgresStore {
             )
             .await?)
         })
+    }
+
+    async fn keep_answers(&self, round: u64, answers: &[KeptAnswer]) -> Result<()> {
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let grids: Vec<&[u8]> = answers.iter().map(|a| &a.key.grid[..]).collect();
+        let sis: Vec<&[u8]> = answers.iter().map(|a| &a.key.si[..]).collect();
+        let options: Vec<i16> = answers.iter().map(|a| i16::from(a.key.options)).collect();
+        let accounts: Vec<&str> = answers.iter().map(|a| a.account.as_str()).collect();
+        let results: Vec<&str> = answers.iter().map(|a| a.results.as_str()).collect();
+        let round = round as i64;
+        with_client!(self.inner, "keeping check answers", |c| {
+            c.execute(
+                "INSERT INTO steward.answers (round, grid, si, options, account, results)
+                 SELECT $1, g, s, o, a, r
+                 FROM unnest($2::bytea[], $3::bytea[], $4::smallint[], $5::text[], $6::text[])
+                   AS x(g, s, o, a, r)
+                 ON CONFLICT DO NOTHING",
+                &[&round, &grids, &sis, &options, &accounts, &results],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn kept_answer(&self, round: u64, key: &AnswerKey) -> Result<Option<KeptAnswer>> {
+        let round = round as i64;
+        let options = i16::from(key.options);
+        let row = with_client!(self.inner, "reading a kept check answer", |c| {
+            Ok(c.query_opt(
+                "SELECT account, results FROM steward.answers
+                 WHERE round = $1 AND grid = $2 AND si = $3 AND options = $4",
+                &[&round, &&key.grid[..], &&key.si[..], &options],
+            )
+            .await?)
+        })?;
+        Ok(row.map(|r| KeptAnswer {
+            key: *key,
+            account: r.get(0),
+            results: r.get(1),
+        }))
+    }
+
+    async fn kept_answers(&self, round: u64) -> Result<(u64, u64)> {
+        let round = round as i64;
+        let row = with_client!(self.inner, "counting kept check answers", |c| {
+            Ok(c.query_one(
+                "SELECT COUNT(*), COALESCE(SUM(octet_length(results)), 0)::bigint
+                 FROM steward.answers WHERE round = $1",
+                &[&round],
+            )
+            .await?)
+        })?;
+        Ok((
+            row.get::<_, i64>(0).max(0) as u64,
+            row.get::<_, i64>(1).max(0) as u64,
+        ))
     }
 }
 

@@ -5,8 +5,8 @@
 //! table's does.
 
 use super::jobs::{
-    claim_lost, now_ms, AccountSpec, Claim, Holder, JobProgress, JobRow, JobStage, Jobs, Outcome,
-    Round, RoundPolicy,
+    claim_lost, now_ms, AccountSpec, AnswerKey, Claim, Holder, JobProgress, JobRow, JobStage, Jobs,
+    KeptAnswer, Outcome, Round, RoundPolicy,
 };
 use super::now_secs;
 use super::sqlite::SqliteStore;
@@ -29,6 +29,15 @@ pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS jobs (
     progress TEXT NOT NULL,
     report TEXT NOT NULL DEFAULT 'null',
     updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS answers (
+    round INTEGER NOT NULL,
+    grid BLOB NOT NULL,
+    si BLOB NOT NULL,
+    options INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    results TEXT NOT NULL,
+    PRIMARY KEY (round, grid, si, options)
 )";
 
 const COLUMNS: &str =
@@ -192,6 +201,11 @@ impl Jobs for SqliteStore {
                 ],
             )?;
         }
+        // Answers are the open round's alone.
+        tx.execute(
+            "DELETE FROM answers WHERE round < ?1",
+            [round.number as i64],
+        )?;
         tx.commit()?;
         Ok(round)
     }
@@ -366,6 +380,59 @@ impl Jobs for SqliteStore {
             [],
         )?;
         Ok(n as u64)
+    }
+
+    async fn keep_answers(&self, round: u64, answers: &[KeptAnswer]) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO answers (round, grid, si, options, account, results)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for a in answers {
+                stmt.execute(params![
+                    round as i64,
+                    &a.key.grid[..],
+                    &a.key.si[..],
+                    a.key.options,
+                    a.account,
+                    a.results
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn kept_answer(&self, round: u64, key: &AnswerKey) -> Result<Option<KeptAnswer>> {
+        let c = self.conn();
+        let mut stmt = c.prepare_cached(
+            "SELECT account, results FROM answers
+             WHERE round = ?1 AND grid = ?2 AND si = ?3 AND options = ?4",
+        )?;
+        Ok(stmt
+            .query_row(
+                params![round as i64, &key.grid[..], &key.si[..], key.options],
+                |r| {
+                    Ok(KeptAnswer {
+                        key: *key,
+                        account: r.get(0)?,
+                        results: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    async fn kept_answers(&self, round: u64) -> Result<(u64, u64)> {
+        let c = self.conn();
+        let (n, bytes): (i64, i64) = c.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(results AS BLOB))), 0) FROM answers WHERE round = ?1",
+            [round as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((n.max(0) as u64, bytes.max(0) as u64))
     }
 }
 

@@ -92,6 +92,8 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (3, super::pg_units::SCHEMA),
     // Gateway slots of a cluster-wide cap (src/store/pg_gateways.rs).
     (4, super::pg_gateways::SCHEMA),
+    // Check answers a dispatch round keeps (src/store/jobs_postgres.rs).
+    (5, super::jobs_postgres::ANSWERS_SCHEMA),
 ];
 
 /// The schema version this steward writes (the last migration's).

@@ -92,6 +92,24 @@ fn reused_from(o: &ObjectUnit) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A root for each of `who`, with a file of its own and `common` linked.
+fn roots_sharing(g: &steward_testgrid::Grid, t: &str, common: &str, who: [&str; 2]) -> Vec<String> {
+    who.iter()
+        .map(|who| {
+            let root = g.mkdir().unwrap();
+            let own = g
+                .upload(
+                    format!("{t} own {who} {}", "o".repeat(1000)).as_bytes(),
+                    "CHK",
+                )
+                .unwrap();
+            g.link(&root, "own", &own).unwrap();
+            g.link(&root, "common", common).unwrap();
+            root
+        })
+        .collect()
+}
+
 /// Seven good and bad accounts (two sharing a subtree, a malformed root
 /// cap, an unknown alias, a gateway that is down): the good ones
 /// complete with the tree's known damage, the bad ones fail alone, the
@@ -130,19 +148,7 @@ fn accounts_run_under_one_budget_and_bad_ones_fail_alone() {
         );
         g.link(&common, &format!("f{i}"), &c).unwrap();
     }
-    let mut share_roots = vec![];
-    for who in ["s1", "s2"] {
-        let root = g.mkdir().unwrap();
-        let own = g
-            .upload(
-                format!("{t} own {who} {}", "o".repeat(1000)).as_bytes(),
-                "CHK",
-            )
-            .unwrap();
-        g.link(&root, "own", &own).unwrap();
-        g.link(&root, "common", &common).unwrap();
-        share_roots.push(root);
-    }
+    let share_roots = roots_sharing(g, &t, &common, ["s1", "s2"]);
     let down = format!("http://127.0.0.1:{}/", steward_testgrid::free_port());
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -386,6 +392,84 @@ gateway = "{down}"
     assert_eq!(account(&s, "badcap")["stage"], "failed", "left alone");
 }
 
+/// The storage index of a cap.
+fn si_of(cap: &str) -> String {
+    steward_cap::Cap::parse(cap)
+        .unwrap()
+        .storage_index()
+        .unwrap()
+        .to_string()
+}
+
+/// With almost no memory for check answers (each leaves it at once, for
+/// the state store), the objects two accounts share are still checked
+/// once in the round: the second account, run after the first, reuses the
+/// answers kept on disk, marked with the account that checked them. (The
+/// cache kept answers in memory alone: each shared object was checked
+/// twice.)
+#[test]
+fn shared_objects_are_checked_once_whatever_memory_forgets() {
+    let g = grid();
+    let proxy = Proxy::start(&g.gateway_url());
+    let (common, caps) = big_tree("dispatch-forget", 1, 2, 8);
+    let common_sis: BTreeSet<String> = caps.values().map(|c| si_of(c)).collect();
+    let roots = roots_sharing(g, &tag("dispatch-forget-own"), &common, ["f1", "f2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let accounts = write(
+        dir.path(),
+        "ACCOUNTS.toml",
+        &format!(
+            "gateway = \"{}\"\nrepair = false\n[[account]]\nname = \"forget1\"\nroot = \"{}\"\n[[account]]\nname = \"forget2\"\nroot = \"{}\"\n",
+            proxy.url, roots[0], roots[1]
+        ),
+    );
+    // One account after the other: the second asks for every shared
+    // object long after its answer left memory.
+    let (code, out, err) = run({
+        let mut c = steward();
+        c.args(["dispatch", &accounts, "-q", "--accounts-at-once", "1"])
+            .args(["--reuse-memory", "1", "--state"])
+            .arg(&state);
+        c
+    });
+    assert_eq!(code, 0, "{out}{err}");
+    let checks = checks_by_si(&proxy.log());
+    for si in &common_sis {
+        assert_eq!(checks.get(si), Some(&1), "shared {si} checked once");
+    }
+    assert_eq!(checks.len(), common_sis.len() + 4, "and the accounts' own");
+    let s = status_json(&state);
+    let mut reused = 0;
+    for (name, other) in [("forget1", "forget2"), ("forget2", "forget1")] {
+        let os = once(&state, name, "check");
+        assert_eq!(os.len(), common_sis.len() + 2, "{name}: every object");
+        for o in &os {
+            if let Some(from) = reused_from(o) {
+                assert_eq!(from, other);
+                assert!(common_sis.contains(&o.storage_index), "{:?}", o.path);
+                assert_eq!(
+                    health(std::slice::from_ref(o)).values().next(),
+                    Some(&Some(true))
+                );
+                reused += 1;
+            }
+        }
+        assert_eq!(account(&s, name)["stage"], "done");
+    }
+    assert_eq!(reused, common_sis.len(), "each shared object reused once");
+    let total: u64 = ["forget1", "forget2"]
+        .iter()
+        .map(|n| account(&s, n)["report"]["reused"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, common_sis.len() as u64);
+    eprintln!(
+        "{} objects checked; state file {} bytes",
+        checks.len(),
+        std::fs::metadata(state.join("state.sqlite")).unwrap().len()
+    );
+}
+
 /// Kill -9 of dispatch at random moments, then a rerun of the same command:
 /// every account completes, each object exactly once in each stage's
 /// output; a rerun after that starts a new round.
@@ -475,4 +559,72 @@ fn dispatch_survives_kill_9_at_random_moments() {
         account(&after, "k1")["last_completed"],
         "forced"
     );
+}
+
+/// Request errors by code are in the metrics as they happen, per account
+/// and in total, not only once the account's run ends; the end-of-run
+/// figures agree with them. (They were read from the final report alone.)
+#[test]
+fn metrics_count_request_errors_by_code_while_dispatch_runs() {
+    let g = grid();
+    let proxy = Proxy::start(&g.gateway_url());
+    let (root, caps) = big_tree("dispatch-errors", 1, 3, 8);
+    let files = caps.values().filter(|c| c.starts_with("URI:CHK:")).count();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let accounts = write(
+        dir.path(),
+        "ACCOUNTS.toml",
+        &format!(
+            "gateway = \"{}\"\nrepair = false\n[[account]]\nname = \"errs\"\nroot = \"{root}\"\n",
+            proxy.url
+        ),
+    );
+    // Every file's check fails (listings go through); slow, to be seen.
+    proxy.fail(500, -1, Some("URI:CHK"));
+    proxy.delay(60);
+    let port = steward_testgrid::free_port();
+    let mut child = steward()
+        .args(["dispatch", &accounts, "-q", "-j", "1", "--retries", "0"])
+        .args(["--metrics-listen", &port.to_string(), "--state"])
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut seen = None;
+    while t0.elapsed() < Duration::from_secs(120) && child.try_wait().unwrap().is_none() {
+        if let Ok(text) = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .and_then(|r| r.text())
+        {
+            if text.contains("steward_dispatch_errors_by_code{account=\"errs\",code=") {
+                seen = Some(text);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = seen.expect("errors by code in the metrics while dispatch ran");
+    // Seen while the account was still at work, in total too.
+    assert!(
+        !text.contains("steward_dispatch_accounts{stage=\"done\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("steward_dispatch_errors_by_code_all{code="),
+        "{text}"
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "failed checks are findings");
+    // The end: every file's check failed once, by the same code, in the
+    // report and in the row's counts.
+    let s = status_json(&state);
+    let a = account(&s, "errs");
+    let codes = a["report"]["errors_by_code"].as_object().unwrap();
+    assert_eq!(codes.len(), 1, "{codes:?}");
+    let (code, n) = codes.iter().next().unwrap();
+    assert_eq!(n.as_u64(), Some(files as u64), "{a}");
+    assert!(text.contains(&format!("code=\"{code}\"")), "{text}");
+    assert_eq!(a["counts"]["errors"].as_u64(), Some(files as u64), "{a}");
 }

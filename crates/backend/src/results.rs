@@ -206,6 +206,16 @@ impl CheckResults {
         })
     }
 
+    /// The JSON's text: as read, or written from the tree (without
+    /// building a tree from the text).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match (&self.text, self.tree.get()) {
+            (Some(t), _) => std::borrow::Cow::Borrowed(t),
+            (None, Some(v)) => std::borrow::Cow::Owned(v.to_string()),
+            (None, None) => std::borrow::Cow::Borrowed("null"),
+        }
+    }
+
     /// A value inside the JSON by JSON pointer (`/results/healthy`).
     pub fn pointer(&self, p: &str) -> Option<&Value> {
         self.json().pointer(p)
