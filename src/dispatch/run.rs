@@ -776,7 +776,7 @@ async fn run_claimed(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&a.name);
-    let (result, claim) = match result {
+    let (result, mut claim) = match result {
         Ok((r, c)) => (r, c),
         Err(e) if e.kind == ErrorKind::ClaimLost => return Err(e),
         Err(e) => (Err(e), claim),
@@ -809,7 +809,19 @@ async fn run_claimed(
                     .await?
                 }
             };
-            let mut report = report_of(src, a.repair).await?;
+            // The whole output is read again for the report: the claim is
+            // kept meanwhile, or a short lease could lapse during a big
+            // account's read and another worker take the account over.
+            let read = report_of(src, a.repair);
+            tokio::pin!(read);
+            let mut report = loop {
+                tokio::select! {
+                    r = &mut read => break r?,
+                    () = tokio::time::sleep(keep_every(shared.opts.lease)) => {
+                        jobs.renew(&mut claim, shared.opts.lease).await?;
+                    }
+                }
+            };
             report.errors += summary.traverse.unlisted + summary.traverse.bad_caps;
             report.findings += summary.traverse.unlisted + summary.traverse.bad_caps;
             progress.counts = JobCounts {
