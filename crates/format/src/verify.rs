@@ -238,13 +238,21 @@ impl Buffer {
     }
 
     fn supply(&mut self, offset: u64, data: &[u8]) {
+        let room = self.size.saturating_sub(offset);
+        let keep = (data.len() as u64).min(room) as usize;
+        let mut owned = std::mem::take(&mut self.data);
+        owned.clear();
+        owned.extend_from_slice(&data[..keep]);
+        self.supply_owned(offset, owned);
+    }
+
+    fn supply_owned(&mut self, offset: u64, mut data: Vec<u8>) {
         // Keep only what lies inside the share: a server that sends more
         // than the share's size cannot make us hold more.
         let room = self.size.saturating_sub(offset);
-        let keep = (data.len() as u64).min(room) as usize;
+        data.truncate((data.len() as u64).min(room) as usize);
         self.start = offset;
-        self.data.clear();
-        self.data.extend_from_slice(&data[..keep]);
+        self.data = data;
         self.answered = self.requested.is_some();
     }
 
@@ -494,6 +502,24 @@ impl ShareVerifier {
     /// prefix the caller already read. Only the latest bytes are kept.
     pub fn supply(&mut self, offset: u64, data: &[u8]) {
         self.buf.supply(offset, data);
+    }
+
+    /// As [`ShareVerifier::supply`], taking the bytes without copying them:
+    /// with [`ShareVerifier::take_buffer`], one buffer serves every read of
+    /// a share, however large the share.
+    pub fn supply_owned(&mut self, offset: u64, data: Vec<u8>) {
+        self.buf.supply_owned(offset, data);
+    }
+
+    /// The buffer holding the bytes supplied last, emptied (its capacity
+    /// kept): for the caller to read the next [`Step::Read`] into and give
+    /// back with [`ShareVerifier::supply_owned`]. Call it after
+    /// [`ShareVerifier::next_step`] (the bytes are not needed any more
+    /// once it has asked for the next ones).
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        let mut data = std::mem::take(&mut self.buf.data);
+        data.clear();
+        data
     }
 
     /// The next step: bytes to read, or the verdict.

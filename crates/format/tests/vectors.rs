@@ -247,6 +247,14 @@ fn chk_shares_verify_and_decode_to_the_file() {
                 sv.bytes_requested(),
                 run.reads.iter().map(|r| r.end - r.start).sum::<u64>()
             );
+            // the same reads into one reused buffer, never grown past the
+            // largest read
+            let mut owned =
+                ShareVerifier::chk(&verifycap, *shnum, data.len() as u64, small_reads());
+            let (orun, most) = drive_owned(&mut owned, data);
+            assert_eq!((&orun.verdict, &orun.reads), (&run.verdict, &run.reads));
+            let largest = run.reads.iter().map(|r| r.end - r.start).max().unwrap();
+            assert!(most as u64 <= 2 * largest, "{name}: {most}");
             // with default options a small share is read in one request
             let mut whole = ShareVerifier::chk(
                 &verifycap,
@@ -423,6 +431,12 @@ fn mutable_shares_verify_and_decode_to_the_file() {
                 Verdict::Good,
                 "{name} share {shnum}, small reads"
             );
+            let mut owned =
+                ShareVerifier::mutable(&caps[2], *shnum, data.len() as u64, small_reads());
+            let (orun, most) = drive_owned(&mut owned, data);
+            assert_eq!((&orun.verdict, &orun.reads), (&run.verdict, &run.reads));
+            let largest = run.reads.iter().map(|r| r.end - r.start).max().unwrap();
+            assert!(most as u64 <= 2 * largest, "{name}: {most}");
             let mut whole = ShareVerifier::mutable(
                 &caps[2],
                 *shnum,

@@ -19,7 +19,10 @@
 //! of bytes, shared by every object being read or verified) before they
 //! are sent and give it back once the bytes are consumed, so verifying
 //! any number of large files at once holds at most the budget in share
-//! data, whatever the files' sizes.
+//! data, whatever the files' sizes. A share being verified is read into
+//! one buffer, handed back and forth between the verifier and the HTTP
+//! body ([`ReadBudget::take_for`]): no copy, and no new allocation per
+//! read, and a kept buffer counts against the budget whole or is freed.
 
 use crate::server::{Failure, Server, ShareBytes, ShareKind};
 use crate::NativeBackend;
@@ -49,13 +52,46 @@ impl ReadBudget {
         ReadBudget(Semaphore::new((BUDGET_BYTES / BUDGET_UNIT) as usize))
     }
 
-    async fn take(&self, len: u64) -> SemaphorePermit<'_> {
+    fn units(len: u64) -> u32 {
         // A read longer than the whole budget (one huge block) waits for
         // all of it.
-        let units = len
-            .div_ceil(BUDGET_UNIT)
-            .clamp(1, BUDGET_BYTES / BUDGET_UNIT) as u32;
-        self.0.acquire_many(units).await.expect("never closed")
+        len.div_ceil(BUDGET_UNIT)
+            .clamp(1, BUDGET_BYTES / BUDGET_UNIT) as u32
+    }
+
+    async fn take(&self, len: u64) -> SemaphorePermit<'_> {
+        self.0
+            .acquire_many(Self::units(len))
+            .await
+            .expect("never closed")
+    }
+
+    /// The budget for a read of `len` bytes into `buf`, and the buffer
+    /// to read into, with room for `len`. A buffer whose capacity is
+    /// kept is counted whole: when the budget cannot cover it at once,
+    /// it is freed and a new one made once the read's own bytes are
+    /// granted, so no buffer waits for the budget while holding memory
+    /// the budget does not count.
+    async fn take_for(&self, len: u64, mut buf: Vec<u8>) -> (Vec<u8>, SemaphorePermit<'_>) {
+        buf.clear();
+        let held = len.max(buf.capacity() as u64);
+        let permit = match self.0.try_acquire_many(Self::units(held)) {
+            Ok(p) => p,
+            Err(_) => {
+                buf = Vec::new();
+                self.take(len).await
+            }
+        };
+        // `len` is what this process asked for, never a size a server
+        // stated, and the budget covers it.
+        buf.reserve_exact(usize::try_from(len).unwrap_or(0));
+        (buf, permit)
+    }
+
+    /// Bytes of the budget not taken (for tests).
+    #[cfg(test)]
+    fn free(&self) -> u64 {
+        self.0.available_permits() as u64 * BUDGET_UNIT
     }
 }
 
@@ -127,10 +163,21 @@ impl NativeBackend {
         at: ShareAt<'_>,
         range: Range<u64>,
     ) -> Result<(ShareBytes, SemaphorePermit<'_>), Failure> {
-        let permit = self.set.budget.take(range.end - range.start).await;
+        self.read_into(at, range, Vec::new()).await
+    }
+
+    /// [`NativeBackend::read`] into `buf`, whose capacity is kept if the
+    /// budget covers it (see [`ReadBudget::take_for`]).
+    pub(crate) async fn read_into(
+        &self,
+        at: ShareAt<'_>,
+        range: Range<u64>,
+        buf: Vec<u8>,
+    ) -> Result<(ShareBytes, SemaphorePermit<'_>), Failure> {
+        let (buf, permit) = self.set.budget.take_for(range.end - range.start, buf).await;
         let bytes = at
             .server
-            .read_share(&self.tenant, at.kind, at.si, at.shnum, range)
+            .read_share_into(&self.tenant, at.kind, at.si, at.shnum, range, buf)
             .await?;
         Ok((bytes, permit))
     }
@@ -205,21 +252,23 @@ impl NativeBackend {
             first
         };
         let mut v = make(size);
-        v.supply(0, &first.data);
-        drop(first);
+        v.supply_owned(0, first.data);
         // The permit of the bytes the verifier holds, until it has asked
-        // for the next ones.
-        let mut _held: Option<SemaphorePermit<'_>> = None;
+        // for the next ones. Every read goes into the verifier's own
+        // buffer, handed back and forth: one buffer per share, the size
+        // of its largest read, rather than a new one per read and a copy.
+        let mut held: Option<SemaphorePermit<'_>> = None;
         loop {
             match v.next_step() {
                 Step::Done(verdict) => return Ok((verdict, cost)),
                 Step::Read(r) => {
-                    _held = None;
-                    let (bytes, permit) = self.read(at, r.clone()).await?;
+                    let buf = v.take_buffer();
+                    drop(held.take());
+                    let (bytes, permit) = self.read_into(at, r.clone(), buf).await?;
                     cost.bytes += bytes.data.len() as u64;
                     cost.reads += 1;
-                    v.supply(r.start, &bytes.data);
-                    _held = Some(permit);
+                    v.supply_owned(r.start, bytes.data);
+                    held = Some(permit);
                 }
             }
         }
@@ -235,4 +284,44 @@ pub(crate) struct VerifyCost {
     pub(crate) bytes: u64,
     /// Requests.
     pub(crate) reads: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the budget has left and whatever buffer comes back, the
+    /// buffer handed out never holds more than its permit counts, and it
+    /// has room for the read.
+    #[tokio::test]
+    async fn a_reused_buffer_is_counted_or_freed() {
+        const MIB: u64 = 1 << 20;
+        for others in [
+            0,
+            BUDGET_BYTES / 2,
+            BUDGET_BYTES - 2 * MIB,
+            BUDGET_BYTES - MIB,
+        ] {
+            for cap in [0, 4096, MIB / 2, MIB, 2 * MIB, 8 * MIB] {
+                for len in [1000, MIB / 2, MIB] {
+                    let budget = ReadBudget::new();
+                    let _others = budget.take(others).await;
+                    let before = budget.free();
+                    let buf: Vec<u8> = Vec::with_capacity(cap as usize);
+                    let (buf, permit) = budget.take_for(len, buf).await;
+                    let counted = before - budget.free();
+                    assert_eq!(counted, permit.num_permits() as u64 * BUDGET_UNIT);
+                    assert!(
+                        buf.capacity() as u64 <= counted,
+                        "others {others}, cap {cap}, len {len}: {} bytes held, {counted} counted",
+                        buf.capacity()
+                    );
+                    assert!(buf.capacity() as u64 >= len && buf.is_empty());
+                    if cap + others <= BUDGET_BYTES && cap >= len {
+                        assert_eq!(buf.capacity() as u64, cap, "kept when it fits");
+                    }
+                }
+            }
+        }
+    }
 }

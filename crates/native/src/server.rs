@@ -213,7 +213,10 @@ impl Server {
     ///
     /// At most `limit` bytes of the body are read (the rest is not
     /// waited for): the flag says whether there was more, so that no
-    /// server can make steward hold more than it asked for.
+    /// server can make steward hold more than it asked for. The body goes
+    /// into `buf` (emptied first) on the first attempt, so that a caller
+    /// can read many times into one buffer.
+    #[allow(clippy::too_many_arguments)]
     async fn request(
         &self,
         tenant: &Tenant,
@@ -222,8 +225,10 @@ impl Server {
         path: &str,
         extra: &[(&'static str, String)],
         limit: usize,
+        buf: Vec<u8>,
     ) -> Result<(StatusCode, Vec<u8>, bool), Failure> {
         let url = format!("{}{path}", self.endpoint.key());
+        let buf = std::sync::Mutex::new(buf);
         let outcome = self
             .stack
             .call(tenant, kind, &self.group, &path, |_ep| {
@@ -235,11 +240,12 @@ impl Server {
                 for (k, v) in extra {
                     req = req.header(*k, v.as_str());
                 }
+                let buf = std::mem::take(&mut *buf.lock().unwrap_or_else(|e| e.into_inner()));
                 async move {
                     let answer = match req.send().await {
                         Ok(resp) => {
                             let status = resp.status();
-                            body_up_to(resp, limit)
+                            body_up_to(resp, limit, buf)
                                 .await
                                 .map(|(body, over)| (status, body, over))
                         }
@@ -298,7 +304,15 @@ impl Server {
     ) -> Result<BTreeSet<u32>, Failure> {
         let path = format!("/storage/v1/{}/{si}/shares", kind.path());
         let (status, body, over) = self
-            .request(tenant, Method::GET, LIST_SHARES, &path, &[], SMALL_BODY)
+            .request(
+                tenant,
+                Method::GET,
+                LIST_SHARES,
+                &path,
+                &[],
+                SMALL_BODY,
+                Vec::new(),
+            )
             .await?;
         if over {
             return Err(self.bad("a share listing", "more than 64 KiB"));
@@ -336,8 +350,27 @@ impl Server {
         shnum: u32,
         range: Range<u64>,
     ) -> Result<ShareBytes, Failure> {
+        self.read_share_into(tenant, kind, si, shnum, range, Vec::new())
+            .await
+    }
+
+    /// [`Server::read_share`] into `buf` (emptied first; give it the
+    /// capacity for the range to spare it from growing).
+    pub async fn read_share_into(
+        &self,
+        tenant: &Tenant,
+        kind: ShareKind,
+        si: &StorageIndex,
+        shnum: u32,
+        range: Range<u64>,
+        mut buf: Vec<u8>,
+    ) -> Result<ShareBytes, Failure> {
         if range.is_empty() {
-            return Ok(ShareBytes::default());
+            buf.clear();
+            return Ok(ShareBytes {
+                data: buf,
+                ended: false,
+            });
         }
         let len = range.end - range.start;
         let path = format!("/storage/v1/{}/{si}/{shnum}", kind.path());
@@ -353,6 +386,7 @@ impl Server {
                 &path,
                 &[(RANGE.as_str(), header)],
                 limit,
+                buf,
             )
             .await?;
         match status.as_u16() {
@@ -401,7 +435,15 @@ impl Server {
             ),
         ];
         let (status, _, _) = self
-            .request(tenant, Method::PUT, ADD_LEASE, &path, &headers, SMALL_BODY)
+            .request(
+                tenant,
+                Method::PUT,
+                ADD_LEASE,
+                &path,
+                &headers,
+                SMALL_BODY,
+                Vec::new(),
+            )
             .await?;
         match status.as_u16() {
             200 | 204 => Ok(true),
@@ -421,6 +463,7 @@ impl Server {
                 "/storage/v1/version",
                 &[],
                 SMALL_BODY,
+                Vec::new(),
             )
             .await?;
         if status != StatusCode::OK {
@@ -430,13 +473,15 @@ impl Server {
     }
 }
 
-/// At most `limit` bytes of a body, and whether it had more. Grows with
-/// what arrives, never reserved from a length the server states.
+/// At most `limit` bytes of a body, into `body` (emptied first), and
+/// whether it had more. Grows with what arrives, never reserved from a
+/// length the server states.
 async fn body_up_to(
     mut resp: reqwest::Response,
     limit: usize,
+    mut body: Vec<u8>,
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut body = Vec::new();
+    body.clear();
     while let Some(chunk) = resp.chunk().await? {
         let room = limit - body.len();
         if chunk.len() > room {
@@ -491,11 +536,11 @@ mod tests {
         // A server that sends more than a range asked for cannot make us
         // hold more than the range.
         let resp = |n: usize| reqwest::Response::from(http::Response::new(vec![7u8; n]));
-        let (body, over) = body_up_to(resp(100), 40).await.unwrap();
+        let (body, over) = body_up_to(resp(100), 40, Vec::new()).await.unwrap();
         assert_eq!((body.len(), over), (40, true));
-        let (body, over) = body_up_to(resp(40), 40).await.unwrap();
+        let (body, over) = body_up_to(resp(40), 40, vec![1; 7]).await.unwrap();
         assert_eq!((body.len(), over), (40, false));
-        let (body, over) = body_up_to(resp(0), 40).await.unwrap();
+        let (body, over) = body_up_to(resp(0), 40, Vec::new()).await.unwrap();
         assert_eq!((body.len(), over), (0, false));
     }
 

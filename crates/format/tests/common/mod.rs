@@ -64,6 +64,34 @@ pub struct Run {
 /// Drives `v` like a client of a storage server that holds `share` and
 /// answers as GBS does (a range past the end gives a short body).
 pub fn drive(v: &mut ShareVerifier, share: &[u8]) -> Run {
+    drive_with(v, share, |v, start, bytes| v.supply(start, bytes))
+}
+
+/// As [`drive`], reading each step into the verifier's own buffer
+/// ([`ShareVerifier::take_buffer`], [`ShareVerifier::supply_owned`]), as
+/// the native backend does; also returns the largest capacity that
+/// buffer ever had, to show that it is reused rather than grown.
+#[allow(dead_code)] // not every test binary uses it
+pub fn drive_owned(v: &mut ShareVerifier, share: &[u8]) -> (Run, usize) {
+    let mut most = 0;
+    let run = drive_with(v, share, |v, start, bytes| {
+        let mut buf = v.take_buffer();
+        assert!(buf.is_empty());
+        buf.reserve(bytes.len());
+        buf.extend_from_slice(bytes);
+        most = most.max(buf.capacity());
+        v.supply_owned(start, buf);
+    });
+    (run, most)
+}
+
+/// Runs `v` to its verdict, answering each read from `share` (cut short
+/// at its end) with `supply`.
+fn drive_with(
+    v: &mut ShareVerifier,
+    share: &[u8],
+    mut supply: impl FnMut(&mut ShareVerifier, u64, &[u8]),
+) -> Run {
     let mut reads = Vec::new();
     loop {
         match v.next_step() {
@@ -72,7 +100,7 @@ pub fn drive(v: &mut ShareVerifier, share: &[u8]) -> Run {
                 reads.push(r.clone());
                 let start = (r.start as usize).min(share.len());
                 let end = (r.end as usize).min(share.len());
-                v.supply(r.start, &share[start..end]);
+                supply(v, r.start, &share[start..end]);
             }
             Step::Done(verdict) => return Run { verdict, reads },
         }
