@@ -1032,6 +1032,52 @@ fn instructions(w: &mut String, ins: &Instructions, syn: &[&Group]) {
     );
 }
 
+/// Where the time of `steward deep-check --backend native` goes behind a
+/// delaying proxy: the storage servers' CPU (every check asks every
+/// server, a TLS request each, answered by Python) sets a floor no walk on
+/// this box can go under, whatever it keeps in flight: their CPU seconds
+/// spread over all the box's cores. The rest of the wall time is waiting
+/// on round trips (connections, then one listing per level of the tree).
+fn native_notes(res: &Results, n: &mut Vec<String>) {
+    let native = "steward deep-check --backend native";
+    let nproc = res.machine.nproc.max(1) as f64;
+    for g in groups(res, |g| {
+        matches!(g.section, Section::Slow { .. })
+            && (g.title == "deep-check" || g.title == crate::loopback::MIXED_TITLE)
+    }) {
+        let Section::Slow { rtt_ms } = g.section else {
+            continue;
+        };
+        let (Some(b), Some(s)) = (
+            baseline(g).and_then(Entry::median),
+            g.entry(native).and_then(Entry::median),
+        ) else {
+            continue;
+        };
+        let o = g.objects as f64;
+        let floor = s.storage_cpu() / nproc;
+        n.push(format!(
+            "{} {}: `{native}` took {} s for {} objects ({:.2}x Tahoe's {} s). The storage servers used {:.2} s of CPU ({:.1} ms per object; steward itself {:.2} s): \
+             spread over the box's {} cores that alone takes {:.2} s, so no walk sending these requests could beat {:.1}x Tahoe's on this box; \
+             the rest, {:.2} s, is waiting on round trips (the time of {:.0} of {rtt_ms} ms: connections, then a listing per level of the tree before its children are known).",
+            section_name(g.section),
+            g.title,
+            secs(s.wall),
+            g.objects,
+            b.wall / s.wall,
+            secs(b.wall),
+            s.storage_cpu(),
+            s.storage_cpu() * 1000.0 / o,
+            s.cpu,
+            nproc,
+            floor,
+            b.wall / floor.max(1e-9),
+            (s.wall - floor).max(0.0),
+            (s.wall - floor).max(0.0) * 1000.0 / rtt_ms as f64,
+        ));
+    }
+}
+
 /// A function name without its generic arguments' noise, for the notes.
 fn short_fn(f: &str) -> String {
     let f = f.replace("core::future::future::Future", "Future");
@@ -1140,6 +1186,7 @@ fn notes(res: &Results) -> Vec<String> {
                 .unwrap_or_default()
         ));
     }
+    native_notes(res, &mut n);
     let mut noisy = Vec::new();
     for g in &res.groups {
         for e in &g.entries {
